@@ -1,0 +1,18 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("PADL_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real mocap folder; tests that need it skip with a reason when it is absent (a fresh clone)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real mocap not found at {SHARED_DATA} (set PADL_SHARED_DATA)")
+    return SHARED_DATA
