@@ -53,10 +53,10 @@ def _offset(key: str, n: int) -> int:
 
 # --- Bandai-Namco: content x style ------------------------------------------------------------------------
 
-# Base-form verb phrases per content, canonical first. Meanings checked against the clips themselves:
-# 'bye' waves one hand, 'byebye' both; 'respond' raises a hand high; 'guide' sweeps one hand out to show
-# the way; 'call' brings both hands together while leaning in, calling someone over; 'slash' swings a
-# two-handed sword overhead.
+# Base-form verb phrases per content, canonical first, in cfg/content_label.txt order (the JSON indexes it).
+# Meanings checked against the clips' hand paths: 'bye' waves one hand, 'byebye' both; 'respond' raises
+# one hand above the head; 'guide' sweeps one hand out to show the way; 'call' brings both hands together
+# while leaning in (calling someone over); 'slash' swings both hands overhead, as with a two-handed sword.
 BANDAI_CONTENTS: dict[str, tuple[str, ...]] = {
     "walk": ("walk forward", "walk straight ahead", "walk ahead"),
     "run": ("run forward", "run straight ahead", "run ahead"),
@@ -66,8 +66,8 @@ BANDAI_CONTENTS: dict[str, tuple[str, ...]] = {
     "walk-right": ("walk to the right", "walk rightward", "move to the right on foot"),
     "bow": ("bow", "take a bow", "bend forward in a bow"),
     "bye": ("wave goodbye", "wave goodbye with one hand", "wave a hand to say bye"),
-    "byebye": ("wave goodbye with both hands", "wave both hands to say goodbye", "wave bye-bye with both arms"),
     "guide": ("gesture the way with one hand", "guide someone with a hand gesture", "show someone the way"),
+    "byebye": ("wave goodbye with both hands", "wave both hands to say goodbye", "wave bye-bye with both arms"),
     "respond": ("raise a hand to respond", "raise a hand in reply", "answer by raising a hand"),
     "call": ("call someone over", "call out to someone", "beckon someone to come"),
     "punch": ("throw punches", "punch", "box with the fists"),
@@ -128,7 +128,7 @@ def bandai_captions(content: str, style: str) -> list[str]:
     subj, adv, manner, _ = BANDAI_STYLES[style]
     return _uniq([
         f"{subj[0]} {_third_person(v0)}",
-        f"someone {_third_person(v0)} {adv[0]}",
+        f"{'a person' if 'someone' in v0 else 'someone'} {_third_person(v0)} {adv[0]}",
         f"{v0} {adv[1]}",
         f"a person {_third_person(v1)} {manner[0]}",
         f"{subj[1]} {_third_person(v2)}",

@@ -73,10 +73,13 @@ class Rollout(NamedTuple):
     final_values: Optional[jax.Array] = None  # (T, N) V(final obs), read only where truncated
 
 
-def _networks(config: PPOConfig) -> tuple[GaussianPolicy, ValueNet]:
+def _policy(config: PPOConfig, act_dim: int) -> GaussianPolicy:
     act = activation_fn(config.activation)
-    policy = GaussianPolicy(config.policy_hidden, -1, config.layer_norm, act, config.log_std_init, config.fixed_log_std)
-    return policy, ValueNet(config.value_hidden, config.layer_norm, act)
+    return GaussianPolicy(config.policy_hidden, act_dim, config.layer_norm, act, config.log_std_init, config.fixed_log_std)
+
+
+def _value_net(config: PPOConfig) -> ValueNet:
+    return ValueNet(config.value_hidden, config.layer_norm, activation_fn(config.activation))
 
 
 def _optimizers(config: PPOConfig) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
@@ -86,16 +89,11 @@ def _optimizers(config: PPOConfig) -> tuple[optax.GradientTransformation, optax.
     return make(config.policy_lr), make(config.value_lr)
 
 
-def _policy(config: PPOConfig, act_dim: int) -> GaussianPolicy:
-    return _networks(config)[0].replace(act_dim=act_dim)
-
-
 def init(key: jax.Array, obs_dim: int, act_dim: int, config: PPOConfig = PPOConfig()) -> TrainState:
     k_pi, k_v = jax.random.split(key)
-    _, value_net = _networks(config)
     dummy = jnp.zeros((1, obs_dim), jnp.float32)
     policy_params = _policy(config, act_dim).init(k_pi, dummy)
-    value_params = value_net.init(k_v, dummy)
+    value_params = _value_net(config).init(k_v, dummy)
     pi_tx, v_tx = _optimizers(config)
     return TrainState(
         policy_params=policy_params,
@@ -121,7 +119,7 @@ def _norm_obs(ts: TrainState, obs: jax.Array) -> jax.Array:
 @jax.jit
 def value(ts: TrainState, obs: jax.Array) -> jax.Array:
     """V(obs); use for `last_value` and for the final observation of truncated episodes."""
-    return _networks(ts.config)[1].apply(ts.value_params, _norm_obs(ts, obs))
+    return _value_net(ts.config).apply(ts.value_params, _norm_obs(ts, obs))
 
 
 @jax.jit(static_argnames="deterministic")
@@ -130,7 +128,7 @@ def act(ts: TrainState, obs: jax.Array, key: jax.Array, deterministic: bool = Fa
     x = _norm_obs(ts, obs)
     mean, log_std = _policy(ts.config, _act_dim(ts)).apply(ts.policy_params, x)
     action = mean if deterministic else mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
-    v = _networks(ts.config)[1].apply(ts.value_params, x)
+    v = _value_net(ts.config).apply(ts.value_params, x)
     return action, gaussian_log_prob(mean, log_std, action), v
 
 
@@ -170,7 +168,7 @@ def _loss(params, ts: TrainState, batch: dict):
     policy_loss = -jnp.mean(surrogate)
     entropy = jnp.mean(gaussian_entropy(log_std))
 
-    v = _networks(cfg)[1].apply(value_params, batch["obs"])
+    v = _value_net(cfg).apply(value_params, batch["obs"])
     value_err = jnp.square(v - batch["returns"])
     if cfg.value_clip is not None:
         v_clipped = batch["values"] + jnp.clip(v - batch["values"], -cfg.value_clip, cfg.value_clip)

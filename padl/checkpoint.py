@@ -1,0 +1,162 @@
+"""Pickle-free checkpoints: a pytree of arrays in `<name>.npz` plus a `<name>.json` sidecar.
+
+The sidecar holds the format name/version, a JSON-able config, each leaf's key path, shape
+and dtype, and the sha256 of the npz. Arrays are loaded with allow_pickle=False, so a
+checkpoint can never execute code. Both files are written to temporaries in the target
+directory and moved into place with os.replace, JSON last: a save that fails part-way leaves
+the previous checkpoint untouched, and a crash between the two renames is caught on load by
+the checksum instead of silently mixing two saves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMAT = "padl-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is foreign, corrupted, or does not fit the requested template."""
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix in (".npz", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".npz"), p.with_name(p.name + ".json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _to_numpy(leaf: Any, key: str) -> np.ndarray:
+    if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        raise TypeError(f"leaf {key} is a typed PRNG key; store jax.random.key_data(key) instead")
+    arr = np.asarray(leaf)
+    if arr.dtype == object:
+        raise TypeError(f"leaf {key} is not an array (got {type(leaf).__name__})")
+    return arr
+
+
+def _write_temp(directory: Path, suffix: str, write) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return Path(tmp)
+
+
+def save(path: str | os.PathLike, tree: Any, config: dict | None = None) -> Path:
+    """Write `tree` (any pytree of arrays / Python scalars) and `config`; returns the .json path."""
+    npz_path, json_path = _paths(path)
+    npz_path.parent.mkdir(parents=True, exist_ok=True)
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    keys = [jax.tree_util.keystr(p) for p, _ in leaves]
+    arrays = [_to_numpy(leaf, k) for k, (_, leaf) in zip(keys, leaves)]
+    # Non-numpy dtypes (bfloat16 etc.) are stored as raw unsigned ints and viewed back on load.
+    stored = {f"leaf_{i}": a if a.dtype.kind in "biufc" else a.view(f"u{a.dtype.itemsize}") for i, a in enumerate(arrays)}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config or {},
+        "leaves": [{"key": k, "shape": list(a.shape), "dtype": a.dtype.name} for k, a in zip(keys, arrays)],
+    }
+    tmp_npz = _write_temp(npz_path.parent, ".npz", lambda f: np.savez(f, **stored))
+    try:
+        meta["npz"] = npz_path.name
+        meta["sha256"] = _sha256(tmp_npz)
+        tmp_json = _write_temp(json_path.parent, ".json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    except BaseException:
+        os.unlink(tmp_npz)
+        raise
+    os.replace(tmp_npz, npz_path)
+    os.replace(tmp_json, json_path)
+    return json_path
+
+
+def load(path: str | os.PathLike, template: Any = None) -> tuple[Any, dict]:
+    """Return (tree, config). With a template, the tree has its structure and leaf types and every
+    key, shape and dtype must match; without one, a flat {key path: np.ndarray} dict is returned."""
+    npz_path, json_path = _paths(path)
+
+    def fail(file: Path, problem: str):
+        raise CheckpointError(f"{file}: {problem}")
+
+    try:
+        meta = json.loads(json_path.read_text())
+    except FileNotFoundError:
+        fail(json_path, "no such checkpoint")
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        fail(json_path, f"not a valid JSON sidecar ({e.__class__.__name__})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fail(json_path, f"not a {FORMAT} file (format={meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION:
+        fail(json_path, f"unsupported version {meta.get('version')!r} (expected {VERSION})")
+    try:
+        leaves, sha, config = meta["leaves"], meta["sha256"], meta["config"]
+        keys = [leaf["key"] for leaf in leaves]
+    except (KeyError, TypeError) as e:
+        fail(json_path, f"malformed sidecar (missing {e})")
+    if not npz_path.is_file():
+        fail(npz_path, "array file is missing")
+    if _sha256(npz_path) != sha:
+        fail(npz_path, "sha256 mismatch: corrupted, or not the file this sidecar describes")
+
+    flat = {}
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            for i, info in enumerate(leaves):
+                arr = npz[f"leaf_{i}"]
+                if arr.dtype.name != info["dtype"]:
+                    arr = arr.view(jnp.dtype(info["dtype"]))
+                if list(arr.shape) != info["shape"]:
+                    fail(npz_path, f"leaf {info['key']} has shape {arr.shape}, sidecar says {tuple(info['shape'])}")
+                flat[info["key"]] = arr
+    except CheckpointError:
+        raise
+    except (KeyError, ValueError, OSError, TypeError, zipfile.BadZipFile) as e:
+        fail(npz_path, f"unreadable array file ({e.__class__.__name__}: {e})")
+    if template is None:
+        return flat, config
+
+    t_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    t_keys = [jax.tree_util.keystr(p) for p, _ in t_leaves]
+    if missing := [k for k in t_keys if k not in flat]:
+        fail(npz_path, f"missing key {missing[0]} ({len(missing)} missing)")
+    if extra := [k for k in keys if k not in set(t_keys)]:
+        fail(npz_path, f"unexpected key {extra[0]} not in template ({len(extra)} extra)")
+    out = []
+    for k, (_, t) in zip(t_keys, t_leaves):
+        arr, t_arr = flat[k], _to_numpy(t, k)
+        if arr.shape != t_arr.shape or arr.dtype != t_arr.dtype:
+            fail(npz_path, f"leaf {k} is {arr.dtype}{list(arr.shape)}, template wants {t_arr.dtype}{list(t_arr.shape)}")
+        if isinstance(t, (bool, int, float, complex)):
+            out.append(type(t)(arr.item()))
+        elif isinstance(t, np.generic):
+            out.append(arr[()])
+        elif isinstance(t, np.ndarray):
+            out.append(arr)
+        else:
+            out.append(jnp.asarray(arr))
+    return jax.tree_util.tree_unflatten(treedef, out), config
