@@ -63,7 +63,7 @@ def resample(src: SourceMotion, fps: float) -> tuple[np.ndarray, np.ndarray]:
     i0 = np.minimum(np.floor(t).astype(int), src.num_frames - 1)
     i1 = np.minimum(i0 + 1, src.num_frames - 1)
     a = t - i0
-    rot = quat_slerp(src.local_rot[i0], src.local_rot[i1], a[:, None, None] * np.ones(src.local_rot.shape[1:2])[None, :, None])
+    rot = quat_slerp(src.local_rot[i0], src.local_rot[i1], np.broadcast_to(a[:, None], src.local_rot.shape[:2]))
     pos = src.root_pos[i0] * (1 - a[:, None]) + src.root_pos[i1] * a[:, None]
     return rot, pos
 

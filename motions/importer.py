@@ -1,0 +1,114 @@
+"""`motions import`: read sources, retarget, measure, caption, and write a library in one transaction."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from characters.character import Character
+from motions import kinematics as K
+from motions.captions import captions_for
+from motions.clip import LibraryWriter, velocities
+from motions.detect import load_source
+from motions.quality import Thresholds, assess, foot_metrics, joint_limit_violation_deg, key_body_error_cm, thresholds_dict
+from motions.retarget import KEY_POINTS, IKSolver, retarget
+from motions.source import MotionImportError, SourceMotion
+
+LICENCES = {
+    "bandai": "CC BY-NC 4.0 (Bandai Namco Research Motiondataset-1)",
+    "cmu": "CMU Graphics Lab Motion Capture Database: free for research and commercial use",
+    "deepmimic": "MIT (DeepMimic motions, derived from CMU/SFU mocap)",
+    "poselib": "BSD-3-Clause (IsaacGymEnvs AMP motions, derived from CMU mocap)",
+    "amass": "AMASS licence: non-commercial scientific research only",
+}
+
+
+def clip_identity(src: SourceMotion) -> tuple[str, str, bool]:
+    """(clip id, licence, loops) from the source's labels and format."""
+    lab = src.labels
+    if "content" in lab:
+        return f"bandai_{lab['content']}_{lab['style']}_{lab.get('take', '000')}", LICENCES["bandai"], False
+    if "cmu_clip_id" in lab:
+        return f"cmu_{lab['cmu_clip_id']}", LICENCES["cmu"], False
+    if src.source_format == "deepmimic":
+        return f"deepmimic_{lab['name']}", LICENCES["deepmimic"], lab.get("loop") == "wrap"
+    if src.source_format == "poselib":
+        return f"amp_{lab['name']}", LICENCES["poselib"], False
+    if src.source_format == "amass":
+        return f"amass_{Path(src.source_file).stem}", LICENCES["amass"], False
+    return Path(src.source_file).stem, "unknown (stated by the user)", False
+
+
+def measure(character: Character, qpos: np.ndarray, fps: float, target: np.ndarray) -> dict:
+    skel = K.Skeleton.from_model(character.model)
+    pts = np.asarray(K.points(K.forward_kinematics(skel, jnp.asarray(qpos, jnp.float32)), character.point_bodies, character.point_offsets))
+    key = np.array([character.point_names.index(p) for p in KEY_POINTS])
+    mean, worst = key_body_error_cm(pts, target, key)
+    limit, joint = joint_limit_violation_deg(character, qpos)
+    return {"key_body_error_mean_cm": mean, "key_body_error_max_cm": worst, **foot_metrics(character, qpos, fps),
+            "joint_limit_deg": limit, "joint_limit_joint": joint}
+
+
+def find_cmu_descriptions(src_path: Path) -> Path | None:
+    for d in (src_path.parent, src_path.parent.parent):
+        p = d / "cmu_clip_descriptions.tsv"
+        if p.is_file():
+            return p
+    return None
+
+
+def import_clips(paths: list[Path], out: Path, fmt: str | None = None, thresholds: Thresholds = Thresholds(),
+                 character: Character | None = None, progress: bool = True) -> list[dict]:
+    """Import every path into the library at out; all-or-nothing. Returns the manifest entries added."""
+    character = character or Character()
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        if not p.is_file():
+            raise MotionImportError(p, "no such file")
+    # Parse everything first: a bad file fails the import before any work or any write.
+    sources = [load_source(p, fmt) for p in tqdm(paths, desc="reading", disable=not progress)]
+    for p, s in zip(paths, sources):
+        if s.num_frames < 2:
+            raise MotionImportError(p, f"only {s.num_frames} frame(s); a clip needs at least 2")
+    writer = LibraryWriter(out, character, thresholds_dict(thresholds))
+    solver = IKSolver(character)
+    added = []
+    try:
+        for p, src in tqdm(list(zip(paths, sources)), desc="retargeting", disable=not progress):
+            clip_id, licence, loop = clip_identity(src)
+            clip_id = writer.unique_id(clip_id)
+            r = retarget(src, character, solver)
+            qa = measure(character, r.qpos, r.fps, r.target_points)
+            reasons = assess(qa, thresholds)
+            entry = {
+                "id": clip_id,
+                "captions": captions_for(src.labels, src.source_format, clip_id, find_cmu_descriptions(p)),
+                "source_file": str(p), "source_format": src.source_format, "licence": licence,
+                "labels": src.labels, "loop": loop, "num_frames": int(len(r.qpos)),
+                "duration_s": float((len(r.qpos) - 1) / r.fps), "joint_map": r.joint_map, "scale": r.scale,
+                "qa": qa, "flagged": bool(reasons), "flag_reasons": reasons,
+            }
+            writer.add(entry, r.qpos, r.fps, velocities(character, r.qpos, r.fps))
+            added.append(entry)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return added
+
+
+def qa_table(entries: list[dict]) -> str:
+    head = f"{'clip':<36} {'frames':>6} {'kb mean':>8} {'kb max':>7} {'pen':>5} {'skate':>6} {'slide':>6} {'limit':>6}  flag"
+    lines = [head, "-" * len(head)]
+    for e in entries:
+        q = e["qa"]
+        lines.append(f"{e['id'][:36]:<36} {e['num_frames']:>6} {q['key_body_error_mean_cm']:>8.1f} {q['key_body_error_max_cm']:>7.1f} "
+                     f"{q['penetration_cm']:>5.1f} {q['skate_speed_cm_s']:>6.1f} {q['max_stance_slide_cm']:>6.1f} "
+                     f"{q['joint_limit_deg']:>6.1f}  {'; '.join(e['flag_reasons']) if e['flagged'] else ''}")
+    n = sum(e["flagged"] for e in entries)
+    lines.append(f"{len(entries)} clips, {n} flagged (kept out of the default library). "
+                 "kb = key-body error (cm), pen = foot penetration (cm), skate = foot speed in contact (cm/s), "
+                 "slide = largest slide in one stance (cm), limit = worst joint past its limit (deg)")
+    return "\n".join(lines)
