@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .fk import forward_kinematics
-from .quat import change_basis, quat_from_euler, quat_mul, quat_rotate
+from .quat import Y_UP_Z_FWD_TO_Z_UP, change_basis, quat_from_euler, quat_mul, quat_rotate
 from .source import MotionImportError, SourceMotion
 
 CMU_UNIT = 0.056444  # metres per CMU BVH unit (the CMU release's inch-based scale)
@@ -264,7 +264,8 @@ def load_bvh(path, unit_scale: float | None = None) -> SourceMotion:
         out_labels["dropped_tpose_frame"] = True
     offsets = pos[0] * scale
     offsets[0] = 0.0  # the root's placement lives in root_pos
-    local_rot, offsets, root_pos = change_basis(rot, offsets, pos[:, 0] * scale)
+    # BVH characters conventionally face +z: (x, y, z) -> (z, x, y) makes them face +x, Z up
+    local_rot, offsets, root_pos = change_basis(rot, offsets, pos[:, 0] * scale, Y_UP_Z_FWD_TO_Z_UP)
     return SourceMotion(joint_names=names, parents=parents, offsets=offsets, local_rot=local_rot,
                         root_pos=root_pos, fps=snap_fps(1.0 / frame_time), source_file=str(path),
                         source_format="bvh", labels=out_labels)

@@ -110,8 +110,12 @@ def quat_slerp(q0, q1, t):
     return quat_normalize(w0 * q0 + w1 * q1)
 
 
-# Y-up -> Z-up: a +90 degree turn about x maps (x, y, z) to (x, -z, y); proper, so handedness is kept.
+# Y-up -> Z-up changes of axes; both are proper rotations, so handedness is kept, and both end with the
+# character facing +x with its left on +y (the DeepMimic / AMP / MuJoCo-humanoid convention).
+# For Y-up data facing +x (DeepMimic): +90 degrees about x, (x, y, z) -> (x, -z, y).
 Y_UP_TO_Z_UP = np.array([np.sqrt(0.5), np.sqrt(0.5), 0.0, 0.0])
+# For Y-up data facing +z (BVH convention, CMU, SMPL): 120 degrees about (1,1,1), (x, y, z) -> (z, x, y).
+Y_UP_Z_FWD_TO_Z_UP = np.array([0.5, 0.5, 0.5, 0.5])
 
 
 def change_basis(rot, offsets, root_pos, c=Y_UP_TO_Z_UP):

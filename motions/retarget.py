@@ -143,7 +143,7 @@ def _residual_fn(skel, bodies, offsets, bones, lo, hi, weights: IKWeights, point
     return residual
 
 
-@partial(jax.jit, static_argnums=(0,))
+@partial(jax.jit, static_argnums=(0, 6))
 def _solve(residual, x0, init_rot, target, dirs, bone_w, iterations: int, damping: float):
     def one(x, r_args):
         def step(x, _):

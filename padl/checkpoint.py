@@ -49,8 +49,8 @@ def _to_numpy(leaf: Any, key: str) -> np.ndarray:
     if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
         raise TypeError(f"leaf {key} is a typed PRNG key; store jax.random.key_data(key) instead")
     arr = np.asarray(leaf)
-    if arr.dtype == object:
-        raise TypeError(f"leaf {key} is not an array (got {type(leaf).__name__})")
+    if arr.dtype.kind not in "biufc" and arr.dtype.type.__module__ != "ml_dtypes":
+        raise TypeError(f"leaf {key} is not a numeric array (got {type(leaf).__name__} of dtype {arr.dtype})")
     return arr
 
 

@@ -162,7 +162,7 @@ def test_ppo_learns_point_mass():
           + ", ".join(f"{k}={float(v):.3g}" for k, v in metrics.items()))
     assert all(np.isfinite(float(v)) for v in metrics.values())
     assert int(ts.step) == 50
-    assert final > initial + 0.5 * abs(initial), (initial, final)
+    assert final > 0.25 * initial, (initial, final)  # returns are negative: >= 75% less distance-cost
 
 
 def test_update_first_epoch_ratio_is_one():
