@@ -3,17 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
 from characters.character import Character
-from motions import kinematics as K
 from motions.captions import captions_for
 from motions.clip import LibraryWriter, velocities
 from motions.detect import load_source
 from motions.quality import Thresholds, assess, foot_metrics, joint_limit_violation_deg, key_body_error_cm, thresholds_dict
-from motions.retarget import KEY_POINTS, IKSolver, retarget
+from motions.retarget import KEY_POINTS, IKSolver, character_points, retarget
 from motions.source import MotionImportError, SourceMotion
 
 LICENCES = {
@@ -42,8 +40,7 @@ def clip_identity(src: SourceMotion) -> tuple[str, str, bool]:
 
 
 def measure(character: Character, qpos: np.ndarray, fps: float, target: np.ndarray) -> dict:
-    skel = K.Skeleton.from_model(character.model)
-    pts = np.asarray(K.points(K.forward_kinematics(skel, jnp.asarray(qpos, jnp.float32)), character.point_bodies, character.point_offsets))
+    pts = character_points(character, qpos)
     key = np.array([character.point_names.index(p) for p in KEY_POINTS])
     mean, worst = key_body_error_cm(pts, target, key)
     limit, joint = joint_limit_violation_deg(character, qpos)

@@ -49,14 +49,17 @@ def lowest_points(character: Character, qpos: np.ndarray) -> np.ndarray:
 
 
 def foot_metrics(character: Character, qpos: np.ndarray, fps: float) -> dict:
-    """Penetration (cm), and skating: mean horizontal foot speed in contact (cm/s), largest slide in one stance (cm)."""
+    """Penetration (cm); skating: mean horizontal foot speed while the foot is flat on the ground (cm/s) and
+    the largest slide within one stance (cm). A foot is in stance when its sole corners are on average within
+    CONTACT_HEIGHT of the floor, so heel-to-toe rolling is not mistaken for sliding."""
     m = character.model
     feet = [m.geom(n).id for n in character.foot_body_names]
     gp, gr, _ = geom_states(character, qpos)
-    size = m.geom_size
-    low = np.stack([gp[:, g, 2] - np.abs(gr[:, g, 2, :]) @ size[g] for g in feet], axis=1)  # (T, 2)
+    signs = np.array([[sx, sy, -1.0] for sx in (-1, 1) for sy in (-1, 1)])
+    corners = np.stack([gp[:, g, None, :] + np.einsum("tij,cj->tci", gr[:, g], signs * m.geom_size[g]) for g in feet], 1)
+    heights = corners[..., 2]  # (T, feet, 4)
     xy = gp[:, feet, :2]
-    contact = low < CONTACT_HEIGHT
+    contact = heights.mean(axis=-1) < CONTACT_HEIGHT
     speed = np.linalg.norm(np.diff(xy, axis=0), axis=-1) * fps
     both = contact[1:] & contact[:-1]
     slide = 0.0
@@ -69,7 +72,7 @@ def foot_metrics(character: Character, qpos: np.ndarray, fps: float) -> dict:
             else:
                 start = None
     return {
-        "penetration_cm": float(max(0.0, -low.min()) * 100),
+        "penetration_cm": float(max(0.0, -heights.min()) * 100),
         "skate_speed_cm_s": float(speed[both].mean() * 100) if both.any() else 0.0,
         "max_stance_slide_cm": slide * 100,
     }

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
+import mujoco
 import numpy as np
 
 from characters.character import Character
-from motions import kinematics as K
 from motions.fk import global_transforms
 from motions.quat import quat_slerp
 from motions.source import MotionImportError, SourceMotion
 
 JOINT_MAP_DIR = Path(__file__).with_name("joint_maps")
-# Chains whose summed lengths measure "height" the same way on the source and on the character.
-HEIGHT_CHAIN = (("ankle", "knee"), ("knee", "hip"), ("pelvis", "spine"), ("spine", "chest"), ("chest", "neck"), ("neck", "head"))
+# "Height" is measured along bone chains (pose-independent): the legs, and the legs plus spine and neck.
+# Skeletons split the torso differently, so the scale is the mean of the two ratios: legs alone put the
+# hips right, the whole chain the head.
+HEIGHT_CHAINS = ((("ankle", "knee"), ("knee", "hip")),
+                 (("ankle", "knee"), ("knee", "hip"), ("pelvis", "spine"), ("spine", "chest"), ("chest", "neck"), ("neck", "head")))
 KEY_POINTS = ("head", "left_wrist", "right_wrist", "left_ankle", "right_ankle")
 
 
@@ -63,7 +63,7 @@ def resample(src: SourceMotion, fps: float) -> tuple[np.ndarray, np.ndarray]:
     i0 = np.minimum(np.floor(t).astype(int), src.num_frames - 1)
     i1 = np.minimum(i0 + 1, src.num_frames - 1)
     a = t - i0
-    rot = quat_slerp(src.local_rot[i0], src.local_rot[i1], np.broadcast_to(a[:, None], src.local_rot.shape[:2]))
+    rot = quat_slerp(src.local_rot[i0], src.local_rot[i1], np.broadcast_to(a[:, None], (len(a), src.local_rot.shape[1])))
     pos = src.root_pos[i0] * (1 - a[:, None]) + src.root_pos[i1] * a[:, None]
     return rot, pos
 
@@ -85,10 +85,10 @@ def source_points(src: SourceMotion, jm: JointMap, character: Character, rot, ro
     return pts, mask
 
 
-def chain_length(pts: np.ndarray, names: tuple[str, ...], mask: np.ndarray) -> float:
-    """Average summed length of HEIGHT_CHAIN over frames (legs averaged over both sides)."""
+def chain_length(pts: np.ndarray, names: tuple[str, ...], mask: np.ndarray, chain) -> float:
+    """Average summed length of a chain over frames (legs averaged over both sides)."""
     total = 0.0
-    for a, b in HEIGHT_CHAIN:
+    for a, b in chain:
         sides = ("left_", "right_") if a in ("ankle", "knee") else ("",)
         lens = []
         for s in sides:
@@ -114,6 +114,18 @@ def _frame_from_points(left, right, low, high):
     return np.concatenate([xyzw[..., 3:], xyzw[..., :3]], axis=-1)
 
 
+def character_points(character: Character, qpos: np.ndarray) -> np.ndarray:
+    """(T, P, 3) world positions of the character's named points."""
+    m, d = character.model, mujoco.MjData(character.model)
+    bodies = character.point_bodies + 1
+    out = np.zeros((len(qpos), len(bodies), 3))
+    for t, q in enumerate(qpos):
+        d.qpos[:] = q
+        mujoco.mj_kinematics(m, d)
+        out[t] = d.xpos[bodies] + np.einsum("pij,pj->pi", d.xmat[bodies].reshape(-1, 3, 3), character.point_offsets)
+    return out
+
+
 @dataclass(frozen=True)
 class IKWeights:
     key_point: float = 1.0
@@ -121,82 +133,95 @@ class IKWeights:
     bone_direction: float = 0.3  # metres per unit of direction error
     joint_limit: float = 3.0
     rest_pose: float = 0.01
-    iterations: int = 30
+    first_iterations: int = 60
+    iterations: int = 12  # later frames start from the previous solution
     damping: float = 1e-3
 
 
-def _residual_fn(skel, bodies, offsets, bones, lo, hi, weights: IKWeights, point_w):
-    def residual(x, init_rot, target, dirs, bone_w):
-        root_rot = K.quat_mul(K.rotvec_to_quat(x[3:6]), init_rot)
-        qpos = jnp.concatenate([x[:3], root_rot, x[6:]])
-        state = K.forward_kinematics(skel, qpos)
-        p = K.points(state, bodies, offsets)
-        d = p[bones[:, 1]] - p[bones[:, 0]]
-        d = d / jnp.linalg.norm(d, axis=-1, keepdims=True).clip(1e-6)
-        q = x[6:]
-        return jnp.concatenate([
-            ((p - target) * point_w[:, None]).ravel(),
-            ((d - dirs) * bone_w[:, None]).ravel() * weights.bone_direction,
-            (jax.nn.relu(q - hi) + jax.nn.relu(lo - q)) * weights.joint_limit,
-            q * weights.rest_pose,
-        ])
-    return residual
-
-
-@partial(jax.jit, static_argnums=(0, 6))
-def _solve(residual, x0, init_rot, target, dirs, bone_w, iterations: int, damping: float):
-    def one(x, r_args):
-        def step(x, _):
-            r = residual(x, *r_args)
-            J = jax.jacfwd(residual)(x, *r_args)
-            JTJ = J.T @ J
-            dx = jnp.linalg.solve(JTJ + damping * (jnp.diag(jnp.diag(JTJ)) + jnp.eye(x.shape[0])), -J.T @ r)
-            return x + dx, None
-        return jax.lax.scan(step, x, None, length=iterations)[0]
-    return jax.vmap(one)(x0, (init_rot, target, dirs, bone_w))
-
-
 class IKSolver:
-    """Batched per-frame IK on the character; compiled once per padded batch size."""
+    """Per-frame Levenberg-Marquardt IK on MuJoCo's analytic Jacobians, warm-started frame to frame (which
+    also keeps ambiguous degrees of freedom, like an arm's twist, from flipping between frames)."""
 
     def __init__(self, character: Character, weights: IKWeights = IKWeights()):
         self.c, self.w = character, weights
-        self.skel = K.Skeleton.from_model(character.model)
+        self.m = character.model
+        self.d = mujoco.MjData(self.m)
         self.key_mask = np.isin(character.point_names, KEY_POINTS)
-        lo, hi = character.joint_limits.T
-        self._lo, self._hi = lo, hi
-        self._residuals = {}
+        self.lo, self.hi = character.joint_limits.T
 
-    def _residual(self, mask: np.ndarray):
-        key = mask.tobytes()
-        if key not in self._residuals:
-            point_w = np.where(self.key_mask, self.w.key_point, self.w.other_point) * mask
-            self._residuals[key] = _residual_fn(self.skel, self.c.point_bodies, self.c.point_offsets, self.c.bones,
-                                                self._lo, self._hi, self.w, jnp.asarray(point_w, jnp.float32))
-        return self._residuals[key]
+    def _eval(self, q, target, dirs, point_w, bone_w):
+        m, d, c, w = self.m, self.d, self.c, self.w
+        d.qpos[:] = q
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)
+        bodies = c.point_bodies + 1
+        p = d.xpos[bodies] + np.einsum("pij,pj->pi", d.xmat[bodies].reshape(-1, 3, 3), c.point_offsets)
+        jac = np.zeros((len(bodies), 3, m.nv))
+        for i in range(len(bodies)):
+            mujoco.mj_jac(m, d, jac[i], None, p[i], bodies[i])
+        a, b = c.bones[:, 0], c.bones[:, 1]
+        v = p[b] - p[a]
+        n = np.linalg.norm(v, axis=-1, keepdims=True).clip(1e-6)
+        u = v / n
+        proj = (np.eye(3)[None] - u[:, :, None] * u[:, None, :]) / n[:, :, None]
+        jd = np.einsum("bij,bjk->bik", proj, jac[b] - jac[a])
+        hinge = q[7:]
+        over = np.maximum(hinge - self.hi, 0) - np.maximum(self.lo - hinge, 0)
+        jl = np.zeros((len(hinge), m.nv))
+        jl[np.arange(len(hinge)), 6 + np.arange(len(hinge))] = (over != 0) * w.joint_limit
+        jr = np.zeros((len(hinge), m.nv))
+        jr[np.arange(len(hinge)), 6 + np.arange(len(hinge))] = w.rest_pose
+        r = np.concatenate([((p - target) * point_w[:, None]).ravel(),
+                            ((u - dirs) * bone_w[:, None]).ravel() * w.bone_direction,
+                            over * w.joint_limit, hinge * w.rest_pose])
+        J = np.concatenate([(jac * point_w[:, None, None]).reshape(-1, m.nv),
+                            (jd * bone_w[:, None, None]).reshape(-1, m.nv) * w.bone_direction, jl, jr])
+        return r, J
+
+    def _refine(self, q, target, dirs, point_w, bone_w, iterations):
+        """Levenberg-Marquardt with step acceptance: a step that raises the cost is retried more damped."""
+        mu = self.w.damping
+        r, J = self._eval(q, target, dirs, point_w, bone_w)
+        for _ in range(iterations):
+            JTJ, g = J.T @ J, J.T @ r
+            for _ in range(6):
+                dq = np.linalg.solve(JTJ + mu * (np.diag(np.diag(JTJ)) + np.eye(len(JTJ))), -g)
+                trial = q.copy()
+                mujoco.mj_integratePos(self.m, trial, dq, 1.0)
+                r_new, J_new = self._eval(trial, target, dirs, point_w, bone_w)
+                if r_new @ r_new < r @ r:
+                    q, r, J, mu = trial, r_new, J_new, max(mu / 3, 1e-6)
+                    break
+                mu *= 10
+            else:
+                break
+        return q
 
     def solve(self, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """qpos (T, 35) whose points best match target (T, P, 3) where mask is set."""
-        c, T = self.c, target.shape[0]
+        """qpos (T, 7 + J) whose points best match target (T, P, 3) where mask is set."""
+        c = self.c
         names = c.point_names
         idx = {n: names.index(n) for n in ("left_hip", "right_hip", "pelvis", "spine", "chest", "neck")}
         if not all(mask[idx[n]] for n in ("left_hip", "right_hip", "pelvis")):
             raise ValueError("the joint map must match pelvis, left_hip and right_hip")
         up = next(n for n in ("spine", "chest", "neck") if mask[idx[n]])
-        init_rot = _frame_from_points(target[:, idx["left_hip"]], target[:, idx["right_hip"]], target[:, idx["pelvis"]], target[:, idx[up]])
         bones = c.bones
         dirs = target[:, bones[:, 1]] - target[:, bones[:, 0]]
         dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True).clip(1e-9)
-        bone_w = (mask[bones[:, 0]] & mask[bones[:, 1]]).astype(np.float32)
-        x0 = np.zeros((T, 6 + c.num_dof))
-        x0[:, :3] = target[:, idx["pelvis"]]
-        pad = -T % 64  # bucket sizes so clips of similar length share one compilation
-        padf = lambda a: np.concatenate([a, np.repeat(a[-1:], pad, 0)]) if pad else a
-        args = [jnp.asarray(padf(a), jnp.float32) for a in (x0, init_rot, target, dirs, np.broadcast_to(bone_w, (T, len(bone_w))))]
-        x = np.asarray(_solve(self._residual(mask), *args, self.w.iterations, self.w.damping), np.float64)[:T]
-        root_rot = np.asarray(K.quat_mul(K.rotvec_to_quat(jnp.asarray(x[:, 3:6])), jnp.asarray(init_rot, jnp.float32)), np.float64)
-        root_rot /= np.linalg.norm(root_rot, axis=-1, keepdims=True)
-        return np.concatenate([x[:, :3], root_rot, x[:, 6:]], axis=1)
+        bone_w = (mask[bones[:, 0]] & mask[bones[:, 1]]).astype(np.float64)
+        point_w = np.where(self.key_mask, self.w.key_point, self.w.other_point) * mask
+        out = np.zeros((len(target), self.m.nq))
+        q = c.rest_qpos()
+        for t in range(len(target)):
+            if t == 0:  # root aligned from the hip and spine directions, limbs at rest
+                q[:3] = target[0, idx["pelvis"]]
+                q[3:7] = _frame_from_points(target[0, idx["left_hip"]], target[0, idx["right_hip"]],
+                                            target[0, idx["pelvis"]], target[0, idx[up]])
+            else:  # keep the previous pose, move the root with the source
+                q[:3] += target[t, idx["pelvis"]] - target[t - 1, idx["pelvis"]]
+            iters = self.w.first_iterations if t == 0 else self.w.iterations
+            out[t] = q = self._refine(q.copy(), target[t], dirs[t], point_w, bone_w, iters)
+        return out
 
 
 @dataclass
@@ -215,12 +240,14 @@ def retarget(src: SourceMotion, character: Character, solver: IKSolver | None = 
     jm = joint_map or find_joint_map(src)
     rot, root_pos = resample(src, fps)
     pts, mask = source_points(src, jm, character, rot, root_pos)
-    rest = K.points(K.forward_kinematics(K.Skeleton.from_model(character.model), jnp.asarray(character.rest_qpos(), jnp.float32)),
-                    character.point_bodies, character.point_offsets)
-    src_len = chain_length(pts, character.point_names, mask)
-    if not np.isfinite(src_len) or src_len <= 1e-3:
-        raise MotionImportError(src.source_file, "degenerate skeleton: zero height")
-    scale = chain_length(np.asarray(rest)[None], character.point_names, mask) / src_len
+    rest = character_points(character, character.rest_qpos()[None])
+    ratios = []
+    for chain in HEIGHT_CHAINS:
+        src_len = chain_length(pts, character.point_names, mask, chain)
+        if not np.isfinite(src_len) or src_len <= 1e-3:
+            raise MotionImportError(src.source_file, "degenerate skeleton: zero-length legs")
+        ratios.append(chain_length(rest, character.point_names, mask, chain) / src_len)
+    scale = float(np.mean(ratios))
     pts = pts * scale
     qpos = (solver or IKSolver(character)).solve(pts, mask)
     # Ground: lift or lower the whole clip so its low frames touch the floor (a robust low percentile of the
