@@ -224,6 +224,32 @@ class IKSolver:
         return out
 
 
+def lock_feet(pts: np.ndarray, names: tuple[str, ...], mask: np.ndarray, fps: float,
+              height: float = 0.05, speed: float = 0.4) -> np.ndarray:
+    """Pin each foot's horizontal position during the source's stance phases (foot low and slow), so the
+    small slides that retargeting onto other proportions introduces do not turn into skating."""
+    out = pts.copy()
+    floor = np.percentile(pts[:, [names.index(f"{s}_{p}") for s in ("left", "right") for p in ("ankle", "toe")], 2], 5)
+    for side in ("left", "right"):
+        idx = [names.index(f"{side}_{p}") for p in ("ankle", "toe") if mask[names.index(f"{side}_{p}")]]
+        if not idx:
+            continue
+        low = pts[:, idx, 2].min(axis=1) - floor < height
+        v = np.linalg.norm(np.gradient(pts[:, idx, :2], axis=0), axis=-1).max(axis=1) * fps
+        stance = low & (v < speed)
+        t = 0
+        while t < len(stance):
+            if not stance[t]:
+                t += 1
+                continue
+            end = t
+            while end + 1 < len(stance) and stance[end + 1]:
+                end += 1
+            out[t:end + 1, idx, :2] = pts[t:end + 1, idx, :2].mean(axis=0)
+            t = end + 1
+    return out
+
+
 @dataclass
 class Retargeted:
     qpos: np.ndarray  # (T, 7 + J) at fps
@@ -249,7 +275,7 @@ def retarget(src: SourceMotion, character: Character, solver: IKSolver | None = 
         ratios.append(chain_length(rest, character.point_names, mask, chain) / src_len)
     scale = float(np.mean(ratios))
     pts = pts * scale
-    qpos = (solver or IKSolver(character)).solve(pts, mask)
+    qpos = (solver or IKSolver(character)).solve(lock_feet(pts, character.point_names, mask, fps), mask)
     # Ground: lift or lower the whole clip so its low frames touch the floor (a robust low percentile of the
     # per-frame lowest point, so one noisy frame does not float the clip; jumps keep their flight).
     low = lowest_points(character, qpos).min(axis=1)
