@@ -42,21 +42,6 @@ def axis_angle_to_quat(axis, angle):
     return jnp.concatenate([jnp.cos(half), jnp.sin(half) * axis], axis=-1)
 
 
-def rotvec_to_quat(v):
-    angle = jnp.linalg.norm(v, axis=-1, keepdims=True)
-    safe = jnp.where(angle > 1e-8, angle, 1.0)
-    axis = jnp.where(angle > 1e-8, v / safe, 0.0)
-    return jnp.concatenate([jnp.cos(0.5 * angle), jnp.sin(0.5 * angle) * axis], axis=-1)
-
-
-def quat_to_rotvec(q):
-    q = q * jnp.where(q[..., :1] < 0, -1.0, 1.0)
-    sin_half = jnp.linalg.norm(q[..., 1:], axis=-1, keepdims=True)
-    angle = 2.0 * jnp.arctan2(sin_half, q[..., :1])
-    scale = jnp.where(sin_half > 1e-8, angle / jnp.where(sin_half > 1e-8, sin_half, 1.0), 2.0)
-    return q[..., 1:] * scale
-
-
 def quat_slerp(q0, q1, t):
     """Shortest-path spherical interpolation; t broadcasts against the leading dims."""
     t = jnp.asarray(t)[..., None]

@@ -19,22 +19,21 @@ class Thresholds:
 
 
 def geom_states(character: Character, qpos: np.ndarray):
-    """(T, G, 3) geom positions and (T, G, 3, 3) rotations, and body positions (T, B, 3)."""
+    """(T, G, 3) geom positions and (T, G, 3, 3) rotations."""
     m, d = character.model, mujoco.MjData(character.model)
-    gp, gr, bp = [], [], []
+    gp, gr = [], []
     for q in qpos:
         d.qpos[:] = q
         mujoco.mj_kinematics(m, d)
         gp.append(d.geom_xpos.copy())
         gr.append(d.geom_xmat.reshape(-1, 3, 3).copy())
-        bp.append(d.xpos[1:].copy())
-    return np.array(gp), np.array(gr), np.array(bp)
+    return np.array(gp), np.array(gr)
 
 
 def lowest_points(character: Character, qpos: np.ndarray) -> np.ndarray:
     """(T, G) height of the lowest point of each body geom (the floor plane excluded)."""
     m = character.model
-    gp, gr, _ = geom_states(character, qpos)
+    gp, gr = geom_states(character, qpos)
     size = m.geom_size
     low = np.full(gp.shape[:2], np.inf)
     for g in range(m.ngeom):
@@ -54,7 +53,7 @@ def foot_metrics(character: Character, qpos: np.ndarray, fps: float) -> dict:
     CONTACT_HEIGHT of the floor, so heel-to-toe rolling is not mistaken for sliding."""
     m = character.model
     feet = [m.geom(n).id for n in character.foot_body_names]
-    gp, gr, _ = geom_states(character, qpos)
+    gp, gr = geom_states(character, qpos)
     signs = np.array([[sx, sy, -1.0] for sx in (-1, 1) for sy in (-1, 1)])
     corners = np.stack([gp[:, g, None, :] + np.einsum("tij,cj->tci", gr[:, g], signs * m.geom_size[g]) for g in feet], 1)
     heights = corners[..., 2]  # (T, feet, 4)

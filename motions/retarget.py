@@ -18,7 +18,8 @@ import numpy as np
 
 from characters.character import Character
 from motions.fk import global_transforms
-from motions.quat import quat_slerp
+from motions.quality import lowest_points
+from motions.quat import quat_from_matrix, quat_slerp
 from motions.source import MotionImportError, SourceMotion
 
 JOINT_MAP_DIR = Path(__file__).with_name("joint_maps")
@@ -92,8 +93,7 @@ def chain_length(pts: np.ndarray, names: tuple[str, ...], mask: np.ndarray, chai
         sides = ("left_", "right_") if a in ("ankle", "knee") else ("",)
         lens = []
         for s in sides:
-            ia = names.index(a if a in names else s + a)
-            ib = names.index(b if b in names and b != "hip" else s + b)
+            ia, ib = (names.index(x if x in names else s + x) for x in (a, b))
             if mask[ia] and mask[ib]:
                 lens.append(np.linalg.norm(pts[:, ia] - pts[:, ib], axis=-1).mean())
         total += np.mean(lens) if lens else 0.0
@@ -108,10 +108,7 @@ def _frame_from_points(left, right, low, high):
     z = z - np.sum(z * y, -1, keepdims=True) * y
     z /= np.linalg.norm(z, axis=-1, keepdims=True).clip(1e-9)
     x = np.cross(y, z)
-    mat = np.stack([x, y, z], axis=-1)
-    from scipy.spatial.transform import Rotation
-    xyzw = Rotation.from_matrix(mat).as_quat()
-    return np.concatenate([xyzw[..., 3:], xyzw[..., :3]], axis=-1)
+    return quat_from_matrix(np.stack([x, y, z], axis=-1))
 
 
 def character_points(character: Character, qpos: np.ndarray) -> np.ndarray:
@@ -262,7 +259,6 @@ class Retargeted:
 
 def retarget(src: SourceMotion, character: Character, solver: IKSolver | None = None, fps: float = 30.0,
              joint_map: JointMap | None = None) -> Retargeted:
-    from motions.quality import lowest_points
     jm = joint_map or find_joint_map(src)
     rot, root_pos = resample(src, fps)
     pts, mask = source_points(src, jm, character, rot, root_pos)
