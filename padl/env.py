@@ -1,0 +1,392 @@
+"""The batched imitation environment: one functional interface, two physics backends.
+
+`ImitationEnv(library, config)` has `reset(key) -> EnvState` and `step(state, action) -> EnvState`. Everything
+after the physics (observation, reward, termination, automatic reset by reference-state initialisation) is one
+pure JAX function of arrays, `_Core.post`, shared by both backends:
+
+- `mujoco`: MuJoCo C, many MjData stepped on a thread pool by `mujoco.batch.Batch`; the state arrays are
+  copied in and out each step (so `step` stays a function of its input state) and `post` runs as one jit.
+- `mjx`: `mujoco.mjx`, physics plus `post` compiled into one XLA program (vmapped), sharded over local devices
+  when there are several. The MJX model uses 2 solver / 4 line-search iterations (stable, ~4x faster than the
+  defaults on CPU); the MuJoCo C model keeps the MJCF's settings.
+
+Finished environments are reset inside `step`; `final_obs` and `disc_obs` keep what the finished episode saw
+last (for bootstrapping truncated returns and for the discriminator). A physics blow-up (non-finite or huge
+state, or MuJoCo resetting an unstable simulation) or a non-finite action ends only that environment, with
+reward 0, and is counted in `info`; the batch never raises for it.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from characters.character import Character
+from motions import kinematics as K
+from motions.library import MotionLibrary, sample_reference
+from padl import observations as O
+from padl.rewards import RewardConfig, mean_body_pos_error, tracking_terms
+
+COUNTERS = ("episodes", "falls", "body_error_terminations", "blowups", "nan_actions")
+TERMS = ("pose", "vel", "key_body", "root", "tracking")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    num_envs: int = 64
+    backend: str = "auto"  # "auto" (mjx on an accelerator, else mujoco), "mjx" or "mujoco"
+    num_threads: int = 0  # MuJoCo C threads; 0: all CPUs
+    control_hz: float = 30.0
+    physics_hz: float = 120.0  # must match the model's timestep
+    action_mode: str = "residual"  # residual: PD target = reference angle + scale * action; absolute: action -> joint range
+    action_scale: float = 0.5  # rad per unit action (residual mode)
+    episode_length_s: float = 10.0
+    fall_height: float = 0.15  # m: a non-foot body origin below this, while its reference is ...
+    fall_margin: float = 0.1  # m: ... at least this much above fall_height, is a fall
+    max_body_error: float = 0.5  # m: mean body-position error that ends an episode
+    ref_frames: int = 2  # future reference frames in the observation, at control-step spacing
+    disc_frames: int = 10  # discriminator frames stacked in the state
+    clips: tuple[str, ...] | None = None  # clip ids of the library to sample; None: all
+    seed: int = 0  # used by reset() without a key
+    reset_pool: int = 0  # new episode starts drawn ahead, refilled when used up (0: max(8, N/4)); see _Core.post
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    mjx_iterations: int = 2
+    mjx_ls_iterations: int = 4
+    max_qvel: float = 1000.0  # |qvel| above this counts as a blow-up before it turns into NaN
+
+
+class EnvState(NamedTuple):
+    """Everything about a batch of N environments; arrays lead with N except `key` and the counters.
+
+    qpos/qvel/warmstart are float64 numpy arrays with the mujoco backend (MuJoCo's own precision is kept
+    between steps) and float32 JAX arrays with mjx.
+    """
+
+    qpos: jax.Array  # (N, 35)
+    qvel: jax.Array  # (N, 34)
+    warmstart: jax.Array  # (N, 34) solver warm start (qacc_warmstart), zero after a reset
+    time: jax.Array  # (N,) physics time since the episode began
+    clip: jax.Array  # (N,) int32 clip index into the library
+    clip_time: jax.Array  # (N,) time in the clip (reference time)
+    step: jax.Array  # (N,) int32 control steps since the episode began
+    disc_hist: jax.Array  # (N, H, 84) discriminator frames, newest first
+    ref: "RefWindow"  # (N, K, ...) the reference at the next K control steps; ref.qpos[:, 0] is the residual base
+    obs: jax.Array  # (N, obs) policy observation (after any automatic reset)
+    reward: jax.Array  # (N,) tracking reward of the last step
+    terms: dict  # name -> (N,) reward terms of the last step
+    done: jax.Array  # (N,) bool: terminated (fall, body error, blow-up, bad action)
+    truncated: jax.Array  # (N,) bool: time limit or end of a non-looping clip, not terminated
+    final_obs: jax.Array  # (N, obs) observation before the automatic reset (== obs where not reset)
+    disc_obs: jax.Array  # (N, H*84) stacked discriminator frames before the automatic reset
+    info: dict  # per-env flags of the last step and cumulative counters (scalars, COUNTERS)
+    key: jax.Array  # typed PRNG key
+    pool: dict  # (P, ...) the fields above for P episode starts drawn ahead (reference-state initialisation)
+    pool_next: jax.Array  # () int32: the first unused start in the pool
+
+
+def pd_targets(ref_joints, action, mode: str, scale: float, act_joint, low, high):
+    """PD position targets per actuator from actions in [-1, 1] (numpy or JAX arrays alike)."""
+    if mode == "residual":
+        target = ref_joints[..., act_joint] + scale * action
+    else:
+        target = low + 0.5 * (action + 1.0) * (high - low)
+    return target.clip(low, high)
+
+
+def fallen(body_pos, ref_body_pos, non_foot: np.ndarray, fall_height: float, fall_margin: float):
+    """(...,) bool: a non-foot body's origin is below fall_height while the reference's is clearly above it
+    (by fall_margin). Comparing with the reference keeps crawls, rolls and get-ups (hands or knees on the floor
+    by design) from counting as falls; for upright motions it is the usual "body below a height" rule."""
+    z, zr = body_pos[..., non_foot, 2], ref_body_pos[..., non_foot, 2]
+    return jnp.any((z < fall_height) & (zr >= fall_height + fall_margin), axis=-1)
+
+
+class RefWindow(NamedTuple):
+    """Reference frames per env: (N, T, ...) arrays, the parts of RefState the environment uses."""
+
+    qpos: jax.Array
+    qvel: jax.Array
+    body_pos: jax.Array
+    body_rot: jax.Array
+
+
+def _take(ref, i):
+    return jax.tree.map(lambda x: x[:, i], ref)
+
+
+def _where(mask, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (b.ndim - 1)), a, b), new, old)
+
+
+class _Core:
+    """The backend-independent, pure parts of the environment, closed over the library's arrays.
+
+    Cost matters here (it runs after every physics step on the CPU path), and forward kinematics is most of
+    it, so each step evaluates it only for the simulated bodies, for the one reference frame that enters the
+    K-frame window, and for a pool of episode starts drawn ahead only when the pool runs out.
+    """
+
+    def __init__(self, library: MotionLibrary, config: EnvConfig, character: Character):
+        if config.ref_frames < 1:
+            raise ValueError("ref_frames must be at least 1 (the next frame is the reward's and the PD base)")
+        self.cfg = config
+        self.n = config.num_envs
+        self.pool = config.reset_pool or max(8, -(-self.n // 4))
+        self.data = library.data
+        self.skel = library.skeleton
+        ids = list(config.clips) if config.clips is not None else library.clip_ids
+        missing = [c for c in ids if c not in library.clip_ids]
+        if missing:
+            raise ValueError(f"clip {missing[0]!r} is not in the library")
+        self.clips = jnp.asarray([library.index(c) for c in ids], jnp.int32)
+        self.duration = jnp.asarray(np.maximum(library.durations, 1e-6), jnp.float32)
+        self.dt = 1.0 / config.control_hz
+        self.max_steps = int(round(config.episode_length_s * config.control_hz))
+        self.key_bodies = np.asarray(character.key_bodies)
+        self.non_foot = np.setdiff1d(np.arange(len(character.body_names)), character.foot_bodies)
+        m = character.model
+        self.act_joint = np.asarray(character.actuator_joint)
+        self.low, self.high = (np.asarray(m.actuator_ctrlrange[:, i], np.float32) for i in (0, 1))
+        self.nv = m.nv
+        self.sizes = O.obs_sizes(config)
+
+    # -- reference and observation ------------------------------------------------------------------------
+    def refs(self, clip, times) -> RefWindow:
+        """Reference frames (N, T, ...) of each env's clip at times (N, T): one batched library query."""
+        n, t = times.shape
+        r = sample_reference(self.data, self.skel, jnp.repeat(clip, t), times.reshape(-1))
+        return jax.tree.map(lambda x: x.reshape((n, t) + x.shape[1:]), RefWindow(r.qpos, r.qvel, r.body_pos, r.body_rot))
+
+    def phase(self, clip, clip_time):
+        p = clip_time / self.duration[clip]
+        return jnp.where(self.data.loop[clip], p - jnp.floor(p), jnp.clip(p, 0.0, 1.0))
+
+    def observe(self, qpos, qvel, clip, clip_time, ref: RefWindow, body: K.BodyState | None = None):
+        """(policy+reference obs, discriminator frame, body state) of simulated states (N, ...); ref is the
+        (N, K) window of coming reference frames; body the forward kinematics of qpos when already known."""
+        body = K.forward_kinematics(self.skel, qpos) if body is None else body
+        lin, ang = O.body_velocities(self.skel, qpos, qvel, body.pos, body.rot)
+        obs = jnp.concatenate([
+            O.policy_obs(body.pos, body.rot, lin, ang),
+            O.reference_obs(qpos[:, :3], body.rot[:, 0], ref.body_pos, ref.body_rot, self.phase(clip, clip_time)),
+        ], axis=-1)
+        return obs, O.disc_obs_frame(qpos, qvel, body.pos[:, self.key_bodies]), body
+
+    # -- reset ----------------------------------------------------------------------------------------------
+    def start(self, key, m: int) -> dict:
+        """EnvState fields of m new episodes: reference-state initialisation at a random time of a random
+        clip. The discriminator history is filled from the reference's past frames, as ASE does."""
+        h, k = self.cfg.disc_frames, self.cfg.ref_frames
+        u = jax.random.uniform(key, (2, m))  # one PRNG call: each costs a loop on the CPU
+        clip = self.clips[jnp.minimum((u[0] * len(self.clips)).astype(jnp.int32), len(self.clips) - 1)]
+        time = u[1] * self.duration[clip]
+        frames = self.refs(clip, time[:, None] + jnp.concatenate([-jnp.arange(h), jnp.arange(1, k + 1)]) * self.dt)
+        past, ref = _take(frames, slice(0, h)), _take(frames, slice(h, None))
+        hist = O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies])
+        qpos, qvel = past.qpos[:, 0], past.qvel[:, 0]
+        obs, _, _ = self.observe(qpos, qvel, clip, time, ref, K.BodyState(past.body_pos[:, 0], past.body_rot[:, 0]))
+        return dict(qpos=qpos, qvel=qvel, warmstart=jnp.zeros_like(qvel), time=jnp.zeros_like(time), clip=clip,
+                    clip_time=time, step=jnp.zeros((m,), jnp.int32), disc_hist=hist, ref=ref, obs=obs)
+
+    def reset(self, key) -> EnvState:
+        key, sub = jax.random.split(key)
+        c = self.start(sub, self.n + self.pool)
+        pool = jax.tree.map(lambda x: x[self.n:], c)
+        c = jax.tree.map(lambda x: x[:self.n], c)
+        zeros, false = jnp.zeros((self.n,), jnp.float32), jnp.zeros((self.n,), bool)
+        info = {"fell": false, "body_error_exceeded": false, "blowup": false, "nan_action": false,
+                "body_error": zeros, **{name: jnp.zeros((), jnp.int32) for name in COUNTERS}}
+        return EnvState(**c, reward=zeros, terms={t: zeros for t in TERMS}, done=false, truncated=false,
+                        final_obs=c["obs"], disc_obs=c["disc_hist"].reshape(self.n, -1), info=info, key=key,
+                        pool=pool, pool_next=jnp.zeros((), jnp.int32))
+
+    # -- after the physics ----------------------------------------------------------------------------------
+    def post(self, state: EnvState, qpos, qvel, warmstart, bad, nan_action) -> EnvState:
+        """Observation, reward, termination and automatic reset after one control step of physics.
+
+        bad (N,) marks envs whose physics failed; nan_action (N,) those that were given a non-finite action.
+        Envs that finish take the next unused starts of the pool; the pool is drawn again (a real branch, run
+        only then) when it has too few left. So resets cost little per step, and no two envs get the same
+        start unless more than P finish in one step.
+        """
+        cfg, n = self.cfg, self.n
+        qpos, qvel, warmstart = (jnp.asarray(x, jnp.float32) for x in (qpos, qvel, warmstart))
+        bad = (bad | ~jnp.isfinite(qpos).all(-1) | ~jnp.isfinite(qvel).all(-1) | ~jnp.isfinite(warmstart).all(-1)
+               | (jnp.abs(qvel).max(-1) > cfg.max_qvel))
+        clip_time, step = state.clip_time + self.dt, state.step + 1
+        now = _take(state.ref, 0)  # the reference at clip_time, sampled K steps ago
+        entering = self.refs(state.clip, (clip_time + cfg.ref_frames * self.dt)[:, None])
+        ref = jax.tree.map(lambda a, b: jnp.concatenate([a[:, 1:], b], axis=1), state.ref, entering)
+        # A blown-up env is shown the reference instead, so no NaN reaches observations or statistics.
+        qpos, qvel = _where(bad, (now.qpos, now.qvel), (qpos, qvel))
+        warmstart = jnp.where(bad[:, None], 0.0, warmstart)
+        obs, frame, body = self.observe(qpos, qvel, state.clip, clip_time, ref)
+        terms = tracking_terms(cfg.reward, self.skel.parent, self.key_bodies, qpos, qvel, body.pos, body.rot,
+                               now.qpos, now.qvel, now.body_pos, now.body_rot)
+        failed = bad | nan_action
+        terms = {name: jnp.where(failed, 0.0, v) for name, v in terms.items()}
+        err = mean_body_pos_error(body.pos, now.body_pos)
+        fell = fallen(body.pos, now.body_pos, self.non_foot, cfg.fall_height, cfg.fall_margin)
+        too_far = err > cfg.max_body_error
+        done = fell | too_far | failed
+        clip_end = ~self.data.loop[state.clip] & (clip_time >= self.duration[state.clip] - 1e-6)
+        truncated = ~done & ((step >= self.max_steps) | clip_end)
+        hist = jnp.concatenate([frame[:, None], state.disc_hist[:, :-1]], axis=1)
+
+        key, sub = jax.random.split(state.key)
+        reset = done | truncated
+        count = jnp.sum(reset, dtype=jnp.int32)
+        refill = state.pool_next + count > self.pool
+        # A real branch (also: its outputs are materialised, which keeps XLA from fusing, i.e. recomputing,
+        # the starts' observations into every gathered element below).
+        pool = jax.lax.cond(refill, lambda k: self.start(k, self.pool), lambda k: state.pool, sub)
+        first = jnp.where(refill, 0, state.pool_next)
+        slot = (first + jnp.cumsum(reset) - 1) % self.pool
+        kept = dict(qpos=qpos, qvel=qvel, warmstart=warmstart, time=state.time + self.dt, clip=state.clip,
+                    clip_time=clip_time, step=step, disc_hist=hist, ref=ref, obs=obs)
+        new = _where(reset, jax.tree.map(lambda x: x[slot], pool), kept)
+        info = {"fell": fell, "body_error_exceeded": too_far, "blowup": bad, "nan_action": nan_action,
+                "body_error": err}
+        for name, flag in zip(COUNTERS, (reset, fell, too_far, bad, nan_action)):
+            info[name] = state.info[name] + jnp.sum(flag, dtype=jnp.int32)
+        return EnvState(**new, reward=terms["tracking"], terms=terms, done=done, truncated=truncated,
+                        final_obs=obs, disc_obs=hist.reshape(n, -1), info=info, key=key, pool=pool,
+                        pool_next=first + count)
+
+
+class ImitationEnv:
+    """A batch of `config.num_envs` imitation environments on the chosen physics backend."""
+
+    def __init__(self, library: MotionLibrary, config: EnvConfig = EnvConfig(), character: Character | None = None):
+        self.library, self.config = library, config
+        self.character = character or library.character
+        model = self.character.model
+        if abs(model.opt.timestep * config.physics_hz - 1.0) > 1e-6:
+            raise ValueError(f"model timestep {model.opt.timestep} s does not match physics_hz={config.physics_hz}")
+        substeps = config.physics_hz / config.control_hz
+        if abs(substeps - round(substeps)) > 1e-9:
+            raise ValueError("physics_hz must be a multiple of control_hz")
+        self.substeps = int(round(substeps))
+        if config.action_mode not in ("residual", "absolute"):
+            raise ValueError(f"action_mode must be 'residual' or 'absolute', not {config.action_mode!r}")
+        backend = config.backend
+        if backend == "auto":
+            backend = "mjx" if jax.default_backend() != "cpu" else "mujoco"
+        if backend not in ("mjx", "mujoco"):
+            raise ValueError(f"backend must be 'auto', 'mjx' or 'mujoco', not {config.backend!r}")
+        self.backend = backend
+        self.core = _Core(library, config, self.character)
+        self.num_envs = config.num_envs
+        self.obs_size = self.core.sizes["obs"]
+        self.action_size = model.nu
+        self._targets = lambda ref_joints, a: pd_targets(ref_joints, a, config.action_mode, config.action_scale,
+                                                         self.core.act_joint, self.core.low, self.core.high)
+        if backend == "mujoco":
+            self._init_mujoco(model)
+        else:
+            self._init_mjx(model)
+
+    # -- public interface -------------------------------------------------------------------------------------
+    def reset(self, key=None) -> EnvState:
+        """Every env at a random time of a random clip, exactly on the reference."""
+        if key is None:
+            key = self.config.seed
+        if isinstance(key, (int, np.integer)):
+            key = jax.random.key(int(key))
+        elif not jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
+            key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
+        state = self._reset(key)
+        if self.backend == "mujoco":
+            state = state._replace(qpos=np.asarray(state.qpos, np.float64), qvel=np.asarray(state.qvel, np.float64),
+                                   warmstart=np.zeros((self.num_envs, self.core.nv)))
+        return state
+
+    def step(self, state: EnvState, action) -> EnvState:
+        """Apply actions (N, 28) in [-1, 1] (clipped) for one control step; finished envs are reset."""
+        return self._step(state, action)
+
+    # -- MuJoCo C ---------------------------------------------------------------------------------------------
+    def _init_mujoco(self, model):
+        from mujoco import batch as mjbatch
+
+        self._SimulationError = mjbatch.SimulationError
+        nthread = self.config.num_threads or os.cpu_count() or 1
+        self._batch = mjbatch.Batch(model, self.num_envs, nthread=nthread)
+        self._qpos, self._qvel, self._warm, self._time, self._ctrl = (
+            self._batch.bind(f) for f in ("qpos", "qvel", "qacc_warmstart", "time", "ctrl"))
+        self._reset = jax.jit(self.core.reset)
+        self._post = jax.jit(self.core.post)
+        self._step = self._step_mujoco
+
+    def _step_mujoco(self, state: EnvState, action) -> EnvState:
+        n = self.num_envs
+        a = np.asarray(action, np.float32).reshape(n, self.action_size)
+        nan_action = ~np.isfinite(a).all(-1)
+        a = np.clip(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
+        self._ctrl[:] = self._targets(np.asarray(state.ref.qpos)[:, 0, 7:], a)
+        self._qpos[:] = state.qpos
+        self._qvel[:] = state.qvel
+        self._warm[:] = state.warmstart
+        # MuJoCo resets a simulation that goes unstable (time restarts at 0) and only warns: a clock that
+        # starts at 1 and ends below it reveals that.
+        self._time[:] = 1.0
+        bad = np.zeros(n, bool)
+        try:
+            self._batch.step(nstep=self.substeps)
+        except self._SimulationError as e:
+            bad[np.asarray(e.ids)] = True
+        bad |= self._time < 1.0 + 0.5 * self.substeps * self.character.model.opt.timestep
+        qpos, qvel, warm = np.array(self._qpos), np.array(self._qvel), np.array(self._warm)
+        # post does not read the state's physics arrays: leave them out rather than convert them.
+        new = self._post(state._replace(qpos=None, qvel=None, warmstart=None), qpos, qvel, warm, bad, nan_action)
+        # Keep MuJoCo's float64 state where the env goes on; take the (float32) reset state elsewhere.
+        reset = (np.asarray(new.done) | np.asarray(new.truncated))[:, None]
+        return new._replace(qpos=np.where(reset, np.asarray(new.qpos), qpos),
+                            qvel=np.where(reset, np.asarray(new.qvel), qvel),
+                            warmstart=np.where(reset, 0.0, warm))
+
+    # -- MJX --------------------------------------------------------------------------------------------------
+    def _init_mjx(self, model):
+        from mujoco import mjx
+
+        m = copy.copy(model)
+        m.opt.iterations = self.config.mjx_iterations
+        m.opt.ls_iterations = self.config.mjx_ls_iterations
+        mx = mjx.put_model(m)
+        d0 = mjx.make_data(mx)
+        substeps = self.substeps
+
+        def physics(qpos, qvel, warmstart, ctrl):
+            d = d0.replace(qpos=qpos, qvel=qvel, qacc_warmstart=warmstart, ctrl=ctrl)
+            d = jax.lax.fori_loop(0, substeps, lambda _, d: mjx.step(mx, d), d)
+            return d.qpos, d.qvel, d.qacc_warmstart
+
+        def step(state: EnvState, action):
+            a = jnp.asarray(action, jnp.float32)
+            nan_action = ~jnp.isfinite(a).all(-1)
+            a = jnp.clip(jnp.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
+            ctrl = self._targets(state.ref.qpos[:, 0, 7:], a)
+            qpos, qvel, warm = jax.vmap(physics)(state.qpos, state.qvel, state.warmstart, ctrl)
+            return self.core.post(state, qpos, qvel, warm, jnp.zeros_like(nan_action), nan_action)
+
+        self.mesh = None
+        devices = jax.local_devices()
+        if len(devices) > 1 and self.num_envs % len(devices) == 0:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+            self.mesh = Mesh(np.array(devices), ("batch",))
+            shape = jax.eval_shape(self.core.reset, jax.random.key(0))
+            batch, whole = NamedSharding(self.mesh, P("batch")), NamedSharding(self.mesh, P())
+            spec = shape._replace(**{f: jax.tree.map(lambda _: batch, getattr(shape, f)) for f in shape._fields})
+            spec = spec._replace(key=whole, info={k: whole if k in COUNTERS else batch for k in shape.info},
+                                 pool=jax.tree.map(lambda _: whole, shape.pool), pool_next=whole)
+            self._reset = jax.jit(self.core.reset, out_shardings=spec)
+            self._step = jax.jit(step, in_shardings=(spec, batch), out_shardings=spec)
+        else:
+            self._reset = jax.jit(self.core.reset)
+            self._step = jax.jit(step)
