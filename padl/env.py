@@ -53,6 +53,8 @@ class EnvConfig:
     disc_frames: int = 10  # discriminator frames stacked in the state
     clips: tuple[str, ...] | None = None  # clip ids of the library to sample; None: all
     seed: int = 0  # used by reset() without a key
+    init: str = "random"  # episode starts: "random" (time and clip) or "start" (t=0, env i on clip i mod C): evaluation
+    init_noise: float = 0.0  # std of Gaussian noise on joint angles (rad) and joint velocities (rad/s / 10) at a start
     reset_pool: int = 0  # new episode starts drawn ahead, refilled when used up (0: max(8, N/4)); see _Core.post
     reward: RewardConfig = field(default_factory=RewardConfig)
     mjx_iterations: int = 2
@@ -82,6 +84,7 @@ class EnvState(NamedTuple):
     done: jax.Array  # (N,) bool: terminated (fall, body error, blow-up, bad action)
     truncated: jax.Array  # (N,) bool: time limit or end of a non-looping clip, not terminated
     final_obs: jax.Array  # (N, obs) observation before the automatic reset (== obs where not reset)
+    final_qpos: jax.Array  # (N, 35) simulated pose before the automatic reset (float32)
     disc_obs: jax.Array  # (N, H*84) stacked discriminator frames before the automatic reset
     info: dict  # per-env flags of the last step and cumulative counters (scalars, COUNTERS)
     key: jax.Array  # typed PRNG key
@@ -178,18 +181,37 @@ class _Core:
         return obs, O.disc_obs_frame(qpos, qvel, body.pos[:, self.key_bodies]), body
 
     # -- reset ----------------------------------------------------------------------------------------------
+    def _draw(self, key, m: int):
+        """m random (clip, time) pairs: a uniform clip of the configured ones, a uniform time in it."""
+        u = jax.random.uniform(key, (2, m))  # one PRNG call: each costs a loop on the CPU
+        clip = self.clips[jnp.minimum((u[0] * len(self.clips)).astype(jnp.int32), len(self.clips) - 1)]
+        return clip, u[1] * self.duration[clip]
+
+    def reference_disc_obs(self, key, m: int):
+        """(m, H*84) discriminator observations of the reference motion at random times: the "real" samples."""
+        clip, time = self._draw(key, m)
+        h = self.cfg.disc_frames
+        past = self.refs(clip, time[:, None] - jnp.arange(h) * self.dt)
+        return O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies]).reshape(m, -1)
+
     def start(self, key, m: int) -> dict:
         """EnvState fields of m new episodes: reference-state initialisation at a random time of a random
         clip. The discriminator history is filled from the reference's past frames, as ASE does."""
         h, k = self.cfg.disc_frames, self.cfg.ref_frames
-        u = jax.random.uniform(key, (2, m))  # one PRNG call: each costs a loop on the CPU
-        clip = self.clips[jnp.minimum((u[0] * len(self.clips)).astype(jnp.int32), len(self.clips) - 1)]
-        time = u[1] * self.duration[clip]
+        key, noise_key = jax.random.split(key)
+        if self.cfg.init == "start":
+            clip, time = self.clips[jnp.arange(m) % len(self.clips)], jnp.zeros((m,), jnp.float32)
+        else:
+            clip, time = self._draw(key, m)
         frames = self.refs(clip, time[:, None] + jnp.concatenate([-jnp.arange(h), jnp.arange(1, k + 1)]) * self.dt)
         past, ref = _take(frames, slice(0, h)), _take(frames, slice(h, None))
         hist = O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies])
         qpos, qvel = past.qpos[:, 0], past.qvel[:, 0]
-        obs, _, _ = self.observe(qpos, qvel, clip, time, ref, K.BodyState(past.body_pos[:, 0], past.body_rot[:, 0]))
+        body = K.BodyState(past.body_pos[:, 0], past.body_rot[:, 0])
+        if self.cfg.init_noise > 0:
+            eps = self.cfg.init_noise * jax.random.normal(noise_key, (2, m, qpos.shape[1] - 7))
+            qpos, qvel, body = qpos.at[:, 7:].add(eps[0]), qvel.at[:, 6:].add(10.0 * eps[1]), None
+        obs, _, _ = self.observe(qpos, qvel, clip, time, ref, body)
         return dict(qpos=qpos, qvel=qvel, warmstart=jnp.zeros_like(qvel), time=jnp.zeros_like(time), clip=clip,
                     clip_time=time, step=jnp.zeros((m,), jnp.int32), disc_hist=hist, ref=ref, obs=obs)
 
@@ -202,7 +224,8 @@ class _Core:
         info = {"fell": false, "body_error_exceeded": false, "blowup": false, "nan_action": false,
                 "body_error": zeros, **{name: jnp.zeros((), jnp.int32) for name in COUNTERS}}
         return EnvState(**c, reward=zeros, terms={t: zeros for t in TERMS}, done=false, truncated=false,
-                        final_obs=c["obs"], disc_obs=c["disc_hist"].reshape(self.n, -1), info=info, key=key,
+                        final_obs=c["obs"], final_qpos=c["qpos"], disc_obs=c["disc_hist"].reshape(self.n, -1),
+                        info=info, key=key,
                         pool=pool, pool_next=jnp.zeros((), jnp.int32))
 
     # -- after the physics ----------------------------------------------------------------------------------
@@ -255,7 +278,7 @@ class _Core:
         for name, flag in zip(COUNTERS, (reset, fell, too_far, bad, nan_action)):
             info[name] = state.info[name] + jnp.sum(flag, dtype=jnp.int32)
         return EnvState(**new, reward=terms["tracking"], terms=terms, done=done, truncated=truncated,
-                        final_obs=obs, disc_obs=hist.reshape(n, -1), info=info, key=key, pool=pool,
+                        final_obs=obs, final_qpos=qpos, disc_obs=hist.reshape(n, -1), info=info, key=key, pool=pool,
                         pool_next=first + count)
 
 
@@ -272,6 +295,8 @@ class ImitationEnv:
         if abs(substeps - round(substeps)) > 1e-9:
             raise ValueError("physics_hz must be a multiple of control_hz")
         self.substeps = int(round(substeps))
+        if config.init not in ("random", "start"):
+            raise ValueError(f"init must be 'random' or 'start', not {config.init!r}")
         if config.action_mode not in ("residual", "absolute"):
             raise ValueError(f"action_mode must be 'residual' or 'absolute', not {config.action_mode!r}")
         backend = config.backend
@@ -281,6 +306,7 @@ class ImitationEnv:
             raise ValueError(f"backend must be 'auto', 'mjx' or 'mujoco', not {config.backend!r}")
         self.backend = backend
         self.core = _Core(library, config, self.character)
+        self._ref_disc = {}
         self.num_envs = config.num_envs
         self.obs_size = self.core.sizes["obs"]
         self.action_size = model.nu
@@ -305,6 +331,12 @@ class ImitationEnv:
             state = state._replace(qpos=np.asarray(state.qpos, np.float64), qvel=np.asarray(state.qvel, np.float64),
                                    warmstart=np.zeros((self.num_envs, self.core.nv)))
         return state
+
+    def reference_disc_obs(self, key, m: int):
+        """(m, disc) discriminator observations of the reference clips at random times (jitted per m)."""
+        if m not in self._ref_disc:
+            self._ref_disc[m] = jax.jit(lambda k: self.core.reference_disc_obs(k, m))
+        return self._ref_disc[m](key)
 
     def step(self, state: EnvState, action) -> EnvState:
         """Apply actions (N, 28) in [-1, 1] (clipped) for one control step; finished envs are reset."""

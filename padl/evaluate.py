@@ -1,0 +1,76 @@
+"""Evaluation of a policy on motion clips: every episode starts at the clip's first frame and runs to its end
+(non-looping clips) or for `seconds` (looping clips), with the deterministic policy; metrics from
+`padl.metrics` (success, G-MPJPE, L-MPJPE, root error) per clip and their mean.
+
+Episodes of one clip differ only by a small random perturbation of the initial joint angles and velocities
+(`noise`), since the simulator and the mean action are deterministic.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from motions import kinematics as K
+from motions.library import MotionLibrary, sample_reference
+from padl import metrics
+from padl.env import EnvConfig, ImitationEnv
+
+_ENVS: dict = {}  # (library id, config) -> env: each new shape costs a jit compile
+
+
+def _env(library: MotionLibrary, cfg: EnvConfig) -> ImitationEnv:
+    key = (id(library), cfg)
+    if key not in _ENVS:
+        _ENVS[key] = ImitationEnv(library, cfg)
+    return _ENVS[key]
+
+
+def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noise: float = 0.0,
+            seconds: float = 10.0, env_config: EnvConfig = EnvConfig(), seed: int = 0):
+    """Run each clip `episodes` times from its start; returns per env (clip id, sim body pos (T,B,3),
+    reference body pos (T,B,3), failed (T,) bool) up to and including the step the episode ended."""
+    clips = list(clips)
+    durations = [library.durations[library.index(c)] for c in clips]
+    length = max([seconds] + [d for c, d in zip(clips, durations) if not library.data.loop[library.index(c)]])
+    cfg = dataclasses.replace(env_config, num_envs=len(clips) * episodes, clips=tuple(clips), init="start",
+                              init_noise=noise, episode_length_s=float(length), reset_pool=1)
+    env = _env(library, cfg)
+    state = env.reset(jax.random.key(seed))
+    n, alive = env.num_envs, np.ones(env.num_envs, bool)
+    qpos, failed, valid = [], [], []
+    for _ in range(int(round(length * cfg.control_hz)) + 1):
+        state = env.step(state, act(state.obs))
+        done, trunc = np.asarray(state.done), np.asarray(state.truncated)
+        valid.append(alive.copy())
+        qpos.append(np.asarray(state.final_qpos))
+        failed.append(done & ~np.asarray(state.info["body_error_exceeded"]))
+        alive &= ~(done | trunc)
+        if not alive.any():
+            break
+    qpos, failed, valid = np.stack(qpos, 1), np.stack(failed, 1), np.stack(valid, 1)  # (N, T, ...)
+    steps = qpos.shape[1]
+    times = (np.arange(steps) + 1) / cfg.control_hz
+    clip_idx = np.asarray(env.core.clips)[np.arange(n) % len(clips)]
+    ref = sample_reference(library.data, library.skeleton, jnp.repeat(jnp.asarray(clip_idx), steps),
+                           jnp.tile(jnp.asarray(times, jnp.float32), n))
+    ref_pos = np.asarray(ref.body_pos).reshape(n, steps, -1, 3)
+    sim_pos = np.asarray(K.forward_kinematics(library.skeleton, jnp.asarray(qpos)).pos)
+    out = []
+    for i in range(n):
+        t = valid[i]
+        out.append((library.clip_ids[clip_idx[i]], sim_pos[i, t], ref_pos[i, t], failed[i, t]))
+    return out
+
+
+def evaluate_policy(library: MotionLibrary, act: Callable, clips=None, episodes: int = 1, noise: float = 0.0,
+                    seconds: float = 10.0, env_config: EnvConfig = EnvConfig(), seed: int = 0) -> dict:
+    """{clip id: mean metrics over its episodes, ..., "mean": mean over clips} (see padl.metrics.summarize)."""
+    clips = list(clips or library.clip_ids)
+    per_clip: dict[str, list] = {c: [] for c in clips}
+    for clip, sim, ref, failed in rollout(library, act, clips, episodes, noise, seconds, env_config, seed):
+        per_clip[clip].append(metrics.episode_metrics(sim, ref, failed))
+    return metrics.summarize(per_clip)
