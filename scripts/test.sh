@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The viewer tests need an X server; install Xvfb when missing and possible (root + apt), else they skip.
+if ! command -v Xvfb >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  { apt-get install -y -q xvfb || { apt-get update -q && apt-get install -y -q xvfb; }; } >/dev/null 2>&1 || true
+fi
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 export XLA_FLAGS=${XLA_FLAGS:---xla_cpu_enable_concurrency_optimized_scheduler=false}
 exec .venv/bin/python -m pytest -m "not slow" -q "$@"

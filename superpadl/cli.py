@@ -1,0 +1,228 @@
+"""`superpadl`: make the simulated humanoid perform text commands, to an mp4 (`render`) or live (`view`).
+
+Controllers: `--policy DIR` loads a trained text-conditioned policy (superpadl.runtime.load_controller);
+without it the installed default policy is used (superpadl.runtime.default_controller), and until one is
+installed a placeholder that holds the rest pose (viewer.loop.HoldController), with a warning.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+if "MUJOCO_GL" not in os.environ and sys.platform.startswith("linux"):
+    # both commands render offscreen; EGL works with and without a display (Mesa or a GPU driver)
+    os.environ["MUJOCO_GL"] = "egl"
+
+
+class CliError(Exception):
+    """A user-facing problem; the message is one line '<file>: <what>'."""
+
+
+def _runtime():
+    """superpadl.runtime, or None while it does not exist (other import errors name their cause)."""
+    try:
+        return importlib.import_module("superpadl.runtime")
+    except ModuleNotFoundError as e:
+        if e.name in ("superpadl.runtime", "superpadl"):
+            return None
+        raise
+
+
+def resolve_controller(policy: Path | None):
+    """The controller the commands drive: --policy DIR, else the installed default, else HoldController."""
+    if policy is not None:
+        policy = Path(policy)
+        if not policy.exists():
+            raise CliError(f"{policy}: no such policy directory")
+        if not policy.is_dir():
+            raise CliError(f"{policy}: not a policy directory")
+        try:
+            runtime = _runtime()
+        except ImportError as e:
+            raise CliError(f"{policy}: cannot load policies: superpadl.runtime fails to import ({e})") from None
+        if runtime is None or not hasattr(runtime, "load_controller"):
+            raise CliError(f"{policy}: cannot load policies: superpadl.runtime is not installed in this version")
+        try:
+            return runtime.load_controller(policy)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CliError(f"{policy}: not a readable policy ({_one_line(e)})") from None
+    try:
+        runtime = _runtime()
+    except ImportError as e:
+        runtime, why = None, f"superpadl.runtime fails to import: {_one_line(e)}"
+    else:
+        why = "superpadl.runtime is not installed" if runtime is None else "superpadl.runtime has no default_controller"
+    if runtime is not None and hasattr(runtime, "default_controller"):
+        return runtime.default_controller()
+    from viewer.loop import HoldController
+
+    print(f"superpadl: warning: no trained policy is installed ({why}); the character only holds its rest pose "
+          "(placeholder HoldController); pass --policy DIR", file=sys.stderr)
+    return HoldController()
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def controller_model(controller):
+    """The MuJoCo model a controller drives: its `model`, its `character.model`, or the default humanoid."""
+    model = getattr(controller, "model", None)
+    if model is None and getattr(controller, "character", None) is not None:
+        model = controller.character.model
+    if model is None:
+        from characters.character import Character
+
+        model = Character().model
+    return model
+
+
+def _stages(args):
+    from viewer.script import load_script, parse_script
+
+    if args.script is not None:
+        if not args.script.is_file():
+            raise CliError(f"{args.script}: no such script file")
+        return load_script(args.script), str(args.script)
+    return parse_script("\n".join(args.prompt), source="<prompt>"), "<prompt>"
+
+
+def _check_size(args):
+    if not (16 <= args.width <= 1920 and 16 <= args.height <= 1080):
+        raise CliError(f"--width/--height: {args.width}x{args.height} is outside 16x16 .. 1920x1080")
+
+
+def cmd_render(args) -> None:
+    from tqdm import tqdm
+
+    from viewer.loop import SimLoop
+    from viewer.render import FrameRenderer, VideoWriter
+    from viewer.script import total_duration
+
+    _check_size(args)
+    if not args.fps > 0:
+        raise CliError(f"--fps: must be positive, got {args.fps:g}")
+    if args.output.suffix.lower() != ".mp4":
+        raise CliError(f"{args.output}: output must be an .mp4 file")
+    stages, source = _stages(args)
+    controller = resolve_controller(args.policy)
+    loop = SimLoop(controller_model(controller), controller, seed=args.seed)
+    n = int(round(total_duration(stages) * args.fps))
+    renderer = FrameRenderer(loop.model, args.width, args.height)
+    bar = tqdm(total=n, desc="rendering", unit="frame", disable=args.quiet or not sys.stderr.isatty())
+    try:
+        try:
+            video = VideoWriter(args.output, args.fps)
+        except OSError as e:
+            raise CliError(f"{args.output}: cannot write: {_one_line(e)}") from None
+        with video:
+            def on_frame(data, caption):
+                video.append(renderer.render(data, None if args.no_caption else caption))
+                bar.update()
+
+            try:
+                loop.run_script(stages, args.fps, on_frame)
+            except ValueError as e:  # a command the controller cannot perform
+                raise CliError(f"{source}: {_one_line(e)}") from None
+    finally:
+        bar.close()
+        renderer.close()
+    if not args.quiet:
+        print(f"wrote {args.output} ({n} frames, {total_duration(stages):g} s, {loop.falls} falls)")
+
+
+def cmd_view(args) -> None:
+    from viewer.interactive import ViewerError, Viewer, check_display  # before mujoco: picks MUJOCO_GL
+
+    _check_size(args)
+    if args.frames is not None and args.frames < 1:
+        raise CliError(f"--frames: must be at least 1, got {args.frames}")
+    try:
+        check_display()
+    except ViewerError as e:
+        raise CliError(f"display: {e}") from None
+    controller = resolve_controller(args.policy)
+    from viewer.loop import SimLoop
+
+    loop = SimLoop(controller_model(controller), controller, seed=args.seed)
+    try:
+        viewer = Viewer(loop, args.width, args.height)
+    except ViewerError as e:
+        raise CliError(f"display: {e}") from None
+    try:
+        if args.command:
+            viewer.type_text(args.command)
+            viewer.press("enter")
+        viewer.run(frames=args.frames)
+        if args.screenshot is not None:
+            viewer.save_screenshot(args.screenshot)
+    finally:
+        viewer.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="superpadl", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("render", help="perform a prompt script headless and write an mp4",
+                       description="Simulate the character performing a prompt script and write an mp4 "
+                                   "(tracking camera, caption of the current command).")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--script", type=Path, help="prompt script file (see viewer/script.py for the format)")
+    src.add_argument("--prompt", action="append", help="inline prompt, e.g. 'walk for 3s; then bow' (repeatable: "
+                                                       "each one is another line of the script)")
+    r.add_argument("-o", "--output", type=Path, required=True, help="mp4 to write (written atomically)")
+    _policy_arg(r)
+    r.add_argument("--width", type=int, default=640)
+    r.add_argument("--height", type=int, default=480)
+    r.add_argument("--fps", type=float, default=30.0)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--no-caption", action="store_true", help="do not draw the current command on the frames")
+    r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    r.set_defaults(func=cmd_render)
+
+    v = sub.add_parser("view", help="interactive window: type commands and watch the character perform them",
+                       description="Interactive viewer. Type a command and press Enter (';' or 'then' queue "
+                                   "several). Esc leaves the command line; then space pauses, r resets, "
+                                   "f toggles camera follow, q quits, Enter/Tab type again. Drag to orbit, "
+                                   "scroll to zoom.")
+    _policy_arg(v)
+    v.add_argument("--width", type=int, default=960)
+    v.add_argument("--height", type=int, default=720)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--command", help="send this command at start")
+    v.add_argument("--frames", type=int, help="quit after N frames (smoke tests)")
+    v.add_argument("--screenshot", type=Path, help="save the last frame as PNG on exit")
+    v.set_defaults(func=cmd_view)
+    return p
+
+
+def _policy_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", type=Path, help="trained policy directory (default: the installed default "
+                                                    "policy; a rest-pose placeholder while none is installed)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from viewer.script import ScriptError
+
+    try:
+        args.func(args)
+    except CliError as e:
+        print(f"superpadl: error: {e}", file=sys.stderr)
+        return 1
+    except ScriptError as e:  # message already names the file (or <prompt>) and line
+        print(f"superpadl: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("superpadl: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
