@@ -38,7 +38,7 @@ KIND = "padl-expert"
 class ExpertConfig:
     env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=64))
     ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(
-        gamma=0.95, policy_lr=2e-4, value_lr=5e-4, num_epochs=4, num_minibatches=4, log_std_init=-1.2,
+        gamma=0.95, policy_lr=2e-4, value_lr=5e-4, num_epochs=4, num_minibatches=4, log_std_init=-1.9,
         fixed_log_std=True, policy_hidden=(512, 256), value_hidden=(512, 256)))
     disc: discriminator.DiscConfig = field(default_factory=lambda: discriminator.DiscConfig(replay_size=16384))
     rollout_steps: int = 32  # control steps per env per iteration
@@ -199,7 +199,7 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
         if it % cfg.eval_every == 0 or it == total or out_of_time:
             last_eval = evaluate_policy(library, lambda o: ppo.act(ts, o, key, deterministic=True)[0],
                                         clips=meta["clips"], episodes=cfg.eval_episodes, noise=cfg.eval_noise,
-                                        env_config=cfg.env)["mean"]
+                                        env_config=dataclasses.replace(cfg.env, backend="mujoco"))["mean"]
             for k, v in last_eval.items():
                 writer.add_scalar(f"eval/{k}", v, samples)
             state["best_g_mpjpe_mm"] = np.float64(min(float(state["best_g_mpjpe_mm"]), last_eval["g_mpjpe_mm"]))

@@ -1,0 +1,214 @@
+"""`padl`: train PADL skill experts, evaluate them, and record their rollouts for distillation.
+
+    padl train-expert LIB CLIP [CLIP ...] --out DIR [--backend auto|mujoco|mjx] [--steps N] [--resume]
+    padl train-experts LIB [--clips ID ...] --out DIR [--jobs J | --ray-address ADDR]
+    padl eval CHECKPOINT LIB [--clips ID ...] [--episodes K] --json OUT
+    padl record CHECKPOINT LIB --out FILE [--steps T] [--num-envs N] [--noise S]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+from motions.clip import LibraryError
+
+
+class CliError(Exception):
+    """A user-facing problem, reported as one line."""
+
+
+def _library(path: Path, clips=None):
+    from motions.library import MotionLibrary
+
+    lib = MotionLibrary(path, include_flagged=True)
+    missing = [c for c in clips or () if c not in lib.clip_ids]
+    if missing:
+        raise CliError(f"{path}: no clip {missing[0]!r} in this library")
+    return lib
+
+
+def _expert_config(args, clips: tuple[str, ...], threads: int = 0):
+    from padl.expert import ExpertConfig
+
+    cfg = ExpertConfig()
+    env = dataclasses.replace(cfg.env, clips=clips, backend=args.backend, num_threads=threads,
+                              **({"num_envs": args.num_envs} if args.num_envs else {}))
+    cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
+    for name in ("eval_every", "checkpoint_every"):
+        if getattr(args, name, None):
+            cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
+    if args.steps:  # total environment samples -> iterations of rollout_steps x num_envs
+        cfg = dataclasses.replace(cfg, iterations=math.ceil(args.steps / (cfg.rollout_steps * env.num_envs)))
+    return cfg
+
+
+def train_one(lib_path: str, clip: str, out: str, args: dict, threads: int = 0) -> dict:
+    """Train (or resume) the expert of one clip; importable by worker processes and Ray tasks."""
+    from padl.expert import train
+
+    ns = argparse.Namespace(**args)
+    lib = _library(Path(lib_path), [clip])
+    cfg = _expert_config(ns, (clip,), threads)
+    result = train(lib, out, cfg, resume=True, progress=False, log=lambda m: print(f"[{clip}] {m}", flush=True),
+                   iterations=cfg.iterations if ns.steps else None,
+                   time_limit_s=ns.minutes * 60 if ns.minutes else None)
+    return {"clip": clip, **result}
+
+
+def cmd_train_expert(args) -> None:
+    from padl.expert import train
+
+    lib = _library(args.lib, args.clip)
+    out = args.out
+    if (out / "train_state.json").exists() and not args.resume:
+        raise CliError(f"{out}: a run already exists here; pass --resume to continue it or choose another --out")
+    cfg = _expert_config(args, tuple(args.clip), args.threads)
+    result = train(lib, out, cfg, resume=args.resume, iterations=cfg.iterations if args.steps else None,
+                   progress=not args.quiet and sys.stderr.isatty(),
+                   time_limit_s=args.minutes * 60 if args.minutes else None)
+    print(json.dumps({"clips": args.clip, **result}))
+
+
+def cmd_train_experts(args) -> None:
+    lib = _library(args.lib, args.clips)
+    clips = list(args.clips or lib.clip_ids)
+    settings = {k: v for k, v in vars(args).items()
+                if k in ("backend", "num_envs", "steps", "seed", "minutes", "eval_every", "checkpoint_every")}
+    jobs = [(str(args.lib), c, str(args.out / c), settings) for c in clips]
+    if args.ray_address:
+        import ray
+
+        ray.init(address=None if args.ray_address == "local" else args.ray_address,
+                 **({"num_cpus": args.jobs} if args.ray_address == "local" and args.jobs else {}),
+                 include_dashboard=False, log_to_driver=True)
+        remote = ray.remote(num_cpus=1)(train_one)
+        results = ray.get([remote.remote(*job, 1) for job in jobs])
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing
+
+        workers = args.jobs or max(1, min(len(jobs), (os.cpu_count() or 1)))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(train_one, *zip(*jobs), [threads] * len(jobs)))
+    for r in results:
+        print(json.dumps(r))
+
+
+def cmd_eval(args) -> None:
+    from padl import ppo
+    from padl.evaluate import evaluate_policy
+    from padl.expert import load_policy
+
+    import jax
+
+    ts, meta = load_policy(args.checkpoint)
+    clips = list(args.clips or meta["clips"])
+    lib = _library(args.lib, clips)
+    if lib.data.qpos.shape[1] != meta["action_size"] + 7:
+        raise CliError(f"{args.lib}: library character does not match the policy's ({meta['character']})")
+    from padl.config import from_dict
+    from padl.expert import ExpertConfig
+
+    env_cfg = dataclasses.replace(from_dict(ExpertConfig, meta["expert"]).env, backend=args.backend)
+    key = jax.random.key(0)
+    result = evaluate_policy(lib, lambda o: ppo.act(ts, o, key, deterministic=True)[0], clips, args.episodes,
+                             args.noise, args.seconds, env_cfg)
+    head = f"{'clip':<36} {'success':>8} {'G-MPJPE mm':>11} {'L-MPJPE mm':>11} {'root mm':>8} {'frames':>7}"
+    print(head + "\n" + "-" * len(head))
+    for clip, m in result.items():
+        print(f"{clip:<36} {m['success']:>8.0%} {m['g_mpjpe_mm']:>11.1f} {m['l_mpjpe_mm']:>11.1f} "
+              f"{m['root_error_mm']:>8.1f} {m['frames']:>7.0f}")
+    if args.json:
+        from padl.checkpoint import _write_temp
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _write_temp(args.json.parent, ".json", lambda f: f.write(json.dumps(result, indent=1).encode()))
+        os.replace(tmp, args.json)
+
+
+def cmd_record(args) -> None:
+    from padl.rollouts import record
+
+    meta = json.loads((args.checkpoint / "policy.json" if args.checkpoint.is_dir()
+                       else args.checkpoint.with_suffix(".json")).read_text()) if args.checkpoint.exists() else None
+    lib = _library(args.lib, (meta or {}).get("config", {}).get("clips"))
+    path = record(args.checkpoint, lib, args.out, args.steps, args.num_envs, args.noise, args.seed, args.backend)
+    print(f"wrote {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="padl", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def training(q):
+        q.add_argument("--backend", default="auto", choices=["auto", "mujoco", "mjx"])
+        q.add_argument("--steps", type=int, help="total environment samples (default: the config's iterations)")
+        q.add_argument("--num-envs", type=int, help="parallel environments (default 64)")
+        q.add_argument("--minutes", type=float, help="wall-clock budget of this call (a checkpoint is written)")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--eval-every", type=int, help="iterations between evaluations (default 25)")
+        q.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default 10)")
+
+    t = sub.add_parser("train-expert", help="train (or resume) the expert of one clip (or of several at once)")
+    t.add_argument("lib", type=Path)
+    t.add_argument("clip", nargs="+", help="clip id; several make one expert that tracks whichever it is given")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--threads", type=int, default=0, help="MuJoCo C threads (default: all CPUs)")
+    t.add_argument("--quiet", action="store_true")
+    training(t)
+    t.set_defaults(func=cmd_train_expert)
+
+    m = sub.add_parser("train-experts", help="one expert per clip, in parallel locally or on a Ray cluster")
+    m.add_argument("lib", type=Path)
+    m.add_argument("--clips", nargs="+")
+    m.add_argument("--out", type=Path, required=True, help="one sub-folder per clip; existing runs are resumed")
+    m.add_argument("--jobs", type=int, help="clips trained at once (default: one per CPU, at most the clip count)")
+    m.add_argument("--ray-address", help="Ray cluster address, or 'local' to start a local Ray instance")
+    training(m)
+    m.set_defaults(func=cmd_train_experts)
+
+    e = sub.add_parser("eval", help="success and MPJPE of an expert, per clip, from each clip's start")
+    e.add_argument("checkpoint", type=Path, help="an expert's folder or its policy checkpoint")
+    e.add_argument("lib", type=Path)
+    e.add_argument("--clips", nargs="+")
+    e.add_argument("--episodes", type=int, default=4)
+    e.add_argument("--noise", type=float, default=0.02, help="initial-state perturbation (rad)")
+    e.add_argument("--seconds", type=float, default=10.0, help="episode length for looping clips")
+    e.add_argument("--backend", default="mujoco", choices=["mujoco", "mjx"])
+    e.add_argument("--json", type=Path)
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("record", help="record an expert's (observation, action, reference) trajectories")
+    r.add_argument("checkpoint", type=Path)
+    r.add_argument("lib", type=Path)
+    r.add_argument("--out", type=Path, required=True, help="output name (writes NAME.npz and NAME.json)")
+    r.add_argument("--steps", type=int, default=300)
+    r.add_argument("--num-envs", type=int, default=64)
+    r.add_argument("--noise", type=float, default=0.0, help="scale of the expert's action noise while recording")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--backend", default="mujoco", choices=["mujoco", "mjx"])
+    r.set_defaults(func=cmd_record)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from padl.checkpoint import CheckpointError
+
+    try:
+        args.func(args)
+    except (CliError, CheckpointError, LibraryError) as e:
+        print(f"padl: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

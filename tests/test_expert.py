@@ -1,0 +1,146 @@
+"""PADL expert training: config round trip, evaluation on known cases, resumable checkpoints (also after
+SIGKILL), the rollouts recorder, clear errors for foreign or corrupted files, and parallel training on Ray."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from motions.library import MotionLibrary
+from padl import checkpoint, ppo, rollouts
+from padl.cli import main as padl_main
+from padl.config import from_dict, to_dict
+from padl.env import EnvConfig
+from padl.evaluate import evaluate_policy
+from padl.expert import ExpertConfig, load_policy, train
+from synthetic import write_synthetic_library
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--num-envs", "4", "--backend", "mujoco", "--eval-every", "1000", "--checkpoint-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def lib_path(tmp_path_factory) -> Path:
+    return write_synthetic_library(tmp_path_factory.mktemp("lib") / "synthetic", kinds=("sway", "squat"))
+
+
+@pytest.fixture(scope="module")
+def lib(lib_path) -> MotionLibrary:
+    return MotionLibrary(lib_path)
+
+
+def tiny_config(**kw) -> ExpertConfig:
+    cfg = ExpertConfig(env=EnvConfig(num_envs=4, backend="mujoco", clips=("synthetic_sway",), num_threads=1),
+                       rollout_steps=8, eval_every=1000, checkpoint_every=2, eval_episodes=1)
+    return dataclasses.replace(cfg, **kw)
+
+
+def test_config_round_trips_through_json():
+    cfg = tiny_config(disc_weight=0.3)
+    again = from_dict(ExpertConfig, json.loads(json.dumps(to_dict(cfg))))
+    assert again == cfg and isinstance(again.env.clips, tuple) and isinstance(again.ppo.policy_hidden, tuple)
+    with pytest.raises(ValueError, match="unknown field 'bogus'"):
+        from_dict(ExpertConfig, {**to_dict(cfg), "bogus": 1})
+
+
+def test_evaluation_scores_a_good_and_a_bad_policy(lib):
+    """Zero residual (PD on the reference) follows the standing sway; full-scale actions on every joint do not."""
+    cfg = EnvConfig(num_threads=1)
+    good = evaluate_policy(lib, lambda o: np.zeros((o.shape[0], 28), np.float32), ["synthetic_sway"], episodes=2,
+                           seconds=3.0, env_config=cfg)
+    bad = evaluate_policy(lib, lambda o: np.ones((o.shape[0], 28), np.float32), ["synthetic_sway"], episodes=2,
+                          seconds=3.0, env_config=cfg)
+    g, b = good["synthetic_sway"], bad["synthetic_sway"]
+    assert g["success"] == 1.0 and g["g_mpjpe_mm"] < 40 and g["frames"] == pytest.approx(90, abs=1)
+    assert b["success"] == 0.0 and b["g_mpjpe_mm"] > 3 * g["g_mpjpe_mm"] and b["frames"] < 90
+    assert good["mean"]["success"] == 1.0
+
+
+def test_resume_continues_the_same_run(lib, tmp_path):
+    cfg = tiny_config()
+    train(lib, tmp_path / "a", cfg, iterations=4, progress=False)
+    train(lib, tmp_path / "b", cfg, iterations=2, progress=False)
+    train(lib, tmp_path / "b", cfg, iterations=4, progress=False, resume=True)
+    meta_a = json.loads((tmp_path / "a" / "train_state.json").read_text())["config"]
+    meta_b = json.loads((tmp_path / "b" / "train_state.json").read_text())["config"]
+    assert (meta_a["iteration"], meta_a["samples"]) == (meta_b["iteration"], meta_b["samples"]) == (4, 4 * 8 * 4)
+    ts, _ = load_policy(tmp_path / "b")
+    assert int(ts.step) == 4  # PPO's own update counter (the optimiser schedule) went on, not restarted
+
+
+def test_killed_training_resumes_to_the_same_step_count(lib, lib_path, tmp_path):
+    """A `padl train-expert` process SIGKILLed after a checkpoint resumes with --resume and ends where an
+    uninterrupted run of the same length ends (6 iterations of 4 envs x 32 steps)."""
+    cmd = [sys.executable, "-m", "padl.cli", "train-expert", str(lib_path), "synthetic_sway", "--steps", "768",
+           *TINY, "--threads", "1", "--quiet", "--out", str(tmp_path / "killed")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "train_state.json"
+    deadline = time.time() + 600
+    while not state.exists() and time.time() < deadline and killed.poll() is None:
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    first = json.loads(state.read_text())["config"]["iteration"]
+    assert 2 <= first < 6, "killed after the end of the run"
+    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    cfg = dataclasses.replace(tiny_config(), rollout_steps=32)
+    train(lib, tmp_path / "full", cfg, iterations=6, progress=False)
+    end = [json.loads((tmp_path / d / "train_state.json").read_text())["config"] for d in ("full", "killed")]
+    assert (end[0]["iteration"], end[0]["samples"]) == (end[1]["iteration"], end[1]["samples"]) == (6, 768)
+
+
+def test_corrupted_and_foreign_checkpoints_are_refused(lib, lib_path, tmp_path, capsys):
+    train(lib, tmp_path / "run", tiny_config(), iterations=2, progress=False)
+    npz = tmp_path / "run" / "train_state.npz"
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    code = padl_main(["train-expert", str(lib_path), "synthetic_sway", "--out", str(tmp_path / "run"), "--resume",
+                      *TINY, "--steps", "64"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "train_state.npz" in err and "sha256 mismatch" in err and "\n" not in err
+    # A checkpoint of another kind (a plain array file of this format) is not an expert policy.
+    checkpoint.save(tmp_path / "other" / "policy", {"w": np.zeros(3)}, {"kind": "something-else"})
+    code = padl_main(["eval", str(tmp_path / "other"), str(lib_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "not a PADL expert policy" in err and "\n" not in err
+    code = padl_main(["eval", str(tmp_path / "missing"), str(lib_path)])
+    assert code == 1 and "no such checkpoint" in capsys.readouterr().err
+
+
+def test_recorder_writes_expert_actions_on_visited_states(lib, tmp_path):
+    train(lib, tmp_path / "expert", tiny_config(), iterations=2, progress=False)
+    path = rollouts.record(tmp_path / "expert", lib, tmp_path / "rec", steps=12, num_envs=3, noise=1.0)
+    arrays, meta = rollouts.load(path)
+    assert meta["clips"] == ["synthetic_sway"] and arrays["obs"].shape == (12, 3, meta["obs_layout"]["obs"])
+    assert arrays["action"].shape == (12, 3, 28) and arrays["ref_qpos"].shape == (12, 3, 35)
+    assert set(np.unique(arrays["clip"])) == {0}
+    ts, _ = load_policy(tmp_path / "expert")
+    mean, _, _ = ppo.act(ts, arrays["obs"][5], jax.random.key(0), deterministic=True)
+    np.testing.assert_allclose(arrays["action"][5], np.asarray(mean), atol=1e-5)  # the expert's label, not the noisy act
+    # Noisy acting took the states away from the noise-free rollout: the recorder explores.
+    quiet, _ = rollouts.load(rollouts.record(tmp_path / "expert", lib, tmp_path / "rec0", steps=12, num_envs=3))
+    assert np.abs(quiet["qpos"][-1] - arrays["qpos"][-1]).max() > 1e-4
+    with pytest.raises(checkpoint.CheckpointError, match="not a PADL rollout recording"):
+        rollouts.load(tmp_path / "expert" / "policy")
+
+
+def test_train_experts_on_a_local_ray_cluster(lib_path, tmp_path):
+    pytest.importorskip("ray", reason="Ray is the `dist` extra")
+    out = tmp_path / "experts"
+    code = subprocess.run([sys.executable, "-m", "padl.cli", "train-experts", str(lib_path), "--out", str(out),
+                           "--ray-address", "local", "--jobs", "2", "--steps", "128", *TINY],
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=900)
+    assert code.returncode == 0, code.stderr[-2000:]
+    for clip in ("synthetic_sway", "synthetic_squat"):
+        meta = json.loads((out / clip / "policy.json").read_text())["config"]
+        assert meta["clips"] == [clip] and meta["samples"] == 128
