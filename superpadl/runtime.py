@@ -1,0 +1,197 @@
+"""Runtime controllers: text command in, PD targets out (the `viewer.loop.Controller` protocol).
+
+`ExpertController` is the expert-level runtime (PADL's language-to-skill step without distillation): a command
+is embedded with the text encoder and matched to the closest caption of the clips that have an expert; that
+clip's expert then tracks the clip's reference, re-anchored at the character's current position and heading
+(so a new command continues from wherever the character stands), and restarted when a non-looping clip ends.
+It needs the motion library the experts were trained on, since experts are conditioned on the reference.
+
+A controller folder holds `controller.json` {"format": "padl-expert-controller", "library": PATH,
+"experts": [DIR, ...]} (paths relative to the folder) and is loaded with `load_controller(DIR)`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from motions import kinematics as K
+from motions.library import MotionLibrary, sample_reference
+from padl import observations as O
+from padl import ppo
+from padl.config import from_dict
+from padl.env import pd_targets
+from padl.expert import ExpertConfig, load_policy
+
+FORMAT = "padl-expert-controller"
+
+
+def _yaw(q) -> float:
+    w, x, y, z = q
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def _yaw_quat(a: float) -> np.ndarray:
+    return np.array([np.cos(a / 2), 0.0, 0.0, np.sin(a / 2)])
+
+
+def _qmul(a, b):
+    w1, x1, y1, z1 = np.moveaxis(a, -1, 0)
+    w2, x2, y2, z2 = np.moveaxis(b, -1, 0)
+    return np.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], -1)
+
+
+class Anchor:
+    """A horizontal rigid transform (yaw about z, then an xy shift) applied to reference frames."""
+
+    def __init__(self, yaw: float = 0.0, shift=(0.0, 0.0)):
+        self.yaw, self.q = yaw, _yaw_quat(yaw)
+        c, s = np.cos(yaw), np.sin(yaw)
+        self.rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+        self.shift = np.array([shift[0], shift[1], 0.0])
+
+    @staticmethod
+    def between(ref_qpos: np.ndarray, qpos: np.ndarray) -> "Anchor":
+        """The transform that puts the reference root (xy, heading) where the character's root is."""
+        yaw = _yaw(qpos[3:7]) - _yaw(ref_qpos[3:7])
+        a = Anchor(yaw)
+        return Anchor(yaw, (qpos[:3] - a.rot @ ref_qpos[:3])[:2])
+
+    def points(self, p):
+        return p @ self.rot.T + self.shift
+
+    def rotations(self, q):
+        return _qmul(np.broadcast_to(self.q, q.shape), q)
+
+    def qpos(self, q):
+        q = np.array(q, np.float64)
+        q[..., :3] = self.points(q[..., :3])
+        q[..., 3:7] = self.rotations(q[..., 3:7])
+        return q
+
+    def qvel(self, v):
+        v = np.array(v, np.float64)
+        v[..., :3] = v[..., :3] @ self.rot.T  # MuJoCo free joint: world linear velocity, local angular velocity
+        return v
+
+
+class ExpertController:
+    """Tracks the clip whose caption best matches the command, with that clip's expert."""
+
+    control_hz = 30.0
+
+    def __init__(self, library: MotionLibrary, experts: list[str | Path], encoder=None, library_dir=None):
+        self.library, self.character = library, library.character
+        self.model = self.character.model
+        self.experts, self.clip_expert = [], {}
+        for path in experts:
+            ts, meta = load_policy(path)
+            cfg = from_dict(ExpertConfig, meta["expert"]).env
+            self.experts.append((ts, cfg))
+            for clip in meta["clips"]:
+                if clip in library.clip_ids:
+                    self.clip_expert.setdefault(clip, len(self.experts) - 1)
+        if not self.clip_expert:
+            raise ValueError("none of the experts' clips is in the library")
+        from superpadl.text import caption_embeddings, default_encoder
+
+        self.encoder = encoder or default_encoder()
+        captions, emb, idx = caption_embeddings(library_dir or library.path, self.encoder, include_flagged=True)
+        keep = [i for i, c in enumerate(idx) if library.clip_ids[c] in self.clip_expert]
+        self.captions = [captions[i] for i in keep]
+        self.caption_emb, self.caption_clip = emb[keep], np.asarray(idx)[keep]
+        act = np.asarray(self.character.actuator_joint)
+        low, high = (np.asarray(self.model.actuator_ctrlrange[:, i], np.float32) for i in (0, 1))
+        self._pd = lambda ref_joints, a, cfg: pd_targets(ref_joints, a, cfg.action_mode, cfg.action_scale, act,
+                                                          low, high)
+        skel, key_bodies = library.skeleton, np.asarray(self.character.key_bodies)
+
+        @jax.jit
+        def observe(qpos, qvel, ref_pos, ref_rot, phase):
+            body = K.forward_kinematics(skel, qpos[None])
+            lin, ang = O.body_velocities(skel, qpos[None], qvel[None], body.pos, body.rot)
+            return jnp.concatenate([O.policy_obs(body.pos, body.rot, lin, ang),
+                                    O.reference_obs(qpos[None, :3], body.rot[:, 0], ref_pos[None], ref_rot[None],
+                                                    phase[None])], axis=-1)
+
+        self._observe = observe
+        self._act = jax.jit(lambda ts, obs: ppo.act(ts, obs, jax.random.key(0), deterministic=True)[0])
+        self.command_text, self.clip = None, next(iter(self.clip_expert))
+        self.clip_time, self.anchor = 0.0, Anchor()
+        self.matched_caption = None
+
+    # -- text -> clip -------------------------------------------------------------------------------------
+    def match(self, text: str) -> tuple[str, str, float]:
+        """(clip id, matched caption, cosine similarity) for a command."""
+        e = self.encoder.encode(text)[0]
+        sim = self.caption_emb @ e
+        i = int(np.argmax(sim))
+        return self.library.clip_ids[int(self.caption_clip[i])], self.captions[i], float(sim[i])
+
+    def set_command(self, text: str) -> None:
+        clip, caption, _ = self.match(text)
+        self.command_text, self.matched_caption = text, caption
+        if clip != self.clip or self._qpos is None:
+            self.clip, self.clip_time = clip, 0.0
+            self._reanchor()
+
+    # -- protocol -----------------------------------------------------------------------------------------
+    _qpos = None
+
+    def _ref(self, times) -> tuple[np.ndarray, ...]:
+        i = self.library.index(self.clip)
+        r = sample_reference(self.library.data, self.library.skeleton, jnp.full((len(times),), i),
+                             jnp.asarray(times, jnp.float32))
+        return tuple(np.asarray(x, np.float64) for x in (r.qpos, r.qvel, r.body_pos, r.body_rot))
+
+    def _reanchor(self):
+        ref_qpos = self._ref([self.clip_time])[0][0]
+        self.anchor = Anchor.between(ref_qpos, self._qpos) if self._qpos is not None else Anchor()
+
+    def initial_state(self):
+        qpos, qvel, _, _ = self._ref([0.0])
+        return Anchor().qpos(qpos[0]), Anchor().qvel(qvel[0])
+
+    def reset(self, qpos, qvel) -> None:
+        self._qpos, self.clip_time = np.asarray(qpos, np.float64), 0.0
+        self._reanchor()
+
+    def act(self, qpos, qvel) -> np.ndarray:
+        self._qpos = np.asarray(qpos, np.float64)
+        i = self.library.index(self.clip)
+        ts, cfg = self.experts[self.clip_expert[self.clip]]
+        duration = float(self.library.durations[i])
+        if not bool(self.library.data.loop[i]) and self.clip_time + cfg.ref_frames / self.control_hz > duration:
+            self.clip_time = 0.0  # a gesture ended: play it again from where the character now stands
+            self._reanchor()
+        times = self.clip_time + np.arange(1, cfg.ref_frames + 1) / self.control_hz
+        ref_qpos, _, ref_pos, ref_rot = self._ref(times)
+        ref_pos, ref_rot = self.anchor.points(ref_pos), self.anchor.rotations(ref_rot)
+        p = self.clip_time / max(duration, 1e-6)
+        phase = p - np.floor(p) if bool(self.library.data.loop[i]) else min(p, 1.0)
+        obs = self._observe(jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32),
+                            jnp.asarray(ref_pos, jnp.float32), jnp.asarray(ref_rot, jnp.float32),
+                            jnp.asarray(phase, jnp.float32))
+        action = np.asarray(self._act(ts, obs))[0]
+        self.clip_time += 1.0 / self.control_hz
+        return np.asarray(self._pd(ref_qpos[0, 7:].astype(np.float32), action, cfg))
+
+
+def load_controller(path: str | Path) -> ExpertController:
+    path = Path(path)
+    spec_file = path / "controller.json"
+    try:
+        spec = json.loads(spec_file.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{spec_file}: missing (not a controller folder)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{spec_file}: not valid JSON ({e.msg})") from None
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        raise ValueError(f"{spec_file}: not a {FORMAT} file")
+    lib_dir = (path / spec["library"]).resolve()
+    library = MotionLibrary(lib_dir, include_flagged=True)
+    return ExpertController(library, [path / e for e in spec["experts"]], library_dir=lib_dir)
