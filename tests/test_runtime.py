@@ -1,0 +1,81 @@
+"""The expert runtime controller: text picks the clip by caption, the reference is re-anchored at the character,
+targets respect the actuator ranges, and controller folders load with clear errors."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from motions.library import MotionLibrary
+from padl.env import EnvConfig
+from padl.expert import ExpertConfig, train
+from superpadl.runtime import Anchor, ExpertController, load_controller
+from superpadl.cli import main as superpadl_main
+from synthetic import write_synthetic_library
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ctl")
+    lib_path = write_synthetic_library(root / "lib", kinds=("sway", "squat"))
+    lib = MotionLibrary(lib_path)
+    cfg = ExpertConfig(env=EnvConfig(num_envs=4, backend="mujoco", num_threads=1,
+                                     clips=("synthetic_sway", "synthetic_squat")),
+                       rollout_steps=8, eval_every=1000, checkpoint_every=1000)
+    train(lib, root / "expert", cfg, iterations=1, progress=False)
+    (root / "controller.json").write_text(json.dumps(
+        {"format": "padl-expert-controller", "library": "lib", "experts": ["expert"]}))
+    return root
+
+
+def test_anchor_moves_the_reference_root_onto_the_character():
+    rng = np.random.default_rng(0)
+    ref = np.concatenate([[0.3, -0.2, 0.9], [np.cos(0.4), 0, 0, np.sin(0.4)], np.zeros(28)])
+    char = np.concatenate([[2.0, 1.0, 0.95], [np.cos(-1.0), 0, 0, np.sin(-1.0)], np.zeros(28)])
+    a = Anchor.between(ref, char)
+    moved = a.qpos(ref)
+    np.testing.assert_allclose(moved[:2], char[:2], atol=1e-9)  # same place on the floor, own height
+    assert moved[2] == pytest.approx(0.9)
+    np.testing.assert_allclose(np.abs(moved[3:7] @ char[3:7]), 1.0, atol=1e-9)  # same heading
+    p = rng.normal(size=(5, 3))  # a rigid motion: distances between points are kept
+    np.testing.assert_allclose(np.linalg.norm(a.points(p)[0] - a.points(p)[1]), np.linalg.norm(p[0] - p[1]))
+
+
+def test_commands_pick_clips_and_targets_stay_in_range(folder):
+    c = load_controller(folder)
+    assert c.match("someone bends the knees slowly")[0] == "synthetic_squat"
+    assert c.match("swinging both arms while standing")[0] == "synthetic_sway"
+    qpos, qvel = c.initial_state()
+    c.reset(qpos, qvel)
+    c.set_command("bend your knees")
+    assert c.clip == "synthetic_squat"
+    low, high = c.model.actuator_ctrlrange.T
+    for _ in range(5):
+        t = c.act(qpos, qvel)
+        assert t.shape == (28,) and np.all(t >= low - 1e-6) and np.all(t <= high + 1e-6)
+    assert c.clip_time == pytest.approx(5 / 30)
+    with pytest.raises(ValueError, match="empty prompt"):
+        c.set_command("   ")
+
+
+def test_controller_folders_fail_clearly(folder, tmp_path, capsys):
+    with pytest.raises(ValueError, match="controller.json: missing"):
+        load_controller(tmp_path)
+    (tmp_path / "controller.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="not a padl-expert-controller file"):
+        load_controller(tmp_path)
+    code = superpadl_main(["render", "--prompt", "sway", "-o", str(tmp_path / "x.mp4"), "--policy", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "not a padl-expert-controller file" in err and not (tmp_path / "x.mp4").exists()
+
+
+def test_render_with_an_expert_controller(folder, tmp_path):
+    import imageio.v2 as imageio
+
+    out = tmp_path / "out.mp4"
+    code = superpadl_main(["render", "--prompt", "swing your arms for 1s; then bend the knees for 1s", "-o",
+                           str(out), "--policy", str(folder), "--width", "160", "--height", "120", "--fps", "15",
+                           "--quiet"])
+    assert code == 0
+    frames = [f for f in imageio.get_reader(out)]
+    assert abs(len(frames) - 30) <= 1 and np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 0.5
