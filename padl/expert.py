@@ -47,7 +47,7 @@ class ExpertConfig:
     disc_updates: int = 2  # discriminator minibatch steps per iteration
     iterations: int = 2000  # upper bound; early stopping usually ends sooner
     eval_every: int = 25
-    eval_episodes: int = 2
+    eval_episodes: int = 4
     eval_noise: float = 0.02  # initial-state perturbation of evaluation episodes (see EnvConfig.init_noise)
     stop_success: float = 1.0
     stop_g_mpjpe_mm: float = 60.0
