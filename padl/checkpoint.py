@@ -37,7 +37,7 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + ".npz"), p.with_name(p.name + ".json")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -85,7 +85,7 @@ def save(path: str | os.PathLike, tree: Any, config: dict | None = None) -> Path
     tmp_npz = _write_temp(npz_path.parent, ".npz", lambda f: np.savez(f, **stored))
     try:
         meta["npz"] = npz_path.name
-        meta["sha256"] = _sha256(tmp_npz)
+        meta["sha256"] = file_sha256(tmp_npz)
         tmp_json = _write_temp(json_path.parent, ".json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     except BaseException:
         os.unlink(tmp_npz)
@@ -120,7 +120,7 @@ def load(path: str | os.PathLike, template: Any = None) -> tuple[Any, dict]:
         fail(json_path, f"malformed sidecar (missing {e})")
     if not npz_path.is_file():
         fail(npz_path, "array file is missing")
-    if _sha256(npz_path) != sha:
+    if file_sha256(npz_path) != sha:
         fail(npz_path, "sha256 mismatch: corrupted, or not the file this sidecar describes")
 
     flat = {}

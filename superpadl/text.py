@@ -118,11 +118,9 @@ def default_encoder() -> TextEncoder:
 # --- caption embeddings for a motion library, cached beside it ---------------------------------------------
 
 def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from padl.checkpoint import file_sha256  # here, not at the top: it imports jax
+
+    return file_sha256(path)
 
 
 def _load_cache(lib: Path, model_name: str, captions_sha: str, clip_index: np.ndarray) -> np.ndarray | None:
