@@ -78,7 +78,8 @@ def _config_json(cfg: ExpertConfig, library: MotionLibrary, env: ImitationEnv) -
 
 
 def load_policy(path: str | Path) -> tuple[ppo.TrainState, dict]:
-    """The PPO state (policy, value, normaliser) and metadata of an expert's `policy` checkpoint."""
+    """The PPO state and metadata of an expert's `policy` checkpoint (of an `export_policy` one: the policy and
+    its normaliser, with the value network and optimisers left at their initial values)."""
     path = Path(path)
     if path.is_dir():
         path = path / POLICY
@@ -87,8 +88,20 @@ def load_policy(path: str | Path) -> tuple[ppo.TrainState, dict]:
         raise checkpoint.CheckpointError(f"{path}.json: not a PADL expert policy (kind={meta.get('kind')!r})")
     cfg = from_dict(ExpertConfig, meta["expert"])
     template = ppo.init(jax.random.key(0), meta["obs_size"], meta["action_size"], cfg.ppo)
+    if meta.get("policy_only"):
+        part, _ = checkpoint.load(path, {"policy_params": template.policy_params, "normalizer": template.normalizer})
+        return template.replace(**part), meta
     ts, _ = checkpoint.load(path, template)
     return ts, meta
+
+
+def export_policy(src: str | Path, dst: str | Path) -> Path:
+    """Write the policy network and its observation normaliser alone (about a sixth of a `policy` checkpoint):
+    what acting needs, for shipping."""
+    ts, meta = load_policy(src)
+    return checkpoint.save(Path(dst) / POLICY if Path(dst).suffix == "" else dst,
+                           {"policy_params": ts.policy_params, "normalizer": ts.normalizer},
+                           {**meta, "policy_only": True})
 
 
 @jax.jit

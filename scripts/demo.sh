@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Sets up, imports the DeepMimic clips from ../shared/data into a motion library and renders the walk,
-# headless, to demo.mp4. (Until the default text-conditioned policy ships, the demo plays a reference clip.)
+# Sets up, imports the mocap clips the default model tracks (../shared/data, or PADL_SHARED_DATA) and renders
+# the default prompt script, headless, to demo.mp4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 DATA=${PADL_SHARED_DATA:-../shared/data}
-[ -f libs/deepmimic/manifest.json ] || .venv/bin/motions import "$DATA"/deepmimic/motions/*.txt --out libs/deepmimic
-.venv/bin/motions render libs/deepmimic deepmimic_walk --caption -o demo.mp4
+if [ ! -f libs/default/manifest.json ]; then
+  mapfile -t SOURCES < <(grep -v '^#' models/default/sources.txt | sed "s#^#$DATA/#")
+  .venv/bin/motions import "${SOURCES[@]}" --out libs/default --quiet
+fi
+.venv/bin/superpadl render --script prompts/demo.txt -o demo.mp4

@@ -56,7 +56,10 @@ def resolve_controller(policy: Path | None):
     else:
         why = "superpadl.runtime is not installed" if runtime is None else "superpadl.runtime has no default_controller"
     if runtime is not None and hasattr(runtime, "default_controller"):
-        return runtime.default_controller()
+        try:
+            return runtime.default_controller()
+        except (OSError, ValueError, KeyError) as e:
+            why = _one_line(e)
     from viewer.loop import HoldController
 
     print(f"superpadl: warning: no trained policy is installed ({why}); the character only holds its rest pose "

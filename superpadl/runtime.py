@@ -27,6 +27,7 @@ from padl.env import pd_targets
 from padl.expert import ExpertConfig, load_policy
 
 FORMAT = "padl-expert-controller"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
 def _yaw(q) -> float:
@@ -195,3 +196,13 @@ def load_controller(path: str | Path) -> ExpertController:
     lib_dir = (path / spec["library"]).resolve()
     library = MotionLibrary(lib_dir, include_flagged=True)
     return ExpertController(library, [path / e for e in spec["experts"]], library_dir=lib_dir)
+
+
+def default_controller() -> ExpertController:
+    """The shipped model (models/default). Its experts track clips of a library that `scripts/demo.sh` imports
+    from the mocap (models/default/sources.txt); without that library this raises a ValueError saying so."""
+    spec = json.loads((DEFAULT_MODEL / "controller.json").read_text())
+    lib = (DEFAULT_MODEL / spec["library"]).resolve()
+    if not (lib / "manifest.json").is_file():
+        raise ValueError(f"{lib}: the default model's motion library is not imported (bash scripts/demo.sh does it)")
+    return load_controller(DEFAULT_MODEL)

@@ -182,13 +182,18 @@ def test_policy_resolution(tmp_path, monkeypatch, capsys):
 
     with pytest.raises(cli.CliError, match="no such policy directory"):
         cli.resolve_controller(tmp_path / "nope")
-    try:
-        import superpadl.runtime as runtime  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(cli.CliError, match=f"{tmp_path}: cannot load policies"):
-            cli.resolve_controller(tmp_path)
-        assert isinstance(cli.resolve_controller(None), HoldController)
-        err = capsys.readouterr().err
-        assert err.startswith("superpadl: warning: no trained policy is installed") and err.count("\n") == 1
+    import superpadl.runtime as runtime
+
+    with pytest.raises(cli.CliError, match=f"{tmp_path}: not a readable policy"):
+        cli.resolve_controller(tmp_path)  # a folder without controller.json
+    # The shipped model needs its motion library; without it the commands fall back to the placeholder.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "controller.json").write_text('{"format": "padl-expert-controller", "library": "absent", "experts": []}')
+    monkeypatch.setattr(runtime, "DEFAULT_MODEL", model)
+    assert isinstance(cli.resolve_controller(None), HoldController)
+    err = capsys.readouterr().err
+    assert err.startswith("superpadl: warning: no trained policy is installed") and err.count("\n") == 1
+    assert "motion library is not imported" in err
     rc = cli.main(["render", "--prompt", "x", "-o", str(tmp_path / "o.mp4"), "--policy", str(tmp_path / "nope")])
     assert rc == 1 and capsys.readouterr().err == f"superpadl: error: {tmp_path / 'nope'}: no such policy directory\n"
