@@ -106,7 +106,7 @@ class Viewer:
             raise ViewerError(f"MuJoCo cannot render offscreen (MUJOCO_GL={os.environ.get('MUJOCO_GL')}): {e}") from e
         self.camera = mujoco.MjvCamera()
         self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
-        self.camera.distance, self.camera.elevation, self.camera.azimuth = 4.0, -15.0, 90.0
+        self.camera.distance, self.camera.elevation, self.camera.azimuth = 4.0, -15.0, 150.0
         self._pelvis = loop.model.body("pelvis").id
         self._update_camera(force=True)
 

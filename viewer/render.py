@@ -17,7 +17,7 @@ class FrameRenderer:
     """Renders a model's current state from a camera that follows the pelvis at a fixed offset."""
 
     def __init__(self, model: mujoco.MjModel, width: int = 640, height: int = 480, distance: float = 4.0,
-                 elevation: float = -15.0, azimuth: float = 90.0):
+                 elevation: float = -15.0, azimuth: float = 150.0):
         self.model = model
         self.renderer = mujoco.Renderer(model, height=height, width=width)
         self.camera = mujoco.MjvCamera()
