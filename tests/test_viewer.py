@@ -279,7 +279,7 @@ def _check_viewer(viewer, controller, frames):
     assert not viewer.follow
     viewer.drag(30, 10)
     viewer.scroll(2)
-    assert viewer.camera.azimuth == pytest.approx(81.0) and viewer.camera.distance == pytest.approx(4 * 0.81)
+    assert viewer.camera.azimuth == pytest.approx(150.0 - 0.3 * 30) and viewer.camera.distance == pytest.approx(4 * 0.81)
     viewer.press("r")
     assert loop.pelvis_height > 0.9 and loop.falls == 0
     viewer.press("enter")
