@@ -120,6 +120,8 @@ class ExpertController:
                                                     phase[None])], axis=-1)
 
         self._observe = observe
+        sample = jax.jit(lambda data, clip, t: sample_reference(data, skel, clip, t))
+        self._sample = lambda clip, t: sample(library.data, clip, t)
         self._act = jax.jit(lambda ts, obs: ppo.act(ts, obs, jax.random.key(0), deterministic=True)[0])
         self.command_text, self.clip = None, next(iter(self.clip_expert))
         self.clip_time, self.anchor = 0.0, Anchor()
@@ -145,8 +147,7 @@ class ExpertController:
 
     def _ref(self, times) -> tuple[np.ndarray, ...]:
         i = self.library.index(self.clip)
-        r = sample_reference(self.library.data, self.library.skeleton, jnp.full((len(times),), i),
-                             jnp.asarray(times, jnp.float32))
+        r = self._sample(jnp.full((len(times),), i), jnp.asarray(times, jnp.float32))
         return tuple(np.asarray(x, np.float64) for x in (r.qpos, r.qvel, r.body_pos, r.body_rot))
 
     def _reanchor(self):
