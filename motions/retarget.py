@@ -221,19 +221,58 @@ class IKSolver:
         return out
 
 
+def _stance(pts: np.ndarray, idx: list[int], floor: float, fps: float, height: float, speed: float) -> np.ndarray:
+    """(T,) bool: the foot (points idx) is low and slow."""
+    low = pts[:, idx, 2].min(axis=1) - floor < height
+    v = np.linalg.norm(np.gradient(pts[:, idx, :2], axis=0), axis=-1).max(axis=1) * fps
+    return low & (v < speed)
+
+
+def _floor(pts: np.ndarray, names: tuple[str, ...]) -> float:
+    return float(np.percentile(pts[:, [names.index(f"{s}_{p}") for s in ("left", "right") for p in ("ankle", "toe")], 2], 5))
+
+
+def level_feet(pts: np.ndarray, names: tuple[str, ...], mask: np.ndarray, fps: float, character_pitch: float,
+               height: float = 0.05, speed: float = 0.4) -> np.ndarray:
+    """Turn each toe point about its ankle so that the source's typical stance foot maps onto the character's
+    flat foot. Skeletons place the toe joint differently (Bandai's sits on the ground well below the ankle, so
+    a plain bone-direction transfer stood the character on its toe tips, ~17 deg toe-down, and it tipped
+    over backwards); the correction is the median ankle->toe pitch over stance frames minus the character's
+    own (`character_pitch`, rad, positive toe-down), applied to every frame of the clip when it exceeds 8 deg."""
+    out = pts.copy()
+    floor = _floor(pts, names)
+    for side in ("left", "right"):
+        a, t = names.index(f"{side}_ankle"), names.index(f"{side}_toe")
+        if not (mask[a] and mask[t]):
+            continue
+        vec = pts[:, t] - pts[:, a]
+        horiz = np.linalg.norm(vec[:, :2], axis=-1)
+        pitch = np.arctan2(-vec[:, 2], horiz)
+        stance = _stance(pts, [a, t], floor, fps, height, speed)
+        if stance.sum() < 3:
+            continue
+        delta = float(np.median(pitch[stance])) - character_pitch
+        if abs(delta) < np.radians(8.0):  # feet that already land flat (DeepMimic, AMP) are left as they are
+            continue
+        new_pitch = pitch - delta
+        length = np.linalg.norm(vec, axis=-1)
+        heading = vec[:, :2] / np.maximum(horiz, 1e-9)[:, None]
+        out[:, t, :2] = pts[:, a, :2] + heading * (length * np.cos(new_pitch))[:, None]
+        out[:, t, 2] = pts[:, a, 2] - length * np.sin(new_pitch)
+    return out
+
+
 def lock_feet(pts: np.ndarray, names: tuple[str, ...], mask: np.ndarray, fps: float,
               height: float = 0.05, speed: float = 0.4) -> np.ndarray:
     """Pin each foot's horizontal position during the source's stance phases (foot low and slow), so the
     small slides that retargeting onto other proportions introduces do not turn into skating."""
     out = pts.copy()
-    floor = np.percentile(pts[:, [names.index(f"{s}_{p}") for s in ("left", "right") for p in ("ankle", "toe")], 2], 5)
+    floor = _floor(pts, names)
     for side in ("left", "right"):
         idx = [names.index(f"{side}_{p}") for p in ("ankle", "toe") if mask[names.index(f"{side}_{p}")]]
         if not idx:
             continue
-        low = pts[:, idx, 2].min(axis=1) - floor < height
-        v = np.linalg.norm(np.gradient(pts[:, idx, :2], axis=0), axis=-1).max(axis=1) * fps
-        stance = low & (v < speed)
+        stance = _stance(pts, idx, floor, fps, height, speed)
         t = 0
         while t < len(stance):
             if not stance[t]:
@@ -271,7 +310,10 @@ def retarget(src: SourceMotion, character: Character, solver: IKSolver | None = 
         ratios.append(chain_length(rest, character.point_names, mask, chain) / src_len)
     scale = float(np.mean(ratios))
     pts = pts * scale
-    qpos = (solver or IKSolver(character)).solve(lock_feet(pts, character.point_names, mask, fps), mask)
+    names = character.point_names
+    toe = rest[0, names.index("left_toe")] - rest[0, names.index("left_ankle")]
+    pts = level_feet(pts, names, mask, fps, float(np.arctan2(-toe[2], np.linalg.norm(toe[:2]))))
+    qpos = (solver or IKSolver(character)).solve(lock_feet(pts, names, mask, fps), mask)
     # Ground: lift or lower the whole clip so its low frames touch the floor (a robust low percentile of the
     # per-frame lowest point, so one noisy frame does not float the clip; jumps keep their flight).
     low = lowest_points(character, qpos).min(axis=1)
