@@ -133,11 +133,11 @@ def cmd_eval(args) -> None:
 
 
 def cmd_record(args) -> None:
+    from padl.expert import load_policy
     from padl.rollouts import record
 
-    meta = json.loads((args.checkpoint / "policy.json" if args.checkpoint.is_dir()
-                       else args.checkpoint.with_suffix(".json")).read_text()) if args.checkpoint.exists() else None
-    lib = _library(args.lib, (meta or {}).get("config", {}).get("clips"))
+    _, meta = load_policy(args.checkpoint)  # refuses a foreign or corrupted checkpoint before the library loads
+    lib = _library(args.lib, meta["clips"])
     path = record(args.checkpoint, lib, args.out, args.steps, args.num_envs, args.noise, args.seed, args.backend)
     print(f"wrote {path}")
 

@@ -161,10 +161,8 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     bar = tqdm(total=total, initial=start_iter, disable=not progress, desc="expert", dynamic_ncols=True)
 
     def save(it, samples, key):
-        nonlocal state
-        state = {"ppo": ts, "disc": ds, "replay": replay, "key": jax.random.key_data(key), "iteration": np.int64(it),
-                 "samples": np.int64(samples), "best_g_mpjpe_mm": state["best_g_mpjpe_mm"],
-                 "stopped": state["stopped"]}
+        state.update(ppo=ts, disc=ds, replay=replay, key=jax.random.key_data(key), iteration=np.int64(it),
+                     samples=np.int64(samples))
         checkpoint.save(out / POLICY, ts, {**meta, "iteration": it, "samples": samples, "eval": last_eval})
         checkpoint.save(out / TRAIN_STATE, state, {**meta, "iteration": it, "samples": samples})
 
