@@ -95,6 +95,14 @@ def save(path: str | os.PathLike, tree: Any, config: dict | None = None) -> Path
     return json_path
 
 
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """A JSON file written whole or not at all (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(_write_temp(path.parent, ".json", lambda f: f.write(json.dumps(obj, indent=1).encode())), path)
+    return path
+
+
 def load(path: str | os.PathLike, template: Any = None) -> tuple[Any, dict]:
     """Return (tree, config). With a template, the tree has its structure and leaf types and every
     key, shape and dtype must match; without one, a flat {key path: np.ndarray} dict is returned."""

@@ -117,7 +117,7 @@ def cmd_eval(args) -> None:
 
     env_cfg = dataclasses.replace(from_dict(ExpertConfig, meta["expert"]).env, backend=args.backend)
     key = jax.random.key(0)
-    result = evaluate_policy(lib, lambda o: ppo.act(ts, o, key, deterministic=True)[0], clips, args.episodes,
+    result = evaluate_policy(lib, lambda s: ppo.act(ts, s.obs, key, deterministic=True)[0], clips, args.episodes,
                              args.noise, args.seconds, env_cfg)
     head = f"{'clip':<36} {'success':>8} {'G-MPJPE mm':>11} {'L-MPJPE mm':>11} {'root mm':>8} {'frames':>7}"
     print(head + "\n" + "-" * len(head))

@@ -188,11 +188,12 @@ class _Core:
         return clip, u[1] * self.duration[clip]
 
     def reference_disc_obs(self, key, m: int):
-        """(m, H*84) discriminator observations of the reference motion at random times: the "real" samples."""
+        """((m, H*84) discriminator observations of the reference motion at random times, (m,) their clips):
+        the "real" samples."""
         clip, time = self._draw(key, m)
         h = self.cfg.disc_frames
         past = self.refs(clip, time[:, None] - jnp.arange(h) * self.dt)
-        return O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies]).reshape(m, -1)
+        return O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies]).reshape(m, -1), clip
 
     def start(self, key, m: int) -> dict:
         """EnvState fields of m new episodes: reference-state initialisation at a random time of a random
@@ -333,7 +334,8 @@ class ImitationEnv:
         return state
 
     def reference_disc_obs(self, key, m: int):
-        """(m, disc) discriminator observations of the reference clips at random times (jitted per m)."""
+        """((m, disc) discriminator observations of the reference clips at random times, (m,) their library clip
+        indices) (jitted per m)."""
         if m not in self._ref_disc:
             self._ref_disc[m] = jax.jit(lambda k: self.core.reference_disc_obs(k, m))
         return self._ref_disc[m](key)

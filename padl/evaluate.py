@@ -32,7 +32,9 @@ def _env(library: MotionLibrary, cfg: EnvConfig) -> ImitationEnv:
 def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noise: float = 0.0,
             seconds: float = 10.0, env_config: EnvConfig = EnvConfig(), seed: int = 0):
     """Run each clip `episodes` times from its start; returns per env (clip id, sim body pos (T,B,3),
-    reference body pos (T,B,3), failed (T,) bool) up to and including the step the episode ended."""
+    reference body pos (T,B,3), failed (T,) bool, sim qpos (T,35)) up to and including the step the episode ended.
+
+    `act(state)` gets the whole `EnvState` (a policy with memory, like the distilled ones, keeps its own)."""
     clips = list(clips)
     durations = [library.durations[library.index(c)] for c in clips]
     length = max([seconds] + [d for c, d in zip(clips, durations) if not library.data.loop[library.index(c)]])
@@ -43,7 +45,7 @@ def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noi
     n, alive = env.num_envs, np.ones(env.num_envs, bool)
     qpos, failed, valid = [], [], []
     for _ in range(int(round(length * cfg.control_hz)) + 1):
-        state = env.step(state, act(state.obs))
+        state = env.step(state, act(state))
         done, trunc = np.asarray(state.done), np.asarray(state.truncated)
         valid.append(alive.copy())
         qpos.append(np.asarray(state.final_qpos))
@@ -62,15 +64,16 @@ def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noi
     out = []
     for i in range(n):
         t = valid[i]
-        out.append((library.clip_ids[clip_idx[i]], sim_pos[i, t], ref_pos[i, t], failed[i, t]))
+        out.append((library.clip_ids[clip_idx[i]], sim_pos[i, t], ref_pos[i, t], failed[i, t], qpos[i, t]))
     return out
 
 
 def evaluate_policy(library: MotionLibrary, act: Callable, clips=None, episodes: int = 1, noise: float = 0.0,
                     seconds: float = 10.0, env_config: EnvConfig = EnvConfig(), seed: int = 0) -> dict:
-    """{clip id: mean metrics over its episodes, ..., "mean": mean over clips} (see padl.metrics.summarize)."""
+    """{clip id: mean metrics over its episodes, ..., "mean": mean over clips} (see padl.metrics.summarize);
+    `act(state) -> actions` as in `rollout`."""
     clips = list(clips or library.clip_ids)
     per_clip: dict[str, list] = {c: [] for c in clips}
-    for clip, sim, ref, failed in rollout(library, act, clips, episodes, noise, seconds, env_config, seed):
+    for clip, sim, ref, failed, _ in rollout(library, act, clips, episodes, noise, seconds, env_config, seed):
         per_clip[clip].append(metrics.episode_metrics(sim, ref, failed))
     return metrics.summarize(per_clip)

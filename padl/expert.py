@@ -111,7 +111,7 @@ def _rewards(ds, tracking, disc_obs, w_track, w_disc):
 
 
 @jax.jit
-def _disc_phase(ds, replay, real, fake, key):
+def disc_phase(ds, replay, real, fake, key):
     """`disc_updates` steps against fakes half from this rollout, half from the replay buffer; then store."""
     steps, half = real.shape[0], real.shape[1] // 2
 
@@ -185,9 +185,9 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
         disc_obs = stack(disc_obs)
         rewards, r_disc = _rewards(ds, stack(tracking), disc_obs, cfg.tracking_weight, cfg.disc_weight)
         key, k_real, k_disc, k_ppo = jax.random.split(key, 4)
-        real = env.reference_disc_obs(k_real, cfg.disc_updates * cfg.disc.batch_size)
+        real, _ = env.reference_disc_obs(k_real, cfg.disc_updates * cfg.disc.batch_size)
         real = real.reshape(cfg.disc_updates, cfg.disc.batch_size, -1)
-        ds, replay, d_metrics = _disc_phase(ds, replay, real, disc_obs.reshape(T * N, -1), k_disc)
+        ds, replay, d_metrics = disc_phase(ds, replay, real, disc_obs.reshape(T * N, -1), k_disc)
         rollout = ppo.Rollout(stack(obs), stack(actions), stack(logps), stack(values), rewards, stack(dones),
                               stack(truncs), ppo.value(ts, env_state.obs),
                               ppo.value(ts, stack(final_obs).reshape(T * N, -1)).reshape(T, N))
@@ -208,7 +208,7 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
                         sps=f"{scalars['perf/samples_per_s']:.0f}")
         out_of_time = time_limit_s is not None and time.time() - t_start >= time_limit_s
         if it % cfg.eval_every == 0 or it == total or out_of_time:
-            last_eval = evaluate_policy(library, lambda o: ppo.act(ts, o, key, deterministic=True)[0],
+            last_eval = evaluate_policy(library, lambda s: ppo.act(ts, s.obs, key, deterministic=True)[0],
                                         clips=meta["clips"], episodes=cfg.eval_episodes, noise=cfg.eval_noise,
                                         env_config=dataclasses.replace(cfg.env, backend="mujoco"))["mean"]
             for k, v in last_eval.items():

@@ -9,6 +9,7 @@ needed to balance them; each gets its own learning rate and gradient clipping.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -41,6 +42,7 @@ class PPOConfig:
     fixed_log_std: bool = False
     normalize_obs: bool = True
     obs_clip: float = 5.0
+    bc_weight: float = 0.0  # weight of the behaviour-cloning term (Rollout.teacher_actions), as in SuperPADL's groups
 
 
 class TrainState(struct.PyTreeNode):
@@ -71,6 +73,7 @@ class Rollout(NamedTuple):
     truncations: jax.Array  # (T, N) time limit
     last_value: jax.Array  # (N,) V of the observation after the last step
     final_values: Optional[jax.Array] = None  # (T, N) V(final obs), read only where truncated
+    teacher_actions: Optional[jax.Array] = None  # (T, N, act_dim) a teacher's actions on these states (BC term)
 
 
 def _policy(config: PPOConfig, act_dim: int) -> GaussianPolicy:
@@ -166,6 +169,7 @@ def _loss(params, ts: TrainState, batch: dict):
     adv = batch["advantages"]
     surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps) * adv)
     policy_loss = -jnp.mean(surrogate)
+    bc = jnp.mean(jnp.square(mean - batch["teacher_actions"])) if "teacher_actions" in batch else 0.0
     entropy = jnp.mean(gaussian_entropy(log_std))
 
     v = _value_net(cfg).apply(value_params, batch["obs"])
@@ -181,9 +185,10 @@ def _loss(params, ts: TrainState, batch: dict):
         "entropy": entropy,
         "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),  # the low-variance k3 estimator
         "clip_fraction": jnp.mean((jnp.abs(ratio - 1.0) > cfg.clip_eps).astype(jnp.float32)),
+        "bc_loss": bc,
     }
     # The two losses touch disjoint parameters, so one gradient call serves both optimisers.
-    return policy_loss - cfg.entropy_coef * entropy + value_loss, metrics
+    return policy_loss + cfg.bc_weight * bc - cfg.entropy_coef * entropy + value_loss, metrics
 
 
 @jax.jit
@@ -210,6 +215,8 @@ def update(ts: TrainState, rollout: Rollout, key: jax.Array) -> tuple[TrainState
         "advantages": flat(adv),
         "returns": flat(returns),
     }
+    if rollout.teacher_actions is not None:
+        data["teacher_actions"] = flat(rollout.teacher_actions)
     n = data["obs"].shape[0]
     mb = n // cfg.num_minibatches  # a remainder of n % num_minibatches samples is dropped each epoch
     pi_tx, v_tx = _optimizers(cfg)
@@ -240,3 +247,30 @@ def update(ts: TrainState, rollout: Rollout, key: jax.Array) -> tuple[TrainState
     if cfg.normalize_obs:
         ts = ts.replace(normalizer=normalizer.update(ts.normalizer, rollout.obs))
     return ts.replace(step=ts.step + 1), metrics
+
+
+def bc_loss(policy_params, ts: TrainState, obs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Mean squared error between the policy mean on (normalised) obs and target actions."""
+    mean, _ = _policy(ts.config, targets.shape[-1]).apply(policy_params, obs)
+    return jnp.mean(jnp.square(mean - targets))
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "batch_size", "lr"))
+def imitate(ts: TrainState, obs: jax.Array, targets: jax.Array, count: jax.Array, key: jax.Array, steps: int,
+            batch_size: int, lr: float | None = None) -> tuple[TrainState, jax.Array]:
+    """`steps` Adam steps of behaviour cloning (the policy mean regressed on target actions) on minibatches drawn
+    with replacement from the first `count` rows of (obs, targets): the supervised half of DAgger, on an
+    aggregated dataset. `lr` overrides the policy learning rate (Adam's moments do not depend on it, so the
+    optimiser state is shared with PPO). The normaliser is left alone (the caller folds new states in as it
+    collects them). Returns the new state and the mean loss over the steps."""
+    pi_tx = optax.chain(optax.clip_by_global_norm(ts.config.max_grad_norm), optax.adam(lr or ts.config.policy_lr))
+    grad_fn = jax.value_and_grad(bc_loss)
+
+    def sgd_step(ts, k):
+        idx = jax.random.randint(k, (batch_size,), 0, jnp.maximum(count, 1))
+        loss, grads = grad_fn(ts.policy_params, ts, _norm_obs(ts, obs[idx]), targets[idx])
+        upd, opt = pi_tx.update(grads, ts.policy_opt_state, ts.policy_params)
+        return ts.replace(policy_params=optax.apply_updates(ts.policy_params, upd), policy_opt_state=opt), loss
+
+    ts, losses = jax.lax.scan(sgd_step, ts, jax.random.split(key, steps))
+    return ts, jnp.mean(losses)

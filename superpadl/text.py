@@ -200,3 +200,19 @@ def caption_embeddings(library_dir: str | Path, encoder: TextEncoder | None = No
         emb = np.ascontiguousarray(table[[row[c] for c in captions]], np.float32).reshape(len(captions), EMBED_DIM)
         _save_cache(lib, model_name, captions_sha, emb, clip_index)
     return captions, emb, clip_index
+
+
+def clip_caption_embeddings(library, clips: list[str], encoder: TextEncoder | None = None
+                            ) -> list[tuple[list[str], np.ndarray]]:
+    """For each clip id of a `MotionLibrary`: (its captions, their embeddings (k, 384)), from the cached table."""
+    from motions.clip import read_manifest
+
+    ids = [e["id"] for e in read_manifest(Path(library.path))["clips"]]
+    captions, emb, idx = caption_embeddings(library.path, encoder, include_flagged=True)
+    out = []
+    for clip in clips:
+        rows = [i for i, c in enumerate(idx) if ids[c] == clip]
+        if not rows:
+            raise ValueError(f"{library.path}: clip {clip!r} has no caption")
+        out.append(([captions[i] for i in rows], emb[rows]))
+    return out

@@ -54,9 +54,9 @@ def test_config_round_trips_through_json():
 def test_evaluation_scores_a_good_and_a_bad_policy(lib):
     """Zero residual (PD on the reference) follows the standing sway; full-scale actions on every joint do not."""
     cfg = EnvConfig(num_threads=1)
-    good = evaluate_policy(lib, lambda o: np.zeros((o.shape[0], 28), np.float32), ["synthetic_sway"], episodes=2,
+    good = evaluate_policy(lib, lambda s: np.zeros((s.obs.shape[0], 28), np.float32), ["synthetic_sway"], episodes=2,
                            seconds=3.0, env_config=cfg)
-    bad = evaluate_policy(lib, lambda o: np.ones((o.shape[0], 28), np.float32), ["synthetic_sway"], episodes=2,
+    bad = evaluate_policy(lib, lambda s: np.ones((s.obs.shape[0], 28), np.float32), ["synthetic_sway"], episodes=2,
                           seconds=3.0, env_config=cfg)
     g, b = good["synthetic_sway"], bad["synthetic_sway"]
     assert g["success"] == 1.0 and g["g_mpjpe_mm"] < 40 and g["frames"] == pytest.approx(90, abs=1)

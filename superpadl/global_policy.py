@@ -1,0 +1,231 @@
+"""SuperPADL stage 3: one text-conditioned global policy, distilled from the group controllers by DAgger.
+
+The global policy is an MLP with LayerNorm on [own state, strided history, caption embedding] (`superpadl.student`)
+that outputs absolute PD targets. Each iteration it drives a batch of characters (the group teachers drive a share
+`beta` of them at first, decaying to none); every env carries a command (a clip, and one of that clip's captions
+drawn at random), which switches to a random other clip at random times (on average every `switch_every_s`), so
+transitions between skills are in the data. Every visited state is labelled with the action of the command clip's
+group controller, the pairs are aggregated, and the policy regresses onto them.
+
+The environment's reference motion only starts episodes (reference-state initialisation) and ends them (a fall,
+or the end of a non-looping clip); after a switch the character no longer follows it, so the body-error
+termination is off. A run folder holds `train_state.*`, `policy.*` (kind "superpadl-global": the network, its
+normaliser, the caption table and a start pose, everything the runtime needs), `progress.jsonl` and `logs/`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from motions.library import MotionLibrary
+from padl import checkpoint, ppo
+from padl.discriminator import ReplayBuffer
+from padl.config import from_dict, to_dict
+from padl.env import EnvConfig, ImitationEnv
+from padl.evaluate import evaluate_policy
+from padl.normalizer import update as update_normalizer
+from superpadl import student as S
+from superpadl.groups import GroupTeachers
+
+KIND = "superpadl-global"
+TRAIN_STATE, POLICY = "train_state", "policy"
+EMBED_DIM = 384
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=64, action_mode="absolute",
+                                                             max_body_error=1e6))
+    ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(  # the policy network and its normaliser
+        policy_hidden=(1024, 512), value_hidden=(8,), layer_norm=True, log_std_init=-2.5, fixed_log_std=True))
+    rollout_steps: int = 32
+    iterations: int = 300
+    beta_iterations: int = 40
+    switch_every_s: float = 3.0  # mean time between command switches in the rollouts
+    sgd_steps: int = 64  # Adam steps per iteration
+    batch_size: int = 512
+    lr: float = 1e-3
+    buffer: int = 131072  # aggregated (state, teacher action) pairs, oldest dropped first
+    eval_every: int = 25
+    eval_episodes: int = 2
+    eval_noise: float = 0.02
+    checkpoint_every: int = 10
+    seed: int = 0
+
+
+def caption_table(library: MotionLibrary, clips: list[str], encoder=None):
+    """(captions, their clip ids, embeddings (M, 384)) of the clips, from the library's cached table."""
+    from superpadl.text import clip_caption_embeddings
+
+    captions, owners, emb = [], [], []
+    for clip, (caps, e) in zip(clips, clip_caption_embeddings(library, clips, encoder)):
+        captions += caps
+        owners += [clip] * len(caps)
+        emb.append(e)
+    return captions, owners, np.concatenate(emb).astype(np.float32)
+
+
+def _policy_template(meta: dict, cfg: GlobalConfig) -> dict:
+    ts = ppo.init(jax.random.key(0), meta["input_size"], meta["action_size"], cfg.ppo)
+    return {"policy_params": ts.policy_params, "normalizer": ts.normalizer,
+            "caption_emb": np.zeros((len(meta["captions"]), EMBED_DIM), np.float32),
+            "start_qpos": np.zeros((meta["action_size"] + 7,), np.float32)}
+
+
+def load_global(path: str | Path) -> tuple[dict, dict]:
+    """A global policy checkpoint: ({policy_params, normalizer, caption_emb, start_qpos}, metadata)."""
+    path = Path(path)
+    path = path / POLICY if path.is_dir() else path
+    _, meta = checkpoint.load(path)
+    if meta.get("kind") != KIND:
+        raise checkpoint.CheckpointError(f"{path}.json: not a SuperPADL global policy (kind={meta.get('kind')!r})")
+    tree, _ = checkpoint.load(path, _policy_template(meta, from_dict(GlobalConfig, meta["global"])))
+    return tree, meta
+
+
+def policy_act(tree: dict, cfg: GlobalConfig):
+    """A jitted x -> mean action of a loaded global policy."""
+    ts = ppo.init(jax.random.key(0), tree["normalizer"].mean.shape[0],
+                  tree["policy_params"]["params"]["mean"]["out"]["bias"].shape[0], cfg.ppo)
+    ts = ts.replace(policy_params=tree["policy_params"], normalizer=tree["normalizer"])
+    return jax.jit(lambda x: ppo.act(ts, x, jax.random.key(0), deterministic=True)[0])
+
+
+def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Path, cfg: GlobalConfig = GlobalConfig(),
+                 clips: list[str] | None = None, resume: bool = False, iterations: int | None = None,
+                 progress: bool = True, log=print, time_limit_s: float | None = None, encoder=None) -> dict:
+    """Train (or resume) the global policy on the clips the group teachers cover; returns its last evaluation."""
+    from tensorboardX import SummaryWriter
+    from tqdm import tqdm
+
+    out = Path(out)
+    resuming = resume and (out / f"{TRAIN_STATE}.json").exists()
+    if resuming:
+        _, meta = checkpoint.load(out / TRAIN_STATE)
+        if meta.get("kind") != KIND:
+            raise checkpoint.CheckpointError(f"{out / TRAIN_STATE}.json: not a SuperPADL global run")
+        cfg, clips = from_dict(GlobalConfig, meta["global"]), meta["clips"]
+    covered = [c for i, c in enumerate(library.clip_ids) if teachers.clip_owner[i] >= 0]
+    clips = list(clips or covered)
+    if missing := [c for c in clips if c not in covered]:
+        raise ValueError(f"clip {missing[0]!r} has no group controller")
+    hcfg = teachers.history
+    group_env = teachers.groups[0][1].env
+    env_cfg = dataclasses.replace(cfg.env, clips=tuple(clips), ref_frames=group_env.ref_frames,
+                                  disc_frames=group_env.disc_frames, control_hz=group_env.control_hz)
+    cfg = dataclasses.replace(cfg, env=env_cfg)
+    env = ImitationEnv(library, env_cfg)
+    captions, owners, emb = caption_table(library, clips, encoder)
+    lib_index = np.asarray([library.index(c) for c in owners])
+    rows = [np.flatnonzero(lib_index == library.index(c)) for c in library.clip_ids]
+    width = max(len(r) for r in rows)
+    row_table = jnp.asarray([np.resize(r, width) if len(r) else np.zeros(width, int) for r in rows])
+    row_count = jnp.asarray([len(r) for r in rows])
+    first_row = jnp.asarray([r[0] if len(r) else 0 for r in rows])
+    emb_j = jnp.asarray(emb)
+    train_clips = jnp.asarray([library.index(c) for c in clips])
+    in_size = S.input_size(hcfg, EMBED_DIM)
+    state = {"ppo": ppo.init(jax.random.key(cfg.seed), in_size, env.action_size, cfg.ppo),
+             "key": jax.random.key_data(jax.random.key(cfg.seed + 1)), "iteration": np.int64(0),
+             "samples": np.int64(0)}
+    start_qpos = np.asarray(library.sample(jnp.asarray([library.index(clips[0])]), jnp.zeros(1)).qpos[0], np.float32)
+    meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips, "captions": captions,
+            "caption_clips": owners, "input_size": in_size, "action_size": env.action_size,
+            "character": env.character.name}
+    if resuming:
+        state, _ = checkpoint.load(out / TRAIN_STATE, state)
+        log(f"resumed {out} at iteration {int(state['iteration'])}")
+    out.mkdir(parents=True, exist_ok=True)
+    total = cfg.iterations if iterations is None else iterations
+    writer, curve = SummaryWriter(str(out / "logs")), open(out / "progress.jsonl", "a")
+    T, N = cfg.rollout_steps, env.num_envs
+    p_switch = 1.0 / (cfg.switch_every_s * env_cfg.control_hz)
+    key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
+    ts = state["ppo"]
+    buf_x = ReplayBuffer.create(cfg.buffer, in_size)
+    buf_y = ReplayBuffer.create(cfg.buffer, env.action_size)
+    it, samples = int(state["iteration"]), int(state["samples"])
+    env_state = env.reset(jax.random.fold_in(key, it))
+    hist = S.init_history(S.env_proprio(env_state)[1], hcfg)
+
+    def draw_caption(k, clip):
+        u = jax.random.uniform(k, clip.shape)
+        return row_table[clip, jnp.minimum((u * row_count[clip]).astype(jnp.int32), row_count[clip] - 1)]
+
+    key, k0 = jax.random.split(key)
+    command = jnp.asarray(env_state.clip)
+    caption = draw_caption(k0, command)
+    last_eval: dict = {}
+    t_start = time.time()
+    bar = tqdm(total=total, initial=it, disable=not progress, desc="global", dynamic_ncols=True)
+
+    def save_policy(ts):
+        tree = {"policy_params": ts.policy_params, "normalizer": ts.normalizer, "caption_emb": emb,
+                "start_qpos": start_qpos}
+        checkpoint.save(out / POLICY, tree, {**meta, "iteration": it, "samples": samples, "eval": last_eval})
+
+    while it < total:
+        t0 = time.time()
+        beta = max(0.0, 1.0 - it / cfg.beta_iterations) if cfg.beta_iterations else 0.0
+        key, k_beta = jax.random.split(key)
+        by_teacher = jax.random.uniform(k_beta, (N,)) < beta
+        xs, ys, dones, switches = [], [], 0.0, 0.0
+        for _ in range(T):
+            key, k_act, k_sw, k_clip, k_cap = jax.random.split(key, 5)
+            pobs, _ = S.env_proprio(env_state)
+            x = S.student_input(pobs, hist, emb_j[caption], hcfg)
+            a = ppo.act(ts, x, k_act)[0]
+            a_teacher = teachers.act(pobs, hist, command)
+            new = env.step(env_state, jnp.where(by_teacher[:, None], a_teacher, a))
+            xs.append(x), ys.append(a_teacher)
+            restart = jnp.asarray(new.done | new.truncated)
+            switch = ~restart & (jax.random.uniform(k_sw, (N,)) < p_switch)
+            other = train_clips[jax.random.randint(k_clip, (N,), 0, len(clips))]
+            command = jnp.where(restart, jnp.asarray(new.clip), jnp.where(switch, other, command))
+            caption = jnp.where(restart | switch, draw_caption(k_cap, command), caption)
+            hist = S.push_history(hist, S.env_proprio(new)[1], restart)
+            dones += float(jnp.sum(jnp.asarray(new.done)))
+            switches += float(jnp.sum(switch))
+            env_state = new
+        flat_x = jnp.concatenate(xs)
+        buf_x, buf_y = buf_x.add(flat_x), buf_y.add(jnp.concatenate(ys))
+        ts = ts.replace(normalizer=update_normalizer(ts.normalizer, flat_x))
+        key, k_bc = jax.random.split(key)
+        ts, loss = ppo.imitate(ts, buf_x.data, buf_y.data, buf_x.size, k_bc, cfg.sgd_steps, cfg.batch_size, cfg.lr)
+        it, samples = it + 1, samples + T * N
+        scalars = {"bc/loss": float(loss), "bc/beta": beta, "episode/fall_rate": dones / (T * N),
+                   "commands/switches_per_s": switches / (T * N) * env_cfg.control_hz,
+                   "perf/samples_per_s": T * N / (time.time() - t0)}
+        for k, v in scalars.items():
+            writer.add_scalar(k, v, samples)
+        bar.update(1)
+        bar.set_postfix(bc=f"{scalars['bc/loss']:.4f}", falls=f"{scalars['episode/fall_rate']:.4f}")
+        out_of_time = time_limit_s is not None and time.time() - t_start >= time_limit_s
+        if it % cfg.eval_every == 0 or it == total or out_of_time:
+            act = ppo.act
+            last_eval = evaluate_policy(
+                library, S.student_actor(lambda x: act(ts, x, key, deterministic=True)[0], hcfg,
+                                         lambda s: emb_j[first_row[jnp.asarray(s.clip)]]),
+                clips=clips, episodes=cfg.eval_episodes, noise=cfg.eval_noise,
+                env_config=dataclasses.replace(env_cfg, backend="mujoco", max_body_error=EnvConfig.max_body_error))
+            last_eval = last_eval["mean"]
+            for k, v in last_eval.items():
+                writer.add_scalar(f"eval/{k}", v, samples)
+            curve.write(json.dumps({"iteration": it, "samples": samples, "wall_s": time.time() - t_start,
+                                    **last_eval, **scalars}) + "\n")
+            curve.flush()
+        if it % cfg.checkpoint_every == 0 or it == total or out_of_time:
+            state.update(ppo=ts, key=jax.random.key_data(key), iteration=np.int64(it), samples=np.int64(samples))
+            save_policy(ts)
+            checkpoint.save(out / TRAIN_STATE, state, {**meta, "iteration": it, "samples": samples})
+        if out_of_time:
+            break
+    bar.close(), writer.close(), curve.close()
+    return last_eval

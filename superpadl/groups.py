@@ -1,0 +1,328 @@
+"""SuperPADL stage 2: group controllers, each distilling up to `group_size` experts into one reference-free policy.
+
+A group controller sees the character's own state, its strided history (`superpadl.student`) and a one-hot index
+of the clip it should perform within its group (a learned per-clip embedding: the first layer's weights on the
+one-hot). It outputs absolute PD targets. Training has two phases:
+
+1. BC warm-up (DAgger): the controller drives the character (the experts drive a share `beta` of the envs at
+   first, decaying to none), every visited state is labelled with its clip expert's action, the labelled states
+   are aggregated, and the controller regresses onto them.
+2. PADL: PPO on the adversarial reward of a discriminator that also sees the clip index (so each clip keeps its
+   own style), plus `bc_weight` (0.01) x behaviour cloning of the experts on the states the controller visits.
+
+Every `eval_every` iterations the deterministic controller is evaluated from each clip's start (success and
+G-MPJPE against the clip, `padl.evaluate`). The run state (networks, optimisers, normalisers, discriminator and
+its replay buffer, RNG, counters) is checkpointed like an expert's; the aggregated BC data are not (hundreds of MB):
+a run resumed during the warm-up collects them afresh.
+
+A groups folder: `groups.json` {"format": "superpadl-groups", "groups": [{"name", "clips"}]} and one run folder
+per group with `train_state.*`, `policy.*` (kind "superpadl-group"), `progress.jsonl` and `logs/`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from motions.library import MotionLibrary
+from padl import checkpoint, discriminator, ppo
+from padl.config import from_dict, to_dict
+from padl.env import EnvConfig, ImitationEnv
+from padl.expert import disc_phase
+from padl.evaluate import evaluate_policy
+from padl.normalizer import update as update_normalizer
+from superpadl import student as S
+
+KIND = "superpadl-group"
+FORMAT = "superpadl-groups"
+TRAIN_STATE, POLICY = "train_state", "policy"
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=64, action_mode="absolute"))
+    ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(
+        gamma=0.95, policy_lr=2e-4, value_lr=5e-4, num_epochs=4, num_minibatches=4, log_std_init=-2.5,
+        fixed_log_std=True, policy_hidden=(512, 256), value_hidden=(512, 256), bc_weight=0.01))
+    disc: discriminator.DiscConfig = field(default_factory=lambda: discriminator.DiscConfig(replay_size=16384))
+    history: S.HistoryConfig = field(default_factory=S.HistoryConfig)
+    group_size: int = 20
+    grouping: str = "random"  # "random" or "cluster" (k-means on caption embeddings)
+    rollout_steps: int = 32
+    iterations: int = 300  # warm-up + PADL
+    bc_warmup_iterations: int = 150
+    beta_iterations: int = 40  # the experts drive a share 1 -> 0 of the envs over these first iterations
+    bc_steps: int = 64  # Adam steps per warm-up iteration
+    bc_batch: int = 512
+    bc_lr: float = 1e-3
+    bc_buffer: int = 65536  # aggregated (state, expert action) pairs, oldest dropped first
+    disc_weight: float = 1.0
+    tracking_weight: float = 0.0
+    disc_updates: int = 2
+    eval_every: int = 25
+    eval_episodes: int = 2
+    eval_noise: float = 0.02
+    checkpoint_every: int = 10
+    seed: int = 0
+
+
+def make_groups(clips: list[str], cfg: GroupConfig, embeddings: np.ndarray | None = None) -> list[list[str]]:
+    """Clips split into ceil(C / group_size) groups: a seeded random split, or k-means on (C, D) per-clip caption
+    embeddings (`grouping="cluster"`); empty clusters are dropped."""
+    k = max(1, math.ceil(len(clips) / cfg.group_size))
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.grouping == "random":
+        order = rng.permutation(len(clips))
+        return [sorted(clips[i] for i in order[g::k]) for g in range(k)]
+    if cfg.grouping != "cluster":
+        raise ValueError(f"grouping must be 'random' or 'cluster', not {cfg.grouping!r}")
+    if embeddings is None:
+        raise ValueError("grouping='cluster' needs the clips' caption embeddings")
+    x = np.asarray(embeddings, np.float64)
+    centres = x[rng.choice(len(x), k, replace=False)]
+    for _ in range(50):
+        label = np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+        centres = np.stack([x[label == g].mean(0) if (label == g).any() else centres[g] for g in range(k)])
+    return [sorted(clips[i] for i in np.flatnonzero(label == g)) for g in range(k) if (label == g).any()]
+
+
+def _onehot(slot, n):
+    return jax.nn.one_hot(slot, n, dtype=jnp.float32)
+
+
+def load_group(path: str | Path) -> tuple[ppo.TrainState, dict]:
+    """A group controller's policy checkpoint: (PPO state, metadata with its clips and configs)."""
+    path = Path(path)
+    path = path / POLICY if path.is_dir() else path
+    _, meta = checkpoint.load(path)
+    if meta.get("kind") != KIND:
+        raise checkpoint.CheckpointError(f"{path}.json: not a SuperPADL group controller (kind={meta.get('kind')!r})")
+    cfg = from_dict(GroupConfig, meta["group"])
+    ts, _ = checkpoint.load(path, ppo.init(jax.random.key(0), meta["input_size"], meta["action_size"], cfg.ppo))
+    return ts, meta
+
+
+class GroupTeachers:
+    """Group controllers as teachers: env i performs clip `command[i]` (library index); the controller of that
+    clip's group acts on the env's state and the shared history."""
+
+    def __init__(self, library: MotionLibrary, groups: list[tuple[ppo.TrainState, dict]]):
+        self.groups, self.slots = [], []
+        owner = np.full(len(library.clip_ids), -1)
+        slot = np.zeros(len(library.clip_ids), np.int32)
+        for g, (ts, meta) in enumerate(groups):
+            self.groups.append((ts, from_dict(GroupConfig, meta["group"]), len(meta["clips"])))
+            for s, c in enumerate(meta["clips"]):
+                if c in library.clip_ids and owner[library.index(c)] < 0:
+                    owner[library.index(c)], slot[library.index(c)] = g, s
+        self.owner, self.slot = jnp.asarray(owner), jnp.asarray(slot)
+        self.clip_owner = owner
+        hist = {cfg.history for _, cfg, _ in self.groups}
+        if len(hist) != 1:
+            raise ValueError("group controllers disagree on their history settings")
+        self.history = hist.pop()
+
+    def act(self, policy_obs, hist, command) -> jax.Array:
+        key, out = jax.random.key(0), None
+        owner = self.owner[command]
+        for g, (ts, cfg, n) in enumerate(self.groups):
+            x = S.student_input(policy_obs, hist, _onehot(self.slot[command], n), cfg.history)
+            a = ppo.act(ts, x, key, deterministic=True)[0]
+            out = a if out is None else jnp.where((owner == g)[:, None], a, out)
+        return out
+
+
+def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[str], out: str | Path,
+                cfg: GroupConfig = GroupConfig(), resume: bool = False, iterations: int | None = None,
+                progress: bool = True, log=print, time_limit_s: float | None = None) -> dict:
+    """Train (or resume) the controller of one group of clips into `out`; returns its last evaluation."""
+    from tensorboardX import SummaryWriter
+    from tqdm import tqdm
+
+    out = Path(out)
+    resuming = resume and (out / f"{TRAIN_STATE}.json").exists()
+    if resuming:
+        _, meta = checkpoint.load(out / TRAIN_STATE)
+        if meta.get("kind") != KIND:
+            raise checkpoint.CheckpointError(f"{out / TRAIN_STATE}.json: not a SuperPADL group run")
+        cfg, clips = from_dict(GroupConfig, meta["group"]), meta["clips"]
+    base = teachers.env_config()
+    env_cfg = dataclasses.replace(cfg.env, clips=tuple(clips), ref_frames=base.ref_frames,
+                                  disc_frames=base.disc_frames, control_hz=base.control_hz)
+    cfg = dataclasses.replace(cfg, env=env_cfg)
+    env = ImitationEnv(library, env_cfg)
+    G = len(clips)
+    slot_of = np.zeros(len(library.clip_ids), np.int32)
+    slot_of[[library.index(c) for c in clips]] = np.arange(G)
+    slot_of = jnp.asarray(slot_of)
+    in_size = S.input_size(cfg.history, G)
+    disc_dim = env.core.sizes["disc"] + G
+    key = jax.random.key(cfg.seed)
+    k_ppo, k_disc, key = jax.random.split(key, 3)
+    state = {"ppo": ppo.init(k_ppo, in_size, env.action_size, cfg.ppo),
+             "disc": discriminator.init(k_disc, disc_dim, cfg.disc),
+             "replay": discriminator.ReplayBuffer.create(cfg.disc.replay_size, disc_dim),
+             "key": jax.random.key_data(key), "iteration": np.int64(0), "samples": np.int64(0)}
+    meta = {"kind": KIND, "group": to_dict(cfg), "clips": list(clips), "input_size": in_size,
+            "action_size": env.action_size, "character": env.character.name}
+    if resuming:
+        state, _ = checkpoint.load(out / TRAIN_STATE, state)
+        log(f"resumed {out} at iteration {int(state['iteration'])}")
+    out.mkdir(parents=True, exist_ok=True)
+    total = cfg.iterations if iterations is None else iterations
+    writer, curve = SummaryWriter(str(out / "logs")), open(out / "progress.jsonl", "a")
+    T, N = cfg.rollout_steps, env.num_envs
+    key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
+    ts, ds, replay = state["ppo"], state["disc"], state["replay"]
+    bc_x = discriminator.ReplayBuffer.create(cfg.bc_buffer, in_size)
+    bc_y = discriminator.ReplayBuffer.create(cfg.bc_buffer, env.action_size)
+    it, samples = int(state["iteration"]), int(state["samples"])
+    env_state = env.reset(jax.random.fold_in(key, it))
+    hist = S.init_history(S.env_proprio(env_state)[1], cfg.history)
+    last_eval: dict = {}
+    t_start = time.time()
+    bar = tqdm(total=total, initial=it, disable=not progress, desc=f"group {out.name}", dynamic_ncols=True)
+
+    def controller(ts):
+        return S.student_actor(lambda x: ppo.act(ts, x, key, deterministic=True)[0], cfg.history,
+                               lambda s: _onehot(slot_of[s.clip], G))
+
+    while it < total:
+        t0 = time.time()
+        warmup = it < cfg.bc_warmup_iterations
+        beta = max(0.0, 1.0 - it / cfg.beta_iterations) if warmup and cfg.beta_iterations else 0.0
+        key, k_beta = jax.random.split(key)
+        by_teacher = jax.random.uniform(k_beta, (N,)) < beta
+        xs, actions, logps, values, teacher, tracking, dones, truncs, disc_obs = ([] for _ in range(9))
+        for _ in range(T):
+            key, k_act = jax.random.split(key)
+            pobs, _ = S.env_proprio(env_state)
+            x = S.student_input(pobs, hist, _onehot(slot_of[env_state.clip], G), cfg.history)
+            a, lp, v = ppo.act(ts, x, k_act)
+            a_teacher = teachers.act(env_state)
+            a = jnp.where(by_teacher[:, None], a_teacher, a)
+            new = env.step(env_state, a)
+            xs.append(x), actions.append(a), logps.append(lp), values.append(v), teacher.append(a_teacher)
+            tracking.append(new.reward), dones.append(new.done), truncs.append(new.truncated)
+            disc_obs.append(jnp.concatenate([jnp.asarray(new.disc_obs), _onehot(slot_of[env_state.clip], G)], -1))
+            hist = S.push_history(hist, S.env_proprio(new)[1], jnp.asarray(new.done | new.truncated))
+            env_state = new
+        stack = lambda v: jnp.stack([jnp.asarray(u) for u in v])
+        xs, teacher = stack(xs), stack(teacher)
+        scalars = {}
+        if warmup:
+            flat_x, flat_y = xs.reshape(T * N, -1), teacher.reshape(T * N, -1)
+            bc_x, bc_y = bc_x.add(flat_x), bc_y.add(flat_y)
+            ts = ts.replace(normalizer=update_normalizer(ts.normalizer, flat_x))
+            key, k_bc = jax.random.split(key)
+            ts, bc_loss = ppo.imitate(ts, bc_x.data, bc_y.data, bc_x.size, k_bc, cfg.bc_steps, cfg.bc_batch,
+                                      cfg.bc_lr)
+            scalars["bc/loss"] = float(bc_loss)
+            scalars["bc/beta"] = beta
+        else:
+            disc_obs = stack(disc_obs)
+            r_disc = discriminator.reward(ds, disc_obs)
+            rewards = cfg.disc_weight * r_disc + cfg.tracking_weight * stack(tracking)
+            key, k_real, k_disc, k_ppo = jax.random.split(key, 4)
+            m = cfg.disc_updates * cfg.disc.batch_size
+            real, real_clip = env.reference_disc_obs(k_real, m)
+            real = jnp.concatenate([real, _onehot(slot_of[real_clip], G)], -1).reshape(cfg.disc_updates, -1, disc_dim)
+            ds, replay, d_metrics = disc_phase(ds, replay, real, disc_obs.reshape(T * N, -1), k_disc)
+            rollout = ppo.Rollout(xs, stack(actions), stack(logps), stack(values), rewards, stack(dones),
+                                  stack(truncs), ppo.value(ts, S.student_input(
+                                      S.env_proprio(env_state)[0], hist, _onehot(slot_of[env_state.clip], G),
+                                      cfg.history)), teacher_actions=teacher)
+            ts, p_metrics = ppo.update(ts, rollout, k_ppo)
+            scalars.update({"reward/disc": float(r_disc.mean()), "reward/total": float(rewards.mean()),
+                            **{f"disc/{k}": float(v) for k, v in d_metrics.items()},
+                            **{f"ppo/{k}": float(v) for k, v in p_metrics.items()}})
+        it, samples = it + 1, samples + T * N
+        ends = float(jnp.sum(stack(dones)) + jnp.sum(stack(truncs)))
+        scalars.update({"reward/tracking": float(stack(tracking).mean()),
+                        "episode/length_s": T * N / max(ends, 1.0) / env.config.control_hz,
+                        "perf/samples_per_s": T * N / (time.time() - t0)})
+        for k, v in scalars.items():
+            writer.add_scalar(k, v, samples)
+        bar.update(1)
+        bar.set_postfix(track=f"{scalars['reward/tracking']:.3f}", len=f"{scalars['episode/length_s']:.1f}s",
+                        **({"bc": f"{scalars['bc/loss']:.4f}"} if warmup else {}))
+        out_of_time = time_limit_s is not None and time.time() - t_start >= time_limit_s
+        if it % cfg.eval_every == 0 or it == total or out_of_time:
+            last_eval = evaluate_policy(library, controller(ts), clips=clips, episodes=cfg.eval_episodes,
+                                        noise=cfg.eval_noise, env_config=dataclasses.replace(env_cfg, backend="mujoco"))
+            last_eval = last_eval["mean"]
+            for k, v in last_eval.items():
+                writer.add_scalar(f"eval/{k}", v, samples)
+            curve.write(json.dumps({"iteration": it, "samples": samples, "wall_s": time.time() - t_start,
+                                    "phase": "bc" if warmup else "padl", **last_eval,
+                                    "tracking": scalars["reward/tracking"],
+                                    **({"bc_loss": scalars["bc/loss"]} if warmup else {})}) + "\n")
+            curve.flush()
+        if it % cfg.checkpoint_every == 0 or it == total or out_of_time:
+            state.update(ppo=ts, disc=ds, replay=replay, key=jax.random.key_data(key), iteration=np.int64(it),
+                         samples=np.int64(samples))
+            checkpoint.save(out / POLICY, ts, {**meta, "iteration": it, "samples": samples, "eval": last_eval})
+            checkpoint.save(out / TRAIN_STATE, state, {**meta, "iteration": it, "samples": samples})
+        if out_of_time:
+            break
+    bar.close(), writer.close(), curve.close()
+    return last_eval
+
+
+def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: GroupConfig = GroupConfig(),
+                   clips: list[str] | None = None, resume: bool = True, progress: bool = True, log=print,
+                   time_limit_s: float | None = None, encoder=None) -> dict:
+    """Split the clips the experts cover into groups and train each group's controller (resuming finished or
+    interrupted ones); returns {group name: its last evaluation}."""
+    from padl.expert import load_policy
+
+    out = Path(out)
+    teachers = S.ExpertTeachers(library, [load_policy(p) for p in S.find_experts(expert_paths)], library.character)
+    covered = teachers.clips(library)
+    clips = list(clips) if clips else covered
+    if missing := [c for c in clips if c not in covered]:
+        raise ValueError(f"clip {missing[0]!r} has no expert among {', '.join(map(str, expert_paths))}")
+    spec_file = out / "groups.json"
+    if spec_file.exists():
+        spec = json.loads(spec_file.read_text())
+        if spec.get("format") != FORMAT:
+            raise ValueError(f"{spec_file}: not a {FORMAT} file")
+    else:
+        emb = None
+        if cfg.grouping == "cluster":
+            from superpadl.text import clip_caption_embeddings
+
+            emb = np.stack([e.mean(0) for e in clip_caption_embeddings(library, clips, encoder)])
+        spec = {"format": FORMAT, "groups": [{"name": f"group_{g:03d}", "clips": members}
+                                             for g, members in enumerate(make_groups(clips, cfg, emb))]}
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_json_atomic(spec_file, spec)
+    t_start, results = time.time(), {}
+    for g in spec["groups"]:
+        left = None if time_limit_s is None else time_limit_s - (time.time() - t_start)
+        if left is not None and left <= 0:
+            break
+        log(f"{g['name']}: {len(g['clips'])} clips")
+        results[g["name"]] = train_group(library, teachers, g["clips"], out / g["name"], cfg, resume=resume,
+                                         progress=progress, log=log, time_limit_s=left)
+    return results
+
+
+def load_groups(path: str | Path, library: MotionLibrary) -> GroupTeachers:
+    spec_file = Path(path) / "groups.json"
+    try:
+        spec = json.loads(spec_file.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{spec_file}: missing (not a groups folder)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{spec_file}: not valid JSON ({e.msg})") from None
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        raise ValueError(f"{spec_file}: not a {FORMAT} file")
+    return GroupTeachers(library, [load_group(Path(path) / g["name"]) for g in spec["groups"]])

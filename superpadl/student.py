@@ -1,0 +1,171 @@
+"""What the distilled policies (group controllers and the global policy) see and do, shared by training and runtime.
+
+A student sees no reference motion: only the character's own state (the environment's 223-D policy observation),
+a strided history of its discriminator frames (84-D: root height, rotation and velocities, joint angles and
+velocities, key bodies; default 5 frames spaced 8 control steps apart over the last 40, as in SuperPADL) and a
+condition (a clip's one-hot index in its group, or a text embedding). It outputs absolute PD targets, since there
+is no reference pose to be residual to; teachers' residual actions are converted with `to_absolute`.
+
+The history buffer holds the last `window + 1` frames, newest first; a (re)started episode fills it with its
+first frame, as the runtime does after a restart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from motions import kinematics as K
+from padl import observations as O
+from padl import ppo
+from padl.config import from_dict
+from padl.env import EnvConfig, pd_targets
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    frames: int = 5  # history frames the policy sees
+    window: int = 40  # control steps they span: frames at t - window/frames * (1..frames)
+
+
+def history_offsets(cfg: HistoryConfig) -> np.ndarray:
+    if cfg.frames < 1 or cfg.window % cfg.frames:
+        raise ValueError(f"history window {cfg.window} must be a positive multiple of frames {cfg.frames}")
+    return (cfg.window // cfg.frames) * np.arange(1, cfg.frames + 1)
+
+
+def init_history(frame: jax.Array, cfg: HistoryConfig) -> jax.Array:
+    """(N, window + 1, F): every slot holds the current frame."""
+    return jnp.repeat(frame[:, None], cfg.window + 1, axis=1)
+
+
+def push_history(hist: jax.Array, frame: jax.Array, restart: jax.Array) -> jax.Array:
+    """Shift the newest frame in; envs that restarted (N,) bool get a history of their first frame only."""
+    shifted = jnp.concatenate([frame[:, None], hist[:, :-1]], axis=1)
+    return jnp.where(restart[:, None, None], frame[:, None], shifted)
+
+
+def strided(hist: jax.Array, cfg: HistoryConfig) -> jax.Array:
+    """(N, frames * F): the frames at the history offsets, nearest first."""
+    return hist[:, history_offsets(cfg)].reshape(hist.shape[0], -1)
+
+
+def student_input(policy_obs: jax.Array, hist: jax.Array, condition: jax.Array, cfg: HistoryConfig) -> jax.Array:
+    return jnp.concatenate([policy_obs, strided(hist, cfg), condition], axis=-1)
+
+
+def input_size(cfg: HistoryConfig, condition: int) -> int:
+    sizes = O.obs_sizes()
+    return sizes["policy"] + cfg.frames * sizes["disc_frame"] + condition
+
+
+def env_proprio(state) -> tuple[jax.Array, jax.Array]:
+    """(policy observation (N, 223), current discriminator frame (N, 84)) of an `EnvState`."""
+    return state.obs[:, :O.obs_sizes()["policy"]], state.disc_hist[:, 0]
+
+
+def make_proprio(character):
+    """A jitted (qpos, qvel) (N, ...) -> (policy observation, discriminator frame): what `env_proprio` reads, from
+    a bare simulation state (the runtime's view)."""
+    skel, key_bodies = K.Skeleton.from_model(character.model), np.asarray(character.key_bodies)
+
+    @jax.jit
+    def proprio(qpos, qvel):
+        body = K.forward_kinematics(skel, qpos)
+        lin, ang = O.body_velocities(skel, qpos, qvel, body.pos, body.rot)
+        return O.policy_obs(body.pos, body.rot, lin, ang), O.disc_obs_frame(qpos, qvel, body.pos[:, key_bodies])
+
+    return proprio
+
+
+def joint_limits(character) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(actuated joint index per actuator, lower, upper PD target limits)."""
+    m = character.model
+    return (np.asarray(character.actuator_joint), np.asarray(m.actuator_ctrlrange[:, 0], np.float32),
+            np.asarray(m.actuator_ctrlrange[:, 1], np.float32))
+
+
+def to_absolute(targets, low, high):
+    """PD targets (rad) -> absolute actions in [-1, 1] (the inverse of the environment's absolute mode)."""
+    return 2.0 * (targets - low) / (high - low) - 1.0
+
+
+def from_absolute(action, low, high):
+    return (low + 0.5 * (jnp.clip(action, -1.0, 1.0) + 1.0) * (high - low)).clip(low, high)
+
+
+def student_actor(policy, cfg: HistoryConfig, condition):
+    """A stateful `act(env_state)` for `padl.evaluate`: keeps the history (started from the first state it sees)
+    and feeds policy(student input) with condition(env_state)."""
+    hist = None
+
+    def act(state):
+        nonlocal hist
+        pobs, frame = env_proprio(state)
+        hist = init_history(frame, cfg) if hist is None else push_history(hist, frame, jnp.zeros(frame.shape[0], bool))
+        return policy(student_input(pobs, hist, condition(state), cfg))
+
+    return act
+
+
+class ExpertTeachers:
+    """Experts as teachers of reference-free students: for each env, the expert of its clip acts on the env's
+    full observation (which has the reference), and its residual action becomes an absolute one."""
+
+    def __init__(self, library, experts: list[tuple[ppo.TrainState, dict]], character):
+        from padl.expert import ExpertConfig
+
+        self.experts, self.env_configs = [], []
+        owner = np.full(len(library.clip_ids), -1)
+        for ts, meta in experts:
+            cfg = from_dict(ExpertConfig, meta["expert"]).env
+            self.experts.append(ts)
+            self.env_configs.append(cfg)
+            for c in meta["clips"]:
+                if c in library.clip_ids and owner[library.index(c)] < 0:
+                    owner[library.index(c)] = len(self.experts) - 1
+        self.owner = owner  # library clip index -> expert index (-1: none)
+        act_joint, self.low, self.high = joint_limits(character)
+        self._abs = [jax.jit(lambda ref, a, c=c: to_absolute(
+            pd_targets(ref, a, c.action_mode, c.action_scale, act_joint, self.low, self.high), self.low, self.high))
+            for c in self.env_configs]
+        self._owner = jnp.asarray(owner)
+
+    def clips(self, library) -> list[str]:
+        return [c for i, c in enumerate(library.clip_ids) if self.owner[i] >= 0]
+
+    def env_config(self) -> EnvConfig:
+        """The experts' environment settings (all must agree on what the observation holds)."""
+        first = self.env_configs[0]
+        for c in self.env_configs[1:]:
+            if (c.ref_frames, c.disc_frames, c.control_hz) != (first.ref_frames, first.disc_frames, first.control_hz):
+                raise ValueError("experts disagree on ref_frames / disc_frames / control_hz; distil them separately")
+        return first
+
+    def act(self, state) -> jax.Array:
+        """(N, 28) absolute actions of each env's clip expert on its current state."""
+        key = jax.random.key(0)
+        out = None
+        owner = self._owner[state.clip]
+        for e, ts in enumerate(self.experts):
+            a = self._abs[e](state.ref.qpos[:, 0, 7:], ppo.act(ts, state.obs, key, deterministic=True)[0])
+            out = a if out is None else jnp.where((owner == e)[:, None], a, out)
+        return out
+
+
+def find_experts(paths) -> list[Path]:
+    """Expert run folders (holding policy.json) named directly or as sub-folders of the given folders."""
+    found = []
+    for p in map(Path, paths):
+        if (p / "policy.json").is_file():
+            found.append(p)
+        elif p.is_dir():
+            found += sorted(d for d in p.iterdir() if (d / "policy.json").is_file())
+        else:
+            raise ValueError(f"{p}: no such expert folder")
+    if not found:
+        raise ValueError(f"{', '.join(map(str, paths))}: no expert (a folder with policy.json) found")
+    return found
