@@ -46,6 +46,7 @@ class EnvConfig:
     action_mode: str = "residual"  # residual: PD target = reference angle + scale * action; absolute: action -> joint range
     action_scale: float = 0.5  # rad per unit action (residual mode)
     episode_length_s: float = 10.0
+    end_with_clip: bool = True  # a non-looping clip's end ends the episode; False: the reference holds its last frame
     fall_height: float = 0.15  # m: a non-foot body origin below this, while its reference is ...
     fall_margin: float = 0.1  # m: ... at least this much above fall_height, is a fall
     max_body_error: float = 0.5  # m: mean body-position error that ends an episode
@@ -258,7 +259,7 @@ class _Core:
         fell = fallen(body.pos, now.body_pos, self.non_foot, cfg.fall_height, cfg.fall_margin)
         too_far = err > cfg.max_body_error
         done = fell | too_far | failed
-        clip_end = ~self.data.loop[state.clip] & (clip_time >= self.duration[state.clip] - 1e-6)
+        clip_end = cfg.end_with_clip & ~self.data.loop[state.clip] & (clip_time >= self.duration[state.clip] - 1e-6)
         truncated = ~done & ((step >= self.max_steps) | clip_end)
         hist = jnp.concatenate([frame[:, None], state.disc_hist[:, :-1]], axis=1)
 

@@ -1,4 +1,10 @@
-"""`superpadl`: make the simulated humanoid perform text commands, to an mp4 (`render`) or live (`view`).
+"""`superpadl`: make the simulated humanoid perform text commands, to an mp4 (`render`) or live (`view`);
+distil experts into group controllers and one text-conditioned policy (`distill groups|global`); evaluate any of
+them (`eval`).
+
+    superpadl distill groups LIB EXPERTS [EXPERTS ...] --out DIR [--resume]
+    superpadl distill global LIB GROUPS --out DIR [--resume]
+    superpadl eval POLICY LIB [--json OUT]
 
 Controllers: `--policy DIR` loads a trained text-conditioned policy (superpadl.runtime.load_controller);
 without it the installed default policy is used (superpadl.runtime.default_controller), and until one is
@@ -166,6 +172,82 @@ def cmd_view(args) -> None:
         viewer.close()
 
 
+def _library(path: Path):
+    from motions.library import MotionLibrary
+
+    return MotionLibrary(path, include_flagged=True)
+
+
+def _fresh_run(out: Path, marker: str, resume: bool) -> None:
+    if (out / marker).exists() and not resume:
+        raise CliError(f"{out}: a run already exists here; pass --resume to continue it or choose another --out")
+
+
+def _training(args, cfg):
+    """Apply the common training options to a GroupConfig / GlobalConfig."""
+    import dataclasses
+
+    env = dataclasses.replace(cfg.env, backend=args.backend, num_threads=args.threads,
+                              **({"num_envs": args.num_envs} if args.num_envs else {}))
+    cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
+    for name in ("iterations", "eval_every"):
+        if getattr(args, name):
+            cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
+    return cfg
+
+
+def cmd_distill_groups(args) -> None:
+    import dataclasses
+
+    from superpadl.groups import GroupConfig, distill_groups
+
+    _fresh_run(args.out, "groups.json", args.resume)
+    cfg = _training(args, GroupConfig())
+    cfg = dataclasses.replace(cfg, group_size=args.group_size, grouping=args.grouping,
+                              **({"bc_warmup_iterations": args.warmup} if args.warmup is not None else {}))
+    lib = _library(args.lib)
+    results = distill_groups(lib, args.experts, args.out, cfg, clips=args.clips, resume=True,
+                             time_limit_s=args.minutes * 60 if args.minutes else None)
+    for name, r in results.items():
+        print(f"{name}: success {r.get('success', float('nan')):.0%}, G-MPJPE {r.get('g_mpjpe_mm', float('nan')):.1f} mm")
+
+
+def cmd_distill_global(args) -> None:
+    from superpadl.global_policy import GlobalConfig, train_global
+    from superpadl.groups import load_groups
+
+    _fresh_run(args.out, "train_state.json", args.resume)
+    lib = _library(args.lib)
+    teachers = load_groups(args.groups, lib)
+    r = train_global(lib, teachers, args.out, _training(args, GlobalConfig()), clips=args.clips, resume=args.resume,
+                     time_limit_s=args.minutes * 60 if args.minutes else None)
+    print(f"global: success {r.get('success', float('nan')):.0%}, G-MPJPE {r.get('g_mpjpe_mm', float('nan')):.1f} mm")
+
+
+def cmd_eval(args) -> None:
+    import json
+
+    from superpadl.evaluate import evaluate, load_agent
+
+    lib = _library(args.lib)
+    agent = load_agent(args.policy, lib)
+    result = evaluate(agent, lib, episodes=args.episodes, transitions=args.transitions, seed=args.seed)
+    cols = ("success", "g_mpjpe_mm", "precision_auc", "recall_auc", "retrieval_top1")
+    head = f"{'command':<44} {'success':>8} {'G-MPJPE':>8} {'prec':>6} {'recall':>6} {'top-1':>6}"
+    print(head + "\n" + "-" * len(head))
+    for name, m in list(result["commands"].items()) + [("mean (over clips)", result["mean"])]:
+        vals = [m.get(c, float("nan")) for c in cols]
+        print(f"{name[:44]:<44} {vals[0]:>8.0%} {vals[1]:>8.1f} {vals[2]:>6.2f} {vals[3]:>6.2f} {vals[4]:>6.0%}")
+    if "transitions" in result:
+        t = result["transitions"]
+        print(f"transition success {t['success']:.0%} ({len(t['pairs'])} pairs; falls before/after the switch: "
+              f"{t['fell_before_switch']}/{t['fell_after_switch']})")
+    if args.json:
+        from padl.checkpoint import write_json_atomic
+
+        write_json_atomic(args.json, result)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="superpadl", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,6 +283,40 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--frames", type=int, help="quit after N frames (smoke tests)")
     v.add_argument("--screenshot", type=Path, help="save the last frame as PNG on exit")
     v.set_defaults(func=cmd_view)
+
+    d = sub.add_parser("distill", help="distil experts into group controllers, then one text-conditioned policy")
+    dsub = d.add_subparsers(dest="stage", required=True)
+    g = dsub.add_parser("groups", help="stage 2: group controllers (DAgger warm-up, then PPO + discriminator + BC)")
+    g.add_argument("lib", type=Path, help="motion library folder")
+    g.add_argument("experts", type=Path, nargs="+", help="expert run folders, or folders of them")
+    g.add_argument("--group-size", type=int, default=20)
+    g.add_argument("--grouping", choices=("random", "cluster"), default="random")
+    g.add_argument("--warmup", type=int, help="BC warm-up iterations (default: the config's)")
+    g.set_defaults(func=cmd_distill_groups)
+    gl = dsub.add_parser("global", help="stage 3: the global text-conditioned policy, by DAgger from the groups")
+    gl.add_argument("lib", type=Path, help="motion library folder")
+    gl.add_argument("groups", type=Path, help="a `distill groups` output folder")
+    gl.set_defaults(func=cmd_distill_global)
+    for q in (g, gl):
+        q.add_argument("--out", type=Path, required=True)
+        q.add_argument("--clips", nargs="+", help="clip ids (default: all the teachers cover)")
+        q.add_argument("--resume", action="store_true", help="continue the run in --out")
+        q.add_argument("--iterations", type=int, help="total iterations (default: the config's)")
+        q.add_argument("--num-envs", type=int)
+        q.add_argument("--minutes", type=float, help="wall-clock budget of this call (a checkpoint is written)")
+        q.add_argument("--eval-every", type=int)
+        q.add_argument("--backend", choices=("auto", "mujoco", "mjx"), default="auto")
+        q.add_argument("--threads", type=int, default=0, help="MuJoCo C threads (0: all CPUs)")
+        q.add_argument("--seed", type=int, default=0)
+
+    e = sub.add_parser("eval", help="success, G-MPJPE, motion precision/recall, retrieval and transitions")
+    e.add_argument("policy", type=Path, help="a global policy or expert folder, or a groups folder")
+    e.add_argument("lib", type=Path, help="motion library folder")
+    e.add_argument("--episodes", type=int, default=2)
+    e.add_argument("--transitions", type=int, default=20, help="random command pairs to switch between")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", type=Path, help="write the full result here")
+    e.set_defaults(func=cmd_eval)
     return p
 
 
@@ -220,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except ScriptError as e:  # message already names the file (or <prompt>) and line
         print(f"superpadl: error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as e:  # bad libraries, checkpoints and configs (CheckpointError, LibraryError)
+        print(f"superpadl: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("superpadl: interrupted", file=sys.stderr)

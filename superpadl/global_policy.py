@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,7 @@ EMBED_DIM = 384
 @dataclass(frozen=True)
 class GlobalConfig:
     env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=64, action_mode="absolute",
-                                                             max_body_error=1e6))
+                                                             max_body_error=1e6, end_with_clip=False))
     ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(  # the policy network and its normaliser
         policy_hidden=(1024, 512), value_hidden=(8,), layer_norm=True, log_std_init=-2.5, fixed_log_std=True))
     rollout_steps: int = 32
@@ -96,6 +97,45 @@ def policy_act(tree: dict, cfg: GlobalConfig):
                   tree["policy_params"]["params"]["mean"]["out"]["bias"].shape[0], cfg.ppo)
     ts = ts.replace(policy_params=tree["policy_params"], normalizer=tree["normalizer"])
     return jax.jit(lambda x: ppo.act(ts, x, jax.random.key(0), deterministic=True)[0])
+
+
+class Carry(NamedTuple):
+    """What a DAgger rollout carries from one iteration to the next."""
+
+    env_state: Any
+    hist: jax.Array  # (N, window + 1, 84)
+    command: jax.Array  # (N,) library clip index each env is commanded to perform
+    caption: jax.Array  # (N,) row of the caption table the student is shown
+
+
+def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, p_switch: float,
+                   train_clips, draw_caption):
+    """`steps` control steps of DAgger data collection: each env is driven by the student (or by the teacher where
+    by_teacher), and every state the batch visits is labelled with teacher(own state, history, command), the
+    teacher's action on that very state. Commands switch to a random clip with probability p_switch per step
+    (and restart with the env's new clip after an episode ends). Returns (carry, (student inputs (T, N, D),
+    teacher labels (T, N, A), executed actions (T, N, A)), (falls, switches))."""
+    env_state, hist, command, caption = carry
+    xs, ys, executed, falls, switches = [], [], [], 0.0, 0.0
+    n = hist.shape[0]
+    for _ in range(steps):
+        key, k_act, k_sw, k_clip, k_cap = jax.random.split(key, 5)
+        pobs, _ = S.env_proprio(env_state)
+        x = S.student_input(pobs, hist, emb[caption], hcfg)
+        a_teacher = teacher(pobs, hist, command)
+        a = jnp.where(by_teacher[:, None], a_teacher, student(x, k_act))
+        new = env.step(env_state, a)
+        xs.append(x), ys.append(a_teacher), executed.append(a)
+        restart = jnp.asarray(new.done | new.truncated)
+        switch = ~restart & (jax.random.uniform(k_sw, (n,)) < p_switch)
+        other = train_clips[jax.random.randint(k_clip, (n,), 0, len(train_clips))]
+        command = jnp.where(restart, jnp.asarray(new.clip), jnp.where(switch, other, command))
+        caption = jnp.where(restart | switch, draw_caption(k_cap, command), caption)
+        hist = S.push_history(hist, S.env_proprio(new)[1], restart)
+        falls += float(jnp.sum(jnp.asarray(new.done)))
+        switches += float(jnp.sum(switch))
+        env_state = new
+    return Carry(env_state, hist, command, caption), tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches)
 
 
 def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Path, cfg: GlobalConfig = GlobalConfig(),
@@ -176,26 +216,15 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         beta = max(0.0, 1.0 - it / cfg.beta_iterations) if cfg.beta_iterations else 0.0
         key, k_beta = jax.random.split(key)
         by_teacher = jax.random.uniform(k_beta, (N,)) < beta
-        xs, ys, dones, switches = [], [], 0.0, 0.0
-        for _ in range(T):
-            key, k_act, k_sw, k_clip, k_cap = jax.random.split(key, 5)
-            pobs, _ = S.env_proprio(env_state)
-            x = S.student_input(pobs, hist, emb_j[caption], hcfg)
-            a = ppo.act(ts, x, k_act)[0]
-            a_teacher = teachers.act(pobs, hist, command)
-            new = env.step(env_state, jnp.where(by_teacher[:, None], a_teacher, a))
-            xs.append(x), ys.append(a_teacher)
-            restart = jnp.asarray(new.done | new.truncated)
-            switch = ~restart & (jax.random.uniform(k_sw, (N,)) < p_switch)
-            other = train_clips[jax.random.randint(k_clip, (N,), 0, len(clips))]
-            command = jnp.where(restart, jnp.asarray(new.clip), jnp.where(switch, other, command))
-            caption = jnp.where(restart | switch, draw_caption(k_cap, command), caption)
-            hist = S.push_history(hist, S.env_proprio(new)[1], restart)
-            dones += float(jnp.sum(jnp.asarray(new.done)))
-            switches += float(jnp.sum(switch))
-            env_state = new
-        flat_x = jnp.concatenate(xs)
-        buf_x, buf_y = buf_x.add(flat_x), buf_y.add(jnp.concatenate(ys))
+        key, k_roll = jax.random.split(key)
+        carry = Carry(env_state, hist, command, caption)
+        carry, (xs, ys, _), stats = dagger_rollout(
+            env, carry, lambda x, k: ppo.act(ts, x, k)[0], teachers.act, by_teacher, emb_j, hcfg, T, k_roll,
+            p_switch, train_clips, draw_caption)
+        env_state, hist, command, caption = carry
+        dones, switches = stats
+        flat_x = xs.reshape(T * N, -1)
+        buf_x, buf_y = buf_x.add(flat_x), buf_y.add(ys.reshape(T * N, -1))
         ts = ts.replace(normalizer=update_normalizer(ts.normalizer, flat_x))
         key, k_bc = jax.random.split(key)
         ts, loss = ppo.imitate(ts, buf_x.data, buf_y.data, buf_x.size, k_bc, cfg.sgd_steps, cfg.batch_size, cfg.lr)

@@ -9,6 +9,10 @@ one-hot). It outputs absolute PD targets. Training has two phases:
    are aggregated, and the controller regresses onto them.
 2. PADL: PPO on the adversarial reward of a discriminator that also sees the clip index (so each clip keeps its
    own style), plus `bc_weight` (0.01) x behaviour cloning of the experts on the states the controller visits.
+   The value function is trained alone first, and the policy then moves at a small fine-tuning rate: with an
+   untrained critic and the experts' rate, PPO took a 68 %-success warm-up to 0 % in 20 iterations.
+
+`policy.*` is the controller with the best evaluation so far (success, then G-MPJPE); `train_state.*` the latest.
 
 Every `eval_every` iterations the deterministic controller is evaluated from each clip's start (success and
 G-MPJPE against the clip, `padl.evaluate`). The run state (networks, optimisers, normalisers, discriminator and
@@ -63,6 +67,8 @@ class GroupConfig:
     bc_batch: int = 512
     bc_lr: float = 1e-3
     bc_buffer: int = 65536  # aggregated (state, expert action) pairs, oldest dropped first
+    critic_warmup_iterations: int = 10  # first PADL iterations train the value function only (policy lr 0)
+    padl_policy_lr: float = 2e-5  # fine-tuning rate: PPO at the expert rate undid the warm-up within 20 iterations
     disc_weight: float = 1.0
     tracking_weight: float = 0.0
     disc_updates: int = 2
@@ -169,7 +175,8 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
     state = {"ppo": ppo.init(k_ppo, in_size, env.action_size, cfg.ppo),
              "disc": discriminator.init(k_disc, disc_dim, cfg.disc),
              "replay": discriminator.ReplayBuffer.create(cfg.disc.replay_size, disc_dim),
-             "key": jax.random.key_data(key), "iteration": np.int64(0), "samples": np.int64(0)}
+             "key": jax.random.key_data(key), "iteration": np.int64(0), "samples": np.int64(0),
+             "best": np.asarray([-1.0, -np.inf])}  # (success, -G-MPJPE) of the evaluation saved as the policy
     meta = {"kind": KIND, "group": to_dict(cfg), "clips": list(clips), "input_size": in_size,
             "action_size": env.action_size, "character": env.character.name}
     if resuming:
@@ -239,7 +246,9 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
                                   stack(truncs), ppo.value(ts, S.student_input(
                                       S.env_proprio(env_state)[0], hist, _onehot(slot_of[env_state.clip], G),
                                       cfg.history)), teacher_actions=teacher)
-            ts, p_metrics = ppo.update(ts, rollout, k_ppo)
+            lr = 0.0 if it - cfg.bc_warmup_iterations < cfg.critic_warmup_iterations else cfg.padl_policy_lr
+            ts, p_metrics = ppo.update(ts.replace(config=dataclasses.replace(cfg.ppo, policy_lr=lr)), rollout, k_ppo)
+            ts = ts.replace(config=cfg.ppo)
             scalars.update({"reward/disc": float(r_disc.mean()), "reward/total": float(rewards.mean()),
                             **{f"disc/{k}": float(v) for k, v in d_metrics.items()},
                             **{f"ppo/{k}": float(v) for k, v in p_metrics.items()}})
@@ -265,10 +274,13 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
                                     "tracking": scalars["reward/tracking"],
                                     **({"bc_loss": scalars["bc/loss"]} if warmup else {})}) + "\n")
             curve.flush()
+            score = (last_eval["success"], -last_eval["g_mpjpe_mm"])
+            if score > tuple(state["best"]):
+                state["best"] = np.asarray(score, np.float64)
+                checkpoint.save(out / POLICY, ts, {**meta, "iteration": it, "samples": samples, "eval": last_eval})
         if it % cfg.checkpoint_every == 0 or it == total or out_of_time:
             state.update(ppo=ts, disc=ds, replay=replay, key=jax.random.key_data(key), iteration=np.int64(it),
                          samples=np.int64(samples))
-            checkpoint.save(out / POLICY, ts, {**meta, "iteration": it, "samples": samples, "eval": last_eval})
             checkpoint.save(out / TRAIN_STATE, state, {**meta, "iteration": it, "samples": samples})
         if out_of_time:
             break

@@ -80,26 +80,29 @@ def auc(values, eps) -> float:
     return float(np.sum(0.5 * (v[1:] + v[:-1]) * np.diff(e)) / (e[-1] - e[0]))
 
 
-def retrieval_top1(dist, rng: np.random.Generator, candidates: int = 4, trials: int = 10) -> float:
-    """Fraction of (clip, trial) pairs where a clip's own motion beats `candidates - 1` random distractors.
+def retrieval_top1(dist, rng: np.random.Generator, candidates: int = 4, trials: int = 10, own=None) -> float:
+    """Fraction of (row, trial) pairs where a row's own clip beats `candidates - 1` random distractor clips.
 
-    dist[i, k]: distance from the motion generated for clip i to clip k. Ties count as misses.
+    dist[i, k]: distance from the motion generated for row i (a clip, or one of its captions) to clip k; row i's
+    own clip is column own[i] (default i, for a square matrix). Ties count as misses.
     """
     dist = np.asarray(dist, dtype=np.float64)
-    if dist.ndim != 2 or dist.shape[0] != dist.shape[1]:
-        raise ValueError(f"dist must be square (C, C), got {dist.shape}")
+    if own is None:
+        if dist.ndim != 2 or dist.shape[0] != dist.shape[1]:
+            raise ValueError(f"dist must be square (C, C), got {dist.shape}")
+        own = np.arange(len(dist))
     if candidates < 2:
         raise ValueError(f"candidates must be at least 2 (the clip and a distractor), got {candidates}")
-    C = len(dist)
+    C = dist.shape[1]
     if C < candidates:
         raise ValueError(f"retrieval needs at least {candidates} clips for {candidates} candidates, got {C}")
     hits = 0
-    for i in range(C):
-        others = np.delete(np.arange(C), i)
+    for i, k in enumerate(own):
+        others = np.delete(np.arange(C), k)
         for _ in range(trials):
             distractors = rng.choice(others, size=candidates - 1, replace=False)
-            hits += bool(dist[i, i] < dist[i, distractors].min())
-    return hits / (C * trials)
+            hits += bool(dist[i, k] < dist[i, distractors].min())
+    return hits / (len(own) * trials)
 
 
 def motion_distance(gen, ref) -> float:

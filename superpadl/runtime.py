@@ -1,5 +1,9 @@
 """Runtime controllers: text command in, PD targets out (the `viewer.loop.Controller` protocol).
 
+`PolicyController` runs the distilled global policy (`superpadl.global_policy`): the prompt's embedding (by
+default snapped to the nearest caption the policy was trained on, since 30-odd clips' captions cover the text
+space sparsely) conditions one network that needs no motion library. A policy folder holds its `policy.*`.
+
 `ExpertController` is the expert-level runtime (PADL's language-to-skill step without distillation): a command
 is embedded with the text encoder and matched to the closest caption of the clips that have an expert; that
 clip's expert then tracks the clip's reference, re-anchored at the character's current position and heading
@@ -183,8 +187,78 @@ class ExpertController:
         return np.asarray(self._pd(ref_qpos[0, 7:].astype(np.float32), action, cfg))
 
 
-def load_controller(path: str | Path) -> ExpertController:
+class PolicyController:
+    """The global text-conditioned policy with its strided history of the character's own motion.
+
+    `set_command` changes only the text condition: the history is the body's real past and stays, so a switch
+    starts from the motion in progress (as in the distillation rollouts). `reset` (a restart) clears it; the next
+    `act` fills it with the current frame.
+    """
+
+    def __init__(self, path: str | Path, encoder=None, snap: bool = True):
+        from characters.character import load_character
+        from superpadl import student as S
+        from superpadl.global_policy import GlobalConfig, load_global, policy_act
+
+        tree, meta = load_global(path)
+        cfg = from_dict(GlobalConfig, meta["global"])
+        self.character = load_character(meta["character"])
+        self.model = self.character.model
+        self.control_hz = cfg.env.control_hz
+        self.history = from_dict(S.HistoryConfig, meta["history"])
+        self.captions, self.caption_clips = list(meta["captions"]), list(meta["caption_clips"])
+        self.caption_emb = np.asarray(tree["caption_emb"], np.float32)
+        self.start_qpos = np.asarray(tree["start_qpos"], np.float64)
+        self.encoder, self.snap = encoder, snap
+        self._S, self._policy, self._proprio = S, policy_act(tree, cfg), S.make_proprio(self.character)
+        _, self._low, self._high = S.joint_limits(self.character)
+        self.condition = self.caption_emb[0]
+        self.command_text, self.matched_caption = None, self.captions[0]
+        self.hist = None
+
+    def match(self, text: str) -> tuple[str, float, np.ndarray]:
+        """(nearest training caption, cosine similarity, the embedding to condition on) for a command."""
+        if self.encoder is None:
+            from superpadl.text import default_encoder
+
+            self.encoder = default_encoder()
+        e = np.asarray(self.encoder.encode(text)[0], np.float32)
+        sim = self.caption_emb @ e
+        i = int(np.argmax(sim))
+        return self.captions[i], float(sim[i]), self.caption_emb[i] if self.snap else e
+
+    def set_command(self, text: str) -> None:
+        self.matched_caption, _, self.condition = self.match(text)
+        self.command_text = text
+
+    def initial_state(self):
+        return self.start_qpos.copy(), np.zeros(self.model.nv)
+
+    def reset(self, qpos, qvel) -> None:
+        self.hist = None
+
+    def act(self, qpos, qvel) -> np.ndarray:
+        S = self._S
+        pobs, frame = self._proprio(jnp.asarray(qpos, jnp.float32)[None], jnp.asarray(qvel, jnp.float32)[None])
+        self.hist = S.init_history(frame, self.history) if self.hist is None else S.push_history(
+            self.hist, frame, jnp.zeros(1, bool))
+        x = S.student_input(pobs, self.hist, jnp.asarray(self.condition)[None], self.history)
+        a = np.asarray(self._policy(x))[0]
+        return np.asarray(S.from_absolute(a, self._low, self._high), np.float64)
+
+
+def load_controller(path: str | Path):
+    """The controller in a folder: a global policy (`policy.json` of kind superpadl-global) or an expert
+    controller (`controller.json`)."""
     path = Path(path)
+    policy_json = path / "policy.json"
+    if policy_json.is_file():
+        try:
+            kind = json.loads(policy_json.read_text()).get("config", {}).get("kind")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{policy_json}: not valid JSON ({e.msg})") from None
+        if kind == "superpadl-global":
+            return PolicyController(path)
     spec_file = path / "controller.json"
     try:
         spec = json.loads(spec_file.read_text())
@@ -199,9 +273,12 @@ def load_controller(path: str | Path) -> ExpertController:
     return ExpertController(library, [path / e for e in spec["experts"]], library_dir=lib_dir)
 
 
-def default_controller() -> ExpertController:
-    """The shipped model (models/default). Its experts track clips of a library that `scripts/demo.sh` imports
-    from the mocap (models/default/sources.txt); without that library this raises a ValueError saying so."""
+def default_controller():
+    """The shipped model (models/default): the global policy when one is there (it needs nothing else), else
+    the expert controller, whose experts track clips of a library that `scripts/demo.sh` imports from the mocap
+    (models/default/sources.txt); without that library this raises a ValueError saying so."""
+    if (DEFAULT_MODEL / "policy.json").is_file():
+        return load_controller(DEFAULT_MODEL)
     spec = json.loads((DEFAULT_MODEL / "controller.json").read_text())
     lib = (DEFAULT_MODEL / spec["library"]).resolve()
     if not (lib / "manifest.json").is_file():

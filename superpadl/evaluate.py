@@ -1,0 +1,212 @@
+"""`superpadl eval`: one table for any policy of the pipeline (expert, group controllers, global policy).
+
+Per command (a caption for the global policy, a clip for the teachers), from the start of the commanded clip:
+- success and G-MPJPE / L-MPJPE against that clip (`padl.evaluate`, `padl.metrics`);
+- precision and recall over 1 s motion windows, as AUC over eps in [0, 0.3] m (`superpadl.metrics`);
+- retrieval: the generated motion is nearer to its own clip than to 3 random others (top-1 among 4).
+Over random pairs of commands: transition success, no fall within 3 s after switching from the first to the second
+(at `switch_s` into the first; pairs that fell before the switch count as failures too). Experts track a reference,
+so they have no transitions.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from motions.library import MotionLibrary
+from padl import metrics as M
+from padl import ppo
+from padl.config import from_dict
+from padl.env import EnvConfig, ImitationEnv
+from padl.evaluate import rollout
+from superpadl import metrics as W
+from superpadl import student as S
+
+EPS = np.linspace(0.0, 0.3, 31)
+
+
+def _yaw(qpos):
+    w, x, y, z = np.moveaxis(np.asarray(qpos)[..., 3:7], -1, 0)
+    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+class Agent:
+    """A policy with a uniform interface: `commands` (name, clip id) rows, an env config, and
+    `actor(rows)` -> act(state) for envs whose env i performs command rows[i % len(rows)]."""
+
+    kind: str
+    commands: list[tuple[str, str]]
+    env_config: EnvConfig
+
+    def actor(self, rows, switch=None):
+        raise NotImplementedError
+
+
+class ExpertAgent(Agent):
+    kind = "expert"
+
+    def __init__(self, path, library):
+        from padl.expert import ExpertConfig, load_policy
+
+        self.ts, meta = load_policy(path)
+        self.env_config = from_dict(ExpertConfig, meta["expert"]).env
+        self.commands = [(c, c) for c in meta["clips"] if c in library.clip_ids]
+
+    def actor(self, rows, switch=None):
+        return lambda s: ppo.act(self.ts, s.obs, jax.random.key(0), deterministic=True)[0]
+
+
+class GroupAgent(Agent):
+    kind = "group"
+
+    def __init__(self, path, library):
+        from superpadl.groups import load_groups
+
+        self.teachers, self.library = load_groups(path, library), library
+        self.env_config = self.teachers.groups[0][1].env
+        self.commands = [(c, c) for i, c in enumerate(library.clip_ids) if self.teachers.clip_owner[i] >= 0]
+
+    def actor(self, rows, switch=None):
+        clips = [self.library.index(self.commands[r][1]) for r in rows]
+        return _commanded(lambda pobs, hist, cmd: self.teachers.act(pobs, hist, cmd), self.teachers.history,
+                          np.asarray(clips), switch)
+
+
+class GlobalAgent(Agent):
+    kind = "global"
+
+    def __init__(self, path, library):
+        from superpadl.global_policy import GlobalConfig, load_global, policy_act
+
+        tree, meta = load_global(path)
+        cfg = from_dict(GlobalConfig, meta["global"])
+        self.env_config, self.history = cfg.env, from_dict(S.HistoryConfig, meta["history"])
+        self.emb, self.act = jnp.asarray(tree["caption_emb"]), policy_act(tree, cfg)
+        self.commands = [(c, k) for c, k in zip(meta["captions"], meta["caption_clips"]) if k in library.clip_ids]
+        self._rows = [i for i, (c, k) in enumerate(zip(meta["captions"], meta["caption_clips"]))
+                      if k in library.clip_ids]
+
+    def actor(self, rows, switch=None):
+        idx = np.asarray([self._rows[r] for r in rows])
+        return _commanded(lambda pobs, hist, cmd: self.act(S.student_input(pobs, hist, self.emb[cmd], self.history)),
+                          self.history, idx, switch)
+
+
+def _commanded(policy, hcfg, command, switch):
+    """act(state) for a batch whose env i follows command[i % len] (then switch[1][i % len] from control step
+    switch[0] on, when given), keeping the strided history."""
+    hist, step = None, 0
+
+    def act(state):
+        nonlocal hist, step
+        pobs, frame = S.env_proprio(state)
+        n = frame.shape[0]
+        hist = S.init_history(frame, hcfg) if hist is None else S.push_history(hist, frame, jnp.zeros(n, bool))
+        cmd = command if switch is None or step < switch[0] else switch[1]
+        step += 1
+        return policy(pobs, hist, jnp.asarray(np.resize(cmd, n)))
+
+    return act
+
+
+def load_agent(path: str | Path, library: MotionLibrary) -> Agent:
+    """The agent for a policy path: a groups folder (groups.json), or an expert or global policy checkpoint."""
+    import json
+
+    path = Path(path)
+    if (path / "groups.json").is_file():
+        return GroupAgent(path, library)
+    spec = path / "policy.json" if path.is_dir() else path.with_suffix(".json")
+    try:
+        kind = json.loads(spec.read_text()).get("config", {}).get("kind")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: not a policy (no policy.json or groups.json)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{spec}: not valid JSON ({e.msg})") from None
+    agents = {"padl-expert": ExpertAgent, "superpadl-global": GlobalAgent}
+    if kind not in agents:
+        raise ValueError(f"{spec}: not a policy this command knows (kind={kind!r})")
+    return agents[kind](path, library)
+
+
+def _reference_windows(library: MotionLibrary, clip: str, seconds: float):
+    i = library.index(clip)
+    duration = float(library.durations[i]) if not library.data.loop[i] else seconds
+    t = np.arange(0, duration + 1e-9, 1.0 / 30.0, dtype=np.float32)
+    ref = library.sample(jnp.full(len(t), i), jnp.asarray(t))
+    return W.window_features(np.asarray(ref.body_pos), _yaw(ref.qpos))
+
+
+def evaluate(agent: Agent, library: MotionLibrary, episodes: int = 2, noise: float = 0.02, seconds: float = 10.0,
+             transitions: int = 20, switch_s: float = 2.0, after_s: float = 3.0, seed: int = 0) -> dict:
+    """{"commands": {name: metrics}, "clips": {clip: mean metrics}, "mean": {...}}."""
+    rng = np.random.default_rng(seed)
+    cfg = dataclasses.replace(agent.env_config, backend="mujoco", num_threads=0, max_body_error=0.5,
+                              end_with_clip=True)
+    names = [n for n, _ in agent.commands]
+    clips = [k for _, k in agent.commands]
+    rows = list(range(len(names)))
+    ref_windows = {k: _reference_windows(library, k, seconds) for k in dict.fromkeys(clips)}
+    per_cmd: dict[str, list] = {n: [] for n in names}
+    gen_windows: dict[str, list] = {n: [] for n in names}
+    episodes_out = rollout(library, agent.actor(rows), clips, episodes, noise, seconds, cfg, seed)
+    for i, (clip, sim, ref, failed, qpos) in enumerate(episodes_out):
+        name = names[i % len(names)]
+        m = M.episode_metrics(sim, ref, failed)
+        if len(sim):
+            gen = W.window_features(sim, _yaw(qpos))
+            gen_windows[name].append(gen)
+            p, r = W.precision_recall(gen, ref_windows[clip], EPS)
+            m.update(precision_auc=W.auc(p, EPS), recall_auc=W.auc(r, EPS))
+        per_cmd[name].append(m)
+    table = M.summarize(per_cmd)
+    table.pop("mean", None)
+    clip_list = list(ref_windows)
+    if len(clip_list) >= 4:
+        dist = np.zeros((len(names), len(clip_list)))
+        for a, n in enumerate(names):
+            gen = np.concatenate(gen_windows[n]) if gen_windows[n] else None
+            for b, k in enumerate(clip_list):
+                dist[a, b] = np.inf if gen is None else W.motion_distance(gen, ref_windows[k])
+        own = np.asarray([clip_list.index(k) for k in clips])
+        for a, n in enumerate(names):  # top-1 among 4 for each command: its own clip against 3 random others
+            table[n]["retrieval_top1"] = W.retrieval_top1(dist[a:a + 1], rng, own=own[a:a + 1])
+    by_clip = {k: M.summarize({k: [table[n] for n, c in zip(names, clips) if c == k]})[k] for k in clip_list}
+    out = {"kind": agent.kind, "commands": table, "clips": by_clip,
+           "mean": {key: float(np.mean([v[key] for v in by_clip.values() if key in v]))
+                    for key in next(iter(by_clip.values()))}}
+    if agent.kind != "expert" and transitions and len(names) > 1:
+        out["transitions"] = transition_success(agent, library, transitions, switch_s, after_s, rng)
+        out["mean"]["transition_success"] = out["transitions"]["success"]
+    return out
+
+
+def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_s: float, after_s: float,
+                       rng: np.random.Generator) -> dict:
+    """No fall within `after_s` after switching commands, over random pairs (first != second clip)."""
+    names, clips = zip(*agent.commands)
+    first, second = [], []
+    while len(first) < pairs:
+        a, b = rng.integers(len(names), size=2)
+        if clips[a] != clips[b]:
+            first.append(int(a)), second.append(int(b))
+    steps = int(round(switch_s * 30)), int(round(after_s * 30))
+    cfg = dataclasses.replace(agent.env_config, backend="mujoco", num_threads=0, num_envs=pairs, init="start",
+                              clips=tuple(clips[a] for a in first), max_body_error=1e6, end_with_clip=False,
+                              episode_length_s=switch_s + after_s + 1.0, reset_pool=1, init_noise=0.02)
+    env = ImitationEnv(library, cfg)
+    act = agent.actor(first, switch=(steps[0], np.asarray(second)))
+    state = env.reset(jax.random.key(0))
+    fell_before, fell_after = np.zeros(pairs, bool), np.zeros(pairs, bool)
+    for t in range(sum(steps)):
+        state = env.step(state, act(state))
+        fell = np.asarray(state.done) & ~(fell_before | fell_after)
+        (fell_before if t < steps[0] else fell_after)[:] |= fell
+    ok = ~fell_before & ~fell_after
+    return {"success": float(ok.mean()), "fell_before_switch": int(fell_before.sum()),
+            "fell_after_switch": int(fell_after.sum()), "pairs": [
+                {"from": names[a], "to": names[b], "ok": bool(o)} for a, b, o in zip(first, second, ok)]}

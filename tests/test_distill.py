@@ -1,0 +1,180 @@
+"""SuperPADL distillation: the strided history, DAgger relabelling, short group and global runs that learn, the
+runtime policy controller, `superpadl eval`, and clear errors for foreign checkpoints."""
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from motions.library import MotionLibrary
+from padl import checkpoint, ppo
+from padl.config import to_dict
+from padl.env import EnvConfig, ImitationEnv
+from padl.evaluate import evaluate_policy
+from padl.expert import ExpertConfig
+from superpadl import student as S
+from superpadl.cli import main as superpadl_main
+from superpadl.global_policy import Carry, GlobalConfig, dagger_rollout, load_global, train_global
+from superpadl.groups import GroupConfig, load_group, load_groups, make_groups, train_group
+from superpadl.runtime import PolicyController, load_controller
+from synthetic import write_synthetic_library
+
+CLIPS = ["synthetic_sway", "synthetic_squat"]
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory) -> MotionLibrary:
+    return MotionLibrary(write_synthetic_library(tmp_path_factory.mktemp("lib") / "synthetic", kinds=("sway", "squat")))
+
+
+def test_history_is_strided_and_restarts():
+    cfg = S.HistoryConfig(frames=5, window=40)
+    frame = lambda t: jnp.full((2, 3), float(t))
+    hist = S.init_history(frame(0), cfg)
+    for t in range(1, 60):
+        hist = S.push_history(hist, frame(t), jnp.array([False, t == 50]))
+    x = np.asarray(S.strided(hist, cfg)).reshape(2, 5, 3)[:, :, 0]
+    np.testing.assert_array_equal(x[0], [51, 43, 35, 27, 19])  # t = 59 - 8k: every 8th frame over the last 40
+    np.testing.assert_array_equal(x[1], [51, 50, 50, 50, 50])  # restarted at t = 50: its first frame fills the past
+    with pytest.raises(ValueError, match="multiple"):
+        S.history_offsets(S.HistoryConfig(frames=3, window=40))
+
+
+def test_dagger_labels_are_the_teachers_actions_on_the_students_states(lib):
+    """The student drives (beta = 0): actions executed are the student's, labels are teacher(state) of the states
+    the student reached. With beta = 1 the teacher drives and executed == labels."""
+    env = ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", num_threads=1, action_mode="absolute"))
+    hcfg = S.HistoryConfig()
+    teacher = lambda pobs, hist, cmd: jnp.tanh(pobs[:, 1:29])  # a known function of the state
+    student = lambda x, k: jnp.full((x.shape[0], 28), 0.3)
+    emb = jnp.eye(2, 384)
+    clips = jnp.asarray([lib.index(c) for c in CLIPS])
+    for beta in (0.0, 1.0):
+        state = env.reset(jax.random.key(0))
+        carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), jnp.asarray(state.clip),
+                      jnp.zeros(4, jnp.int32))
+        carry, (xs, ys, executed), _ = dagger_rollout(
+            env, carry, student, teacher, jnp.full((4,), beta > 0), emb, hcfg, 6, jax.random.key(1), 0.0, clips,
+            lambda k, c: jnp.zeros_like(c))
+        np.testing.assert_allclose(ys, np.tanh(xs[..., 1:29]), atol=1e-6)  # xs[..., :223]: the student's own state
+        np.testing.assert_allclose(executed, ys if beta else 0.3, atol=1e-6)
+    assert not np.allclose(ys[-1], 0.3)
+
+
+def _zero_residual_expert(lib) -> tuple[ppo.TrainState, dict]:
+    """An untrained expert: its mean action is ~0, i.e. PD on the reference, which follows these clips."""
+    cfg = ExpertConfig(env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, clips=tuple(CLIPS)))
+    ts = ppo.init(jax.random.key(0), ImitationEnv(lib, cfg.env).obs_size, 28, cfg.ppo)
+    return ts, {"expert": to_dict(cfg), "clips": CLIPS}
+
+
+def _tiny_group_config(**kw) -> GroupConfig:
+    return dataclasses.replace(GroupConfig(
+        env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, action_mode="absolute"), rollout_steps=8,
+        iterations=24, bc_warmup_iterations=20, beta_iterations=5, bc_steps=32, eval_every=1000, eval_episodes=1,
+        checkpoint_every=4, disc_updates=1), **kw)
+
+
+@pytest.fixture(scope="module")
+def groups_dir(lib, tmp_path_factory):
+    out = tmp_path_factory.mktemp("groups")
+    teachers = S.ExpertTeachers(lib, [_zero_residual_expert(lib)], lib.character)
+    train_group(lib, teachers, CLIPS, out / "group_000", _tiny_group_config(), progress=False, log=lambda m: None)
+    (out / "groups.json").write_text(json.dumps({"format": "superpadl-groups",
+                                                 "groups": [{"name": "group_000", "clips": CLIPS}]}))
+    return out
+
+
+def _episode_frames(lib, ts, cfg):
+    slot = {lib.index(c): i for i, c in enumerate(CLIPS)}
+    act = S.student_actor(lambda x: ppo.act(ts, x, jax.random.key(0), deterministic=True)[0], cfg.history,
+                          lambda s: jax.nn.one_hot(jnp.asarray([slot[int(c)] for c in s.clip]), len(CLIPS)))
+    return evaluate_policy(lib, act, CLIPS, seconds=4.0, env_config=dataclasses.replace(cfg.env, clips=None))
+
+
+def test_group_warmup_lowers_bc_loss_and_keeps_the_character_up(lib, groups_dir):
+    curve = [json.loads(line) for line in (groups_dir / "group_000" / "progress.jsonl").read_text().splitlines()]
+    ts, meta = load_group(groups_dir / "group_000")
+    assert meta["iteration"] == 24 and meta["clips"] == CLIPS
+    cfg = _tiny_group_config()
+    trained = _episode_frames(lib, ts, cfg)["mean"]
+    untrained = _episode_frames(lib, ppo.init(jax.random.key(0), meta["input_size"], 28, cfg.ppo), cfg)["mean"]
+    assert trained["frames"] >= 2 * untrained["frames"], (trained, untrained)
+    from tensorboardX.event_file_writer import EventFileWriter  # noqa: F401  (logs are tensorboard event files)
+    assert any((groups_dir / "group_000" / "logs").iterdir())
+    assert curve and curve[-1]["phase"] == "padl"  # the PPO + discriminator + BC phase ran after the warm-up
+    with pytest.raises(checkpoint.CheckpointError, match="not a SuperPADL global policy"):
+        load_global(groups_dir / "group_000")
+
+
+def test_group_split_random_and_cluster():
+    cfg = GroupConfig(group_size=2)
+    clips = [f"c{i}" for i in range(5)]
+    groups = make_groups(clips, cfg)
+    assert sorted(sum(groups, [])) == clips and len(groups) == 3
+    emb = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1], [0.05, 1]], float)
+    clustered = make_groups(clips, dataclasses.replace(cfg, grouping="cluster", group_size=3), emb)
+    assert sorted(map(sorted, clustered)) == [["c0", "c1"], ["c2", "c3", "c4"]]
+
+
+@pytest.fixture(scope="module")
+def global_dir(lib, groups_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("global")
+    cfg = GlobalConfig(env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, action_mode="absolute",
+                                     max_body_error=1e6, end_with_clip=False),
+                       rollout_steps=8, iterations=16, beta_iterations=4, sgd_steps=32, eval_every=8,
+                       eval_episodes=1, checkpoint_every=8)
+    train_global(lib, load_groups(groups_dir, lib), out, cfg, progress=False, log=lambda m: None)
+    return out
+
+
+@pytest.mark.slow
+def test_global_dagger_lowers_bc_loss(global_dir):
+    curve = [json.loads(line) for line in (global_dir / "progress.jsonl").read_text().splitlines()]
+    assert [c["iteration"] for c in curve] == [8, 16]
+    assert curve[-1]["bc/loss"] < curve[0]["bc/loss"]
+    tree, meta = load_global(global_dir)
+    assert meta["captions"] and tree["caption_emb"].shape == (len(meta["captions"]), 384)
+
+
+@pytest.mark.slow  # the shipped policy's regression tests run PolicyController in the default suite
+def test_policy_controller_commands_history_and_bad_prompts(global_dir):
+    c = load_controller(global_dir)
+    assert isinstance(c, PolicyController)
+    qpos, qvel = c.initial_state()
+    c.reset(qpos, qvel)
+    c.set_command("someone swings their arms while standing")
+    assert c.matched_caption == "a person stands and swings their arms"
+    targets = [c.act(qpos, qvel) for _ in range(3)]
+    assert all(t.shape == (28,) and np.isfinite(t).all() for t in targets)
+    hist = np.asarray(c.hist)
+    c.set_command("a person slowly bends their knees")  # a switch keeps the body's history ...
+    np.testing.assert_array_equal(np.asarray(c.hist), hist)
+    assert c.matched_caption == "a person slowly bends their knees"
+    c.reset(qpos, qvel)  # ... a restart clears it
+    c.act(qpos, qvel)
+    assert np.asarray(c.hist).shape == (1, 41, 84) and np.ptp(np.asarray(c.hist), axis=1).max() == 0
+    with pytest.raises(ValueError):
+        c.set_command("   ")
+
+
+@pytest.mark.slow
+def test_eval_cli_and_foreign_checkpoints(lib, global_dir, groups_dir, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert superpadl_main(["eval", str(global_dir), str(lib.path), "--episodes", "1", "--transitions", "4",
+                           "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["clips"]) == set(CLIPS) and 0.0 <= result["mean"]["transition_success"] <= 1.0
+    for m in result["commands"].values():
+        assert 0.0 <= m["precision_auc"] <= 1.0 and 0.0 <= m["recall_auc"] <= 1.0 and m["g_mpjpe_mm"] > 0
+    with pytest.raises(checkpoint.CheckpointError, match="not a SuperPADL group controller"):
+        load_group(global_dir)
+    capsys.readouterr()
+    assert superpadl_main(["eval", str(tmp_path), str(lib.path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("superpadl: error:") and "not a policy" in err and "\n" not in err
+    assert superpadl_main(["distill", "global", str(lib.path), str(tmp_path), "--out", str(tmp_path / "g")]) == 1
+    assert "groups.json" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
