@@ -201,6 +201,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
         return S.student_actor(lambda x: ppo.act(ts, x, key, deterministic=True)[0], cfg.history,
                                lambda s: _onehot(slot_of[s.clip], G))
 
+    padl_ppo = dataclasses.replace(cfg.ppo, policy_lr=cfg.padl_policy_lr)
     while it < total:
         t0 = time.time()
         warmup = it < cfg.bc_warmup_iterations
@@ -246,9 +247,10 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
                                   stack(truncs), ppo.value(ts, S.student_input(
                                       S.env_proprio(env_state)[0], hist, _onehot(slot_of[env_state.clip], G),
                                       cfg.history)), teacher_actions=teacher)
-            lr = 0.0 if it - cfg.bc_warmup_iterations < cfg.critic_warmup_iterations else cfg.padl_policy_lr
-            ts, p_metrics = ppo.update(ts.replace(config=dataclasses.replace(cfg.ppo, policy_lr=lr)), rollout, k_ppo)
-            ts = ts.replace(config=cfg.ppo)
+            new_ts, p_metrics = ppo.update(ts.replace(config=padl_ppo), rollout, k_ppo)
+            if it - cfg.bc_warmup_iterations < cfg.critic_warmup_iterations:  # the critic learns, the policy waits
+                new_ts = new_ts.replace(policy_params=ts.policy_params, policy_opt_state=ts.policy_opt_state)
+            ts = new_ts.replace(config=cfg.ppo)
             scalars.update({"reward/disc": float(r_disc.mean()), "reward/total": float(rewards.mean()),
                             **{f"disc/{k}": float(v) for k, v in d_metrics.items()},
                             **{f"ppo/{k}": float(v) for k, v in p_metrics.items()}})
