@@ -103,6 +103,42 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return path
 
 
+def read_spec(path: str | os.PathLike, fmt: str, what: str) -> dict:
+    """A small JSON file that names its `format` (a controller or groups folder's index), or a one-line
+    ValueError naming the file: missing (not a `what`), not JSON, or another format."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing (not a {what})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg})") from None
+    if not isinstance(spec, dict) or spec.get("format") != fmt:
+        raise ValueError(f"{path}: not a {fmt} file")
+    return spec
+
+
+def kind_of(path: str | os.PathLike) -> str | None:
+    """The `kind` a checkpoint's config declares (e.g. "padl-expert"), read from its JSON sidecar alone."""
+    json_path = _paths(path)[1]
+    try:
+        return json.loads(json_path.read_text()).get("config", {}).get("kind")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{json_path}: not valid JSON ({e.msg})") from None
+
+
+def resume_meta(out: str | os.PathLike, name: str, kind: str, what: str) -> dict | None:
+    """The metadata of run checkpoint `out/name` to resume, None when there is none yet; a checkpoint of another
+    kind is refused."""
+    path = Path(out) / name
+    if not _paths(path)[1].exists():
+        return None
+    _, meta = load(path)
+    if meta.get("kind") != kind:
+        raise CheckpointError(f"{_paths(path)[1]}: not a {what}")
+    return meta
+
+
 def load(path: str | os.PathLike, template: Any = None) -> tuple[Any, dict]:
     """Return (tree, config). With a template, the tree has its structure and leaf types and every
     key, shape and dtype must match; without one, a flat {key path: np.ndarray} dict is returned."""

@@ -136,15 +136,13 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     from tqdm import tqdm
 
     out = Path(out)
-    if resume and (out / f"{TRAIN_STATE}.json").exists():
-        _, meta = checkpoint.load(out / TRAIN_STATE)
-        if meta.get("kind") != KIND:
-            raise checkpoint.CheckpointError(f"{out / TRAIN_STATE}.json: not a PADL expert run")
-        cfg = from_dict(ExpertConfig, meta["expert"])
+    saved = checkpoint.resume_meta(out, TRAIN_STATE, KIND, "PADL expert run") if resume else None
+    if saved:
+        cfg = from_dict(ExpertConfig, saved["expert"])
     env = ImitationEnv(library, cfg.env)
     state = _initial_state(cfg, env)
     meta = _config_json(cfg, library, env)
-    if resume and (out / f"{TRAIN_STATE}.json").exists():
+    if saved:
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
     out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 from motions.library import MotionLibrary
 from padl import metrics as M
-from padl import ppo
+from padl import checkpoint, ppo
 from padl.config import from_dict
 from padl.env import EnvConfig, ImitationEnv
 from padl.evaluate import rollout
@@ -115,18 +115,13 @@ def _commanded(policy, hcfg, command, switch):
 
 def load_agent(path: str | Path, library: MotionLibrary) -> Agent:
     """The agent for a policy path: a groups folder (groups.json), or an expert or global policy checkpoint."""
-    import json
-
     path = Path(path)
     if (path / "groups.json").is_file():
         return GroupAgent(path, library)
     spec = path / "policy.json" if path.is_dir() else path.with_suffix(".json")
-    try:
-        kind = json.loads(spec.read_text()).get("config", {}).get("kind")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: not a policy (no policy.json or groups.json)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{spec}: not valid JSON ({e.msg})") from None
+    if not spec.is_file():
+        raise ValueError(f"{path}: not a policy (no policy.json or groups.json)")
+    kind = checkpoint.kind_of(spec)
     agents = {"padl-expert": ExpertAgent, "superpadl-global": GlobalAgent}
     if kind not in agents:
         raise ValueError(f"{spec}: not a policy this command knows (kind={kind!r})")

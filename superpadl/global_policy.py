@@ -146,12 +146,9 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     from tqdm import tqdm
 
     out = Path(out)
-    resuming = resume and (out / f"{TRAIN_STATE}.json").exists()
-    if resuming:
-        _, meta = checkpoint.load(out / TRAIN_STATE)
-        if meta.get("kind") != KIND:
-            raise checkpoint.CheckpointError(f"{out / TRAIN_STATE}.json: not a SuperPADL global run")
-        cfg, clips = from_dict(GlobalConfig, meta["global"]), meta["clips"]
+    saved = checkpoint.resume_meta(out, TRAIN_STATE, KIND, "SuperPADL global run") if resume else None
+    if saved:
+        cfg, clips = from_dict(GlobalConfig, saved["global"]), saved["clips"]
     covered = [c for i, c in enumerate(library.clip_ids) if teachers.clip_owner[i] >= 0]
     clips = list(clips or covered)
     if missing := [c for c in clips if c not in covered]:
@@ -179,7 +176,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips, "captions": captions,
             "caption_clips": owners, "input_size": in_size, "action_size": env.action_size,
             "character": env.character.name}
-    if resuming:
+    if saved:
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
     out.mkdir(parents=True, exist_ok=True)

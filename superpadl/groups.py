@@ -153,12 +153,9 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
     from tqdm import tqdm
 
     out = Path(out)
-    resuming = resume and (out / f"{TRAIN_STATE}.json").exists()
-    if resuming:
-        _, meta = checkpoint.load(out / TRAIN_STATE)
-        if meta.get("kind") != KIND:
-            raise checkpoint.CheckpointError(f"{out / TRAIN_STATE}.json: not a SuperPADL group run")
-        cfg, clips = from_dict(GroupConfig, meta["group"]), meta["clips"]
+    saved = checkpoint.resume_meta(out, TRAIN_STATE, KIND, "SuperPADL group run") if resume else None
+    if saved:
+        cfg, clips = from_dict(GroupConfig, saved["group"]), saved["clips"]
     base = teachers.env_config()
     env_cfg = dataclasses.replace(cfg.env, clips=tuple(clips), ref_frames=base.ref_frames,
                                   disc_frames=base.disc_frames, control_hz=base.control_hz)
@@ -179,7 +176,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
              "best": np.asarray([-1.0, -np.inf])}  # (success, -G-MPJPE) of the evaluation saved as the policy
     meta = {"kind": KIND, "group": to_dict(cfg), "clips": list(clips), "input_size": in_size,
             "action_size": env.action_size, "character": env.character.name}
-    if resuming:
+    if saved:
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
     out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +220,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
             hist = S.push_history(hist, S.env_proprio(new)[1], jnp.asarray(new.done | new.truncated))
             env_state = new
         stack = lambda v: jnp.stack([jnp.asarray(u) for u in v])
-        xs, teacher = stack(xs), stack(teacher)
+        xs, teacher, tracking, dones, truncs = map(stack, (xs, teacher, tracking, dones, truncs))
         scalars = {}
         if warmup:
             flat_x, flat_y = xs.reshape(T * N, -1), teacher.reshape(T * N, -1)
@@ -237,14 +234,14 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
         else:
             disc_obs = stack(disc_obs)
             r_disc = discriminator.reward(ds, disc_obs)
-            rewards = cfg.disc_weight * r_disc + cfg.tracking_weight * stack(tracking)
+            rewards = cfg.disc_weight * r_disc + cfg.tracking_weight * tracking
             key, k_real, k_disc, k_ppo = jax.random.split(key, 4)
             m = cfg.disc_updates * cfg.disc.batch_size
             real, real_clip = env.reference_disc_obs(k_real, m)
             real = jnp.concatenate([real, _onehot(slot_of[real_clip], G)], -1).reshape(cfg.disc_updates, -1, disc_dim)
             ds, replay, d_metrics = disc_phase(ds, replay, real, disc_obs.reshape(T * N, -1), k_disc)
-            rollout = ppo.Rollout(xs, stack(actions), stack(logps), stack(values), rewards, stack(dones),
-                                  stack(truncs), ppo.value(ts, S.student_input(
+            rollout = ppo.Rollout(xs, stack(actions), stack(logps), stack(values), rewards, dones, truncs,
+                                  ppo.value(ts, S.student_input(
                                       S.env_proprio(env_state)[0], hist, _onehot(slot_of[env_state.clip], G),
                                       cfg.history)), teacher_actions=teacher)
             new_ts, p_metrics = ppo.update(ts.replace(config=padl_ppo), rollout, k_ppo)
@@ -255,8 +252,8 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
                             **{f"disc/{k}": float(v) for k, v in d_metrics.items()},
                             **{f"ppo/{k}": float(v) for k, v in p_metrics.items()}})
         it, samples = it + 1, samples + T * N
-        ends = float(jnp.sum(stack(dones)) + jnp.sum(stack(truncs)))
-        scalars.update({"reward/tracking": float(stack(tracking).mean()),
+        ends = float(jnp.sum(dones) + jnp.sum(truncs))
+        scalars.update({"reward/tracking": float(tracking.mean()),
                         "episode/length_s": T * N / max(ends, 1.0) / env.config.control_hz,
                         "perf/samples_per_s": T * N / (time.time() - t0)})
         for k, v in scalars.items():
@@ -305,9 +302,7 @@ def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: G
         raise ValueError(f"clip {missing[0]!r} has no expert among {', '.join(map(str, expert_paths))}")
     spec_file = out / "groups.json"
     if spec_file.exists():
-        spec = json.loads(spec_file.read_text())
-        if spec.get("format") != FORMAT:
-            raise ValueError(f"{spec_file}: not a {FORMAT} file")
+        spec = checkpoint.read_spec(spec_file, FORMAT, "groups folder")
     else:
         emb = None
         if cfg.grouping == "cluster":
@@ -330,13 +325,5 @@ def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: G
 
 
 def load_groups(path: str | Path, library: MotionLibrary) -> GroupTeachers:
-    spec_file = Path(path) / "groups.json"
-    try:
-        spec = json.loads(spec_file.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{spec_file}: missing (not a groups folder)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{spec_file}: not valid JSON ({e.msg})") from None
-    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-        raise ValueError(f"{spec_file}: not a {FORMAT} file")
+    spec = checkpoint.read_spec(Path(path) / "groups.json", FORMAT, "groups folder")
     return GroupTeachers(library, [load_group(Path(path) / g["name"]) for g in spec["groups"]])

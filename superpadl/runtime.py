@@ -15,7 +15,6 @@ A controller folder holds `controller.json` {"format": "padl-expert-controller",
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
@@ -25,7 +24,7 @@ import numpy as np
 from motions import kinematics as K
 from motions.library import MotionLibrary, sample_reference
 from padl import observations as O
-from padl import ppo
+from padl import checkpoint, ppo
 from padl.config import from_dict
 from padl.env import pd_targets
 from padl.expert import ExpertConfig, load_policy
@@ -252,22 +251,9 @@ def load_controller(path: str | Path):
     controller (`controller.json`)."""
     path = Path(path)
     policy_json = path / "policy.json"
-    if policy_json.is_file():
-        try:
-            kind = json.loads(policy_json.read_text()).get("config", {}).get("kind")
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{policy_json}: not valid JSON ({e.msg})") from None
-        if kind == "superpadl-global":
-            return PolicyController(path)
-    spec_file = path / "controller.json"
-    try:
-        spec = json.loads(spec_file.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{spec_file}: missing (not a controller folder)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{spec_file}: not valid JSON ({e.msg})") from None
-    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-        raise ValueError(f"{spec_file}: not a {FORMAT} file")
+    if policy_json.is_file() and checkpoint.kind_of(policy_json) == "superpadl-global":
+        return PolicyController(path)
+    spec = checkpoint.read_spec(path / "controller.json", FORMAT, "controller folder")
     lib_dir = (path / spec["library"]).resolve()
     library = MotionLibrary(lib_dir, include_flagged=True)
     return ExpertController(library, [path / e for e in spec["experts"]], library_dir=lib_dir)
@@ -279,7 +265,7 @@ def default_controller():
     (models/default/sources.txt); without that library this raises a ValueError saying so."""
     if (DEFAULT_MODEL / "policy.json").is_file():
         return load_controller(DEFAULT_MODEL)
-    spec = json.loads((DEFAULT_MODEL / "controller.json").read_text())
+    spec = checkpoint.read_spec(DEFAULT_MODEL / "controller.json", FORMAT, "controller folder")
     lib = (DEFAULT_MODEL / spec["library"]).resolve()
     if not (lib / "manifest.json").is_file():
         raise ValueError(f"{lib}: the default model's motion library is not imported (bash scripts/demo.sh does it)")

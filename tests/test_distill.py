@@ -103,7 +103,6 @@ def test_group_warmup_lowers_bc_loss_and_keeps_the_character_up(lib, groups_dir)
     trained = _episode_frames(lib, ts, cfg)["mean"]
     untrained = _episode_frames(lib, ppo.init(jax.random.key(0), meta["input_size"], 28, cfg.ppo), cfg)["mean"]
     assert trained["frames"] >= 2 * untrained["frames"], (trained, untrained)
-    from tensorboardX.event_file_writer import EventFileWriter  # noqa: F401  (logs are tensorboard event files)
     assert any((groups_dir / "group_000" / "logs").iterdir())
     assert curve and curve[-1]["phase"] == "padl"  # the PPO + discriminator + BC phase ran after the warm-up
     with pytest.raises(checkpoint.CheckpointError, match="not a SuperPADL global policy"):
