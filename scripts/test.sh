@@ -9,4 +9,4 @@ if ! command -v Xvfb >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ 
 fi
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 export XLA_FLAGS=${XLA_FLAGS:---xla_cpu_enable_concurrency_optimized_scheduler=false}
-exec .venv/bin/python -m pytest -m "not slow" -q "$@"
+exec .venv/bin/python -m pytest -m "not slow" -q --durations=25 "$@"

@@ -72,8 +72,8 @@ class GroupAgent(Agent):
 
     def actor(self, rows, switch=None):
         clips = [self.library.index(self.commands[r][1]) for r in rows]
-        return _commanded(lambda pobs, hist, cmd: self.teachers.act(pobs, hist, cmd), self.teachers.history,
-                          np.asarray(clips), switch)
+        return _commanded(self.teachers.act, self.teachers.history, np.asarray(clips), switch,
+                          self.env_config.control_hz)
 
 
 class GlobalAgent(Agent):
@@ -92,13 +92,15 @@ class GlobalAgent(Agent):
 
     def actor(self, rows, switch=None):
         idx = np.asarray([self._rows[r] for r in rows])
-        return _commanded(lambda pobs, hist, cmd: self.act(S.student_input(pobs, hist, self.emb[cmd], self.history)),
-                          self.history, idx, switch)
+        return _commanded(
+            lambda pobs, hist, cmd, clock: self.act(S.student_input(pobs, hist, self.emb[cmd], self.history, clock)),
+            self.history, idx, switch, self.env_config.control_hz)
 
 
-def _commanded(policy, hcfg, command, switch):
+def _commanded(policy, hcfg, command, switch, control_hz):
     """act(state) for a batch whose env i follows command[i % len] (then switch[1][i % len] from control step
-    switch[0] on, when given), keeping the strided history."""
+    switch[0] on, when given, with the clock restarted), keeping the strided history: policy(pobs, hist, command,
+    clock)."""
     hist, step = None, 0
 
     def act(state):
@@ -106,9 +108,11 @@ def _commanded(policy, hcfg, command, switch):
         pobs, frame = S.env_proprio(state)
         n = frame.shape[0]
         hist = S.init_history(frame, hcfg) if hist is None else S.push_history(hist, frame, jnp.zeros(n, bool))
-        cmd = command if switch is None or step < switch[0] else switch[1]
+        before = switch is None or step < switch[0]
+        cmd = command if before else switch[1]
+        clock = state.clip_time if before else jnp.full((n,), (step - switch[0]) / control_hz, jnp.float32)
         step += 1
-        return policy(pobs, hist, jnp.asarray(np.resize(cmd, n)))
+        return policy(pobs, hist, jnp.asarray(np.resize(cmd, n)), clock)
 
     return act
 

@@ -106,23 +106,25 @@ class Carry(NamedTuple):
     hist: jax.Array  # (N, window + 1, 84)
     command: jax.Array  # (N,) library clip index each env is commanded to perform
     caption: jax.Array  # (N,) row of the caption table the student is shown
+    clock: jax.Array  # (N,) seconds since the command began (the clip time after a reference-state start)
 
 
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, p_switch: float,
                    train_clips, draw_caption):
     """`steps` control steps of DAgger data collection: each env is driven by the student (or by the teacher where
-    by_teacher), and every state the batch visits is labelled with teacher(own state, history, command), the
-    teacher's action on that very state. Commands switch to a random clip with probability p_switch per step
-    (and restart with the env's new clip after an episode ends). Returns (carry, (student inputs (T, N, D),
-    teacher labels (T, N, A), executed actions (T, N, A)), (falls, switches))."""
-    env_state, hist, command, caption = carry
+    by_teacher), and every state the batch visits is labelled with teacher(own state, history, command, clock), the
+    teacher's action on that very state. Commands switch to a random clip with probability p_switch per step,
+    restarting the clock (and restart with the env's new clip and its clip time after an episode ends). Returns
+    (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)), (falls, switches))."""
+    env_state, hist, command, caption, clock = carry
+    dt = 1.0 / env.config.control_hz
     xs, ys, executed, falls, switches = [], [], [], 0.0, 0.0
     n = hist.shape[0]
     for _ in range(steps):
         key, k_act, k_sw, k_clip, k_cap = jax.random.split(key, 5)
         pobs, _ = S.env_proprio(env_state)
-        x = S.student_input(pobs, hist, emb[caption], hcfg)
-        a_teacher = teacher(pobs, hist, command)
+        x = S.student_input(pobs, hist, emb[caption], hcfg, clock)
+        a_teacher = teacher(pobs, hist, command, clock)
         a = jnp.where(by_teacher[:, None], a_teacher, student(x, k_act))
         new = env.step(env_state, a)
         xs.append(x), ys.append(a_teacher), executed.append(a)
@@ -131,11 +133,12 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         other = train_clips[jax.random.randint(k_clip, (n,), 0, len(train_clips))]
         command = jnp.where(restart, jnp.asarray(new.clip), jnp.where(switch, other, command))
         caption = jnp.where(restart | switch, draw_caption(k_cap, command), caption)
+        clock = jnp.where(restart, jnp.asarray(new.clip_time), jnp.where(switch, 0.0, clock + dt))
         hist = S.push_history(hist, S.env_proprio(new)[1], restart)
         falls += float(jnp.sum(jnp.asarray(new.done)))
         switches += float(jnp.sum(switch))
         env_state = new
-    return Carry(env_state, hist, command, caption), tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches)
+    return Carry(env_state, hist, command, caption, clock), tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches)
 
 
 def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Path, cfg: GlobalConfig = GlobalConfig(),
@@ -199,6 +202,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     key, k0 = jax.random.split(key)
     command = jnp.asarray(env_state.clip)
     caption = draw_caption(k0, command)
+    clock = jnp.asarray(env_state.clip_time)
     last_eval: dict = {}
     t_start = time.time()
     bar = tqdm(total=total, initial=it, disable=not progress, desc="global", dynamic_ncols=True)
@@ -214,11 +218,11 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         key, k_beta = jax.random.split(key)
         by_teacher = jax.random.uniform(k_beta, (N,)) < beta
         key, k_roll = jax.random.split(key)
-        carry = Carry(env_state, hist, command, caption)
+        carry = Carry(env_state, hist, command, caption, clock)
         carry, (xs, ys, _), stats = dagger_rollout(
             env, carry, lambda x, k: ppo.act(ts, x, k)[0], teachers.act, by_teacher, emb_j, hcfg, T, k_roll,
             p_switch, train_clips, draw_caption)
-        env_state, hist, command, caption = carry
+        env_state, hist, command, caption, clock = carry
         dones, switches = stats
         flat_x = xs.reshape(T * N, -1)
         buf_x, buf_y = buf_x.add(flat_x), buf_y.add(ys.reshape(T * N, -1))

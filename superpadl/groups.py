@@ -1,8 +1,8 @@
 """SuperPADL stage 2: group controllers, each distilling up to `group_size` experts into one reference-free policy.
 
-A group controller sees the character's own state, its strided history (`superpadl.student`) and a one-hot index
-of the clip it should perform within its group (a learned per-clip embedding: the first layer's weights on the
-one-hot). It outputs absolute PD targets. Training has two phases:
+A group controller sees the character's own state, its strided history, the time since its command began (here
+the time in the clip; `superpadl.student`) and a one-hot index of the clip it should perform within its group (a
+learned per-clip embedding: the first layer's weights on the one-hot). It outputs absolute PD targets. Training has two phases:
 
 1. BC warm-up (DAgger): the controller drives the character (the experts drive a share `beta` of the envs at
    first, decaying to none), every visited state is labelled with its clip expert's action, the labelled states
@@ -56,7 +56,7 @@ class GroupConfig:
         gamma=0.95, policy_lr=2e-4, value_lr=5e-4, num_epochs=4, num_minibatches=4, log_std_init=-2.5,
         fixed_log_std=True, policy_hidden=(512, 256), value_hidden=(512, 256), bc_weight=0.01))
     disc: discriminator.DiscConfig = field(default_factory=lambda: discriminator.DiscConfig(replay_size=16384))
-    history: S.HistoryConfig = field(default_factory=S.HistoryConfig)
+    history: S.HistoryConfig = field(default_factory=lambda: S.HistoryConfig(clock=True))
     group_size: int = 20
     grouping: str = "random"  # "random" or "cluster" (k-means on caption embeddings)
     rollout_steps: int = 32
@@ -116,8 +116,8 @@ def load_group(path: str | Path) -> tuple[ppo.TrainState, dict]:
 
 
 class GroupTeachers:
-    """Group controllers as teachers: env i performs clip `command[i]` (library index); the controller of that
-    clip's group acts on the env's state and the shared history."""
+    """Group controllers as teachers: env i performs clip `command[i]` (library index), begun `clock[i]` seconds
+    ago; the controller of that clip's group acts on the env's state and the shared history."""
 
     def __init__(self, library: MotionLibrary, groups: list[tuple[ppo.TrainState, dict]]):
         self.groups, self.slots = [], []
@@ -135,11 +135,11 @@ class GroupTeachers:
             raise ValueError("group controllers disagree on their history settings")
         self.history = hist.pop()
 
-    def act(self, policy_obs, hist, command) -> jax.Array:
+    def act(self, policy_obs, hist, command, clock) -> jax.Array:
         key, out = jax.random.key(0), None
         owner = self.owner[command]
         for g, (ts, cfg, n) in enumerate(self.groups):
-            x = S.student_input(policy_obs, hist, _onehot(self.slot[command], n), cfg.history)
+            x = S.student_input(policy_obs, hist, _onehot(self.slot[command], n), cfg.history, clock)
             a = ppo.act(ts, x, key, deterministic=True)[0]
             out = a if out is None else jnp.where((owner == g)[:, None], a, out)
         return out
@@ -209,7 +209,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
         for _ in range(T):
             key, k_act = jax.random.split(key)
             pobs, _ = S.env_proprio(env_state)
-            x = S.student_input(pobs, hist, _onehot(slot_of[env_state.clip], G), cfg.history)
+            x = S.student_input(pobs, hist, _onehot(slot_of[env_state.clip], G), cfg.history, env_state.clip_time)
             a, lp, v = ppo.act(ts, x, k_act)
             a_teacher = teachers.act(env_state)
             a = jnp.where(by_teacher[:, None], a_teacher, a)
@@ -243,7 +243,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
             rollout = ppo.Rollout(xs, stack(actions), stack(logps), stack(values), rewards, dones, truncs,
                                   ppo.value(ts, S.student_input(
                                       S.env_proprio(env_state)[0], hist, _onehot(slot_of[env_state.clip], G),
-                                      cfg.history)), teacher_actions=teacher)
+                                      cfg.history, env_state.clip_time)), teacher_actions=teacher)
             new_ts, p_metrics = ppo.update(ts.replace(config=padl_ppo), rollout, k_ppo)
             if it - cfg.bc_warmup_iterations < cfg.critic_warmup_iterations:  # the critic learns, the policy waits
                 new_ts = new_ts.replace(policy_params=ts.policy_params, policy_opt_state=ts.policy_opt_state)

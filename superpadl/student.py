@@ -3,7 +3,9 @@
 A student sees no reference motion: only the character's own state (the environment's 223-D policy observation),
 a strided history of its discriminator frames (84-D: root height, rotation and velocities, joint angles and
 velocities, key bodies; default 5 frames spaced 8 control steps apart over the last 40, as in SuperPADL) and a
-condition (a clip's one-hot index in its group, or a text embedding). It outputs absolute PD targets, since there
+condition (a clip's one-hot index in its group, or a text embedding), and with `clock` the time since its
+command began (`clock_features`): the phase the experts read from their reference, without which a gesture's
+still start and still end look alike. It outputs absolute PD targets, since there
 is no reference pose to be residual to; teachers' residual actions are converted with `to_absolute`.
 
 The history buffer holds the last `window + 1` frames, newest first; a (re)started episode fills it with its
@@ -29,6 +31,7 @@ from padl.env import EnvConfig, pd_targets
 class HistoryConfig:
     frames: int = 5  # history frames the policy sees
     window: int = 40  # control steps they span: frames at t - window/frames * (1..frames)
+    clock: bool = False  # also see the time since the command began (off in policies trained before it existed)
 
 
 def history_offsets(cfg: HistoryConfig) -> np.ndarray:
@@ -53,13 +56,25 @@ def strided(hist: jax.Array, cfg: HistoryConfig) -> jax.Array:
     return hist[:, history_offsets(cfg)].reshape(hist.shape[0], -1)
 
 
-def student_input(policy_obs: jax.Array, hist: jax.Array, condition: jax.Array, cfg: HistoryConfig) -> jax.Array:
-    return jnp.concatenate([policy_obs, strided(hist, cfg), condition], axis=-1)
+CLOCK_SIZE = 2
+
+
+def clock_features(t: jax.Array) -> jax.Array:
+    """(N,) seconds since the command began -> (N, 2): a ramp that saturates at 8 s (longer than a gesture; a
+    looping skill's phase is in the history) and a fast decay that marks the first second."""
+    t = jnp.maximum(jnp.asarray(t, jnp.float32), 0.0)
+    return jnp.stack([jnp.minimum(t, 8.0) / 8.0, jnp.exp(-2.0 * t)], axis=-1)
+
+
+def student_input(policy_obs: jax.Array, hist: jax.Array, condition: jax.Array, cfg: HistoryConfig,
+                  clock: jax.Array) -> jax.Array:
+    parts = [policy_obs, strided(hist, cfg), condition] + ([clock_features(clock)] if cfg.clock else [])
+    return jnp.concatenate(parts, axis=-1)
 
 
 def input_size(cfg: HistoryConfig, condition: int) -> int:
     sizes = O.obs_sizes()
-    return sizes["policy"] + cfg.frames * sizes["disc_frame"] + condition
+    return sizes["policy"] + cfg.frames * sizes["disc_frame"] + condition + (CLOCK_SIZE if cfg.clock else 0)
 
 
 def env_proprio(state) -> tuple[jax.Array, jax.Array]:
@@ -97,16 +112,17 @@ def from_absolute(action, low, high):
     return (low + 0.5 * (jnp.clip(action, -1.0, 1.0) + 1.0) * (high - low)).clip(low, high)
 
 
-def student_actor(policy, cfg: HistoryConfig, condition):
+def student_actor(policy, cfg: HistoryConfig, condition, clock=lambda state: state.clip_time):
     """A stateful `act(env_state)` for `padl.evaluate`: keeps the history (started from the first state it sees)
-    and feeds policy(student input) with condition(env_state)."""
+    and calls policy(student input) with condition(env_state) and clock(env_state) (default: the time in the
+    clip, i.e. since the command when episodes start at the clip's start)."""
     hist = None
 
     def act(state):
         nonlocal hist
         pobs, frame = env_proprio(state)
         hist = init_history(frame, cfg) if hist is None else push_history(hist, frame, jnp.zeros(frame.shape[0], bool))
-        return policy(student_input(pobs, hist, condition(state), cfg))
+        return policy(student_input(pobs, hist, condition(state), cfg, clock(state)))
 
     return act
 

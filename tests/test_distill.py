@@ -42,24 +42,45 @@ def test_history_is_strided_and_restarts():
         S.history_offsets(S.HistoryConfig(frames=3, window=40))
 
 
+def test_clock_features_and_input_layout():
+    f = np.asarray(S.clock_features(jnp.asarray([0.0, 1.0, 8.0, 30.0])))
+    np.testing.assert_allclose(f[:, 0], [0, 0.125, 1, 1])  # the ramp saturates at 8 s
+    np.testing.assert_allclose(f[:, 1], np.exp([0, -2, -16, -60]), rtol=1e-6)
+    pobs, hist, cond = jnp.zeros((3, 223)), jnp.zeros((3, 41, 84)), jnp.ones((3, 7))
+    for clock in (False, True):
+        cfg = S.HistoryConfig(clock=clock)
+        x = S.student_input(pobs, hist, cond, cfg, jnp.asarray([0.0, 1.0, 2.0]))
+        assert x.shape == (3, S.input_size(cfg, 7))
+    np.testing.assert_allclose(x[:, -2], [0, 0.125, 0.25])  # the clock comes last
+
+
 def test_dagger_labels_are_the_teachers_actions_on_the_students_states(lib):
     """The student drives (beta = 0): actions executed are the student's, labels are teacher(state) of the states
     the student reached. With beta = 1 the teacher drives and executed == labels."""
     env = ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", num_threads=1, action_mode="absolute"))
-    hcfg = S.HistoryConfig()
-    teacher = lambda pobs, hist, cmd: jnp.tanh(pobs[:, 1:29])  # a known function of the state
+    hcfg = S.HistoryConfig(clock=True)
+    teacher = lambda pobs, hist, cmd, clock: jnp.tanh(pobs[:, 1:29]) + clock[:, None]  # a known function
     student = lambda x, k: jnp.full((x.shape[0], 28), 0.3)
     emb = jnp.eye(2, 384)
     clips = jnp.asarray([lib.index(c) for c in CLIPS])
-    for beta in (0.0, 1.0):
+    for beta, p_switch in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0)):
         state = env.reset(jax.random.key(0))
         carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), jnp.asarray(state.clip),
-                      jnp.zeros(4, jnp.int32))
+                      jnp.zeros(4, jnp.int32), jnp.asarray(state.clip_time))
         carry, (xs, ys, executed), _ = dagger_rollout(
-            env, carry, student, teacher, jnp.full((4,), beta > 0), emb, hcfg, 6, jax.random.key(1), 0.0, clips,
-            lambda k, c: jnp.zeros_like(c))
-        np.testing.assert_allclose(ys, np.tanh(xs[..., 1:29]), atol=1e-6)  # xs[..., :223]: the student's own state
-        np.testing.assert_allclose(executed, ys if beta else 0.3, atol=1e-6)
+            env, carry, student, teacher, jnp.full((4,), beta > 0), emb, hcfg, 6, jax.random.key(1), p_switch,
+            clips, lambda k, c: jnp.zeros_like(c))
+        seen_clock = 8.0 * np.asarray(xs[..., -2])  # the student's clock feature (a ramp, < 8 s here)
+        # the labels are the teacher's on the student's own state (xs[..., :223]) and the clock the student saw
+        np.testing.assert_allclose(ys, np.tanh(xs[..., 1:29]) + seen_clock[..., None], atol=1e-5)
+        np.testing.assert_allclose(executed, ys if beta else 0.3, atol=1e-5)
+        if p_switch:  # every step switched the command: the clock restarted each time (but in restarted envs)
+            kept = np.asarray(carry.env_state.step) == 6
+            assert kept.any()
+            np.testing.assert_allclose(seen_clock[1:, kept], 0.0, atol=1e-6)
+        else:  # no switch: the clock is the time in the clip
+            np.testing.assert_allclose(carry.clock, carry.env_state.clip_time, atol=1e-5)
+            assert float(seen_clock[-1].min()) > 0
     assert not np.allclose(ys[-1], 0.3)
 
 
@@ -149,9 +170,11 @@ def test_policy_controller_commands_history_and_bad_prompts(global_dir):
     assert c.matched_caption == "a person stands and swings their arms"
     targets = [c.act(qpos, qvel) for _ in range(3)]
     assert all(t.shape == (28,) and np.isfinite(t).all() for t in targets)
+    assert c.history.clock and c.clock == pytest.approx(3 / c.control_hz)  # the group's setting, inherited
     hist = np.asarray(c.hist)
-    c.set_command("a person slowly bends their knees")  # a switch keeps the body's history ...
+    c.set_command("a person slowly bends their knees")  # a switch keeps the body's history, restarts the clock ...
     np.testing.assert_array_equal(np.asarray(c.hist), hist)
+    assert c.clock == 0.0
     assert c.matched_caption == "a person slowly bends their knees"
     c.reset(qpos, qvel)  # ... a restart clears it
     c.act(qpos, qvel)
