@@ -49,7 +49,9 @@ def main(argv=None) -> int:
     meta = args.out / "train_state.json"
     samples0 = json.loads(meta.read_text())["config"]["samples"] if args.resume and meta.exists() else 0
     t0 = time.time()
-    last = train(library, args.out, cfg, resume=args.resume, time_limit_s=args.minutes * 60, progress=False)
+    # only early stopping or the time budget end the run (the default iteration cap ended a 60-minute run at 41)
+    last = train(library, args.out, cfg, resume=args.resume, iterations=10**9, time_limit_s=args.minutes * 60,
+                 progress=False)
     wall = time.time() - t0
     curve = [json.loads(line) for line in (args.out / "progress.jsonl").read_text().splitlines() if line.strip()]
 

@@ -1,8 +1,8 @@
 """SuperPADL stage 2: group controllers, each distilling up to `group_size` experts into one reference-free policy.
 
-A group controller sees the character's own state, its strided history, the time since its command began (here
-the time in the clip; `superpadl.student`) and a one-hot index of the clip it should perform within its group (a
-learned per-clip embedding: the first layer's weights on the one-hot). It outputs absolute PD targets. Training has two phases:
+A group controller sees the character's own state, its strided history (optionally also the time since its command
+began, here the time in the clip; `superpadl.student`) and a one-hot index of the clip it should perform within its
+group (a learned per-clip embedding: the first layer's weights on the one-hot). It outputs absolute PD targets. Training has two phases:
 
 1. BC warm-up (DAgger): the controller drives the character (the experts drive a share `beta` of the envs at
    first, decaying to none), every visited state is labelled with its clip expert's action, the labelled states
@@ -56,7 +56,7 @@ class GroupConfig:
         gamma=0.95, policy_lr=2e-4, value_lr=5e-4, num_epochs=4, num_minibatches=4, log_std_init=-2.5,
         fixed_log_std=True, policy_hidden=(512, 256), value_hidden=(512, 256), bc_weight=0.01))
     disc: discriminator.DiscConfig = field(default_factory=lambda: discriminator.DiscConfig(replay_size=16384))
-    history: S.HistoryConfig = field(default_factory=lambda: S.HistoryConfig(clock=True))
+    history: S.HistoryConfig = field(default_factory=S.HistoryConfig)  # clock=True: see `superpadl.student`
     group_size: int = 20
     grouping: str = "random"  # "random" or "cluster" (k-means on caption embeddings)
     rollout_steps: int = 32

@@ -94,6 +94,7 @@ def _zero_residual_expert(lib) -> tuple[ppo.TrainState, dict]:
 def _tiny_group_config(**kw) -> GroupConfig:
     return dataclasses.replace(GroupConfig(
         env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, action_mode="absolute"), rollout_steps=8,
+        history=S.HistoryConfig(clock=True),
         iterations=12, bc_warmup_iterations=10, beta_iterations=3, bc_steps=48, critic_warmup_iterations=1,
         eval_every=1000, eval_episodes=1, checkpoint_every=4, disc_updates=1), **kw)
 
@@ -170,7 +171,7 @@ def test_policy_controller_commands_history_and_bad_prompts(global_dir):
     assert c.matched_caption == "a person stands and swings their arms"
     targets = [c.act(qpos, qvel) for _ in range(3)]
     assert all(t.shape == (28,) and np.isfinite(t).all() for t in targets)
-    assert c.history.clock and c.clock == pytest.approx(3 / c.control_hz)  # the group's setting, inherited
+    assert c.history.clock and c.clock == pytest.approx(3 / c.control_hz)  # the groups' setting, inherited
     hist = np.asarray(c.hist)
     c.set_command("a person slowly bends their knees")  # a switch keeps the body's history, restarts the clock ...
     np.testing.assert_array_equal(np.asarray(c.hist), hist)
