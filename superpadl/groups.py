@@ -2,7 +2,8 @@
 
 A group controller sees the character's own state, its strided history (optionally also the time since its command
 began, here the time in the clip; `superpadl.student`) and a one-hot index of the clip it should perform within its
-group (a learned per-clip embedding: the first layer's weights on the one-hot). It outputs absolute PD targets. Training has two phases:
+group (a learned per-clip embedding: the first layer's weights on the one-hot). It outputs absolute PD targets.
+Training has two phases:
 
 1. BC warm-up (DAgger): the controller drives the character (the experts drive a share `beta` of the envs at
    first, decaying to none), every visited state is labelled with its clip expert's action, the labelled states

@@ -241,8 +241,7 @@ class PolicyController:
         pobs, frame = self._proprio(jnp.asarray(qpos, jnp.float32)[None], jnp.asarray(qvel, jnp.float32)[None])
         self.hist = S.init_history(frame, self.history) if self.hist is None else S.push_history(
             self.hist, frame, jnp.zeros(1, bool))
-        x = S.student_input(pobs, self.hist, jnp.asarray(self.condition)[None], self.history,
-                            jnp.full((1,), self.clock, jnp.float32))
+        x = S.student_input(pobs, self.hist, self.condition[None], self.history, np.float32([self.clock]))
         a = np.asarray(self._policy(x))[0]
         self.clock += 1.0 / self.control_hz
         return np.asarray(S.from_absolute(a, self._low, self._high), np.float64)

@@ -3,14 +3,14 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=false")
 # Many tests (and the CLI subprocesses they start) compile the same environment and networks: a persistent
 # compilation cache, shared by the subprocesses through the environment, compiles each once per checkout.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "jax"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".cache" / "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PADL_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
