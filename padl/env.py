@@ -91,6 +91,8 @@ class EnvState(NamedTuple):
     key: jax.Array  # typed PRNG key
     pool: dict  # (P, ...) the fields above for P episode starts drawn ahead (reference-state initialisation)
     pool_next: jax.Array  # () int32: the first unused start in the pool
+    clip_weights: jax.Array  # (C,) relative chance of each configured clip at a reset (uniform unless a trainer
+    # prioritises, e.g. the clips it fails); new weights take effect when the pool is next drawn
 
 
 def pd_targets(ref_joints, action, mode: str, scale: float, act_joint, low, high):
@@ -100,6 +102,12 @@ def pd_targets(ref_joints, action, mode: str, scale: float, act_joint, low, high
     else:
         target = low + 0.5 * (action + 1.0) * (high - low)
     return target.clip(low, high)
+
+
+def weighted_choice(u, weights):
+    """Indices into `weights` (C,) drawn in proportion to them, from uniform numbers u in [0, 1) (inverse CDF)."""
+    cdf = jnp.cumsum(jnp.asarray(weights, jnp.float32))
+    return jnp.minimum(jnp.searchsorted(cdf, u * cdf[-1], side="right"), cdf.shape[0] - 1)
 
 
 def fallen(body_pos, ref_body_pos, non_foot: np.ndarray, fall_height: float, fall_margin: float):
@@ -182,10 +190,12 @@ class _Core:
         return obs, O.disc_obs_frame(qpos, qvel, body.pos[:, self.key_bodies]), body
 
     # -- reset ----------------------------------------------------------------------------------------------
-    def _draw(self, key, m: int):
-        """m random (clip, time) pairs: a uniform clip of the configured ones, a uniform time in it."""
+    def _draw(self, key, m: int, weights=None):
+        """m random (clip, time) pairs: a clip of the configured ones (uniform, or in proportion to `weights` (C,)),
+        a uniform time in it."""
         u = jax.random.uniform(key, (2, m))  # one PRNG call: each costs a loop on the CPU
-        clip = self.clips[jnp.minimum((u[0] * len(self.clips)).astype(jnp.int32), len(self.clips) - 1)]
+        slot = (u[0] * len(self.clips)).astype(jnp.int32) if weights is None else weighted_choice(u[0], weights)
+        clip = self.clips[jnp.minimum(slot, len(self.clips) - 1)]
         return clip, u[1] * self.duration[clip]
 
     def reference_disc_obs(self, key, m: int):
@@ -196,7 +206,7 @@ class _Core:
         past = self.refs(clip, time[:, None] - jnp.arange(h) * self.dt)
         return O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies]).reshape(m, -1), clip
 
-    def start(self, key, m: int) -> dict:
+    def start(self, key, m: int, weights=None) -> dict:
         """EnvState fields of m new episodes: reference-state initialisation at a random time of a random
         clip. The discriminator history is filled from the reference's past frames, as ASE does."""
         h, k = self.cfg.disc_frames, self.cfg.ref_frames
@@ -204,7 +214,7 @@ class _Core:
         if self.cfg.init == "start":
             clip, time = self.clips[jnp.arange(m) % len(self.clips)], jnp.zeros((m,), jnp.float32)
         else:
-            clip, time = self._draw(key, m)
+            clip, time = self._draw(key, m, weights)
         frames = self.refs(clip, time[:, None] + jnp.concatenate([-jnp.arange(h), jnp.arange(1, k + 1)]) * self.dt)
         past, ref = _take(frames, slice(0, h)), _take(frames, slice(h, None))
         hist = O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies])
@@ -228,7 +238,8 @@ class _Core:
         return EnvState(**c, reward=zeros, terms={t: zeros for t in TERMS}, done=false, truncated=false,
                         final_obs=c["obs"], final_qpos=c["qpos"], disc_obs=c["disc_hist"].reshape(self.n, -1),
                         info=info, key=key,
-                        pool=pool, pool_next=jnp.zeros((), jnp.int32))
+                        pool=pool, pool_next=jnp.zeros((), jnp.int32),
+                        clip_weights=jnp.ones((len(self.clips),), jnp.float32))
 
     # -- after the physics ----------------------------------------------------------------------------------
     def post(self, state: EnvState, qpos, qvel, warmstart, bad, nan_action) -> EnvState:
@@ -269,7 +280,7 @@ class _Core:
         refill = state.pool_next + count > self.pool
         # A real branch (also: its outputs are materialised, which keeps XLA from fusing, i.e. recomputing,
         # the starts' observations into every gathered element below).
-        pool = jax.lax.cond(refill, lambda k: self.start(k, self.pool), lambda k: state.pool, sub)
+        pool = jax.lax.cond(refill, lambda k: self.start(k, self.pool, state.clip_weights), lambda k: state.pool, sub)
         first = jnp.where(refill, 0, state.pool_next)
         slot = (first + jnp.cumsum(reset) - 1) % self.pool
         kept = dict(qpos=qpos, qvel=qvel, warmstart=warmstart, time=state.time + self.dt, clip=state.clip,
@@ -281,7 +292,7 @@ class _Core:
             info[name] = state.info[name] + jnp.sum(flag, dtype=jnp.int32)
         return EnvState(**new, reward=terms["tracking"], terms=terms, done=done, truncated=truncated,
                         final_obs=obs, final_qpos=qpos, disc_obs=hist.reshape(n, -1), info=info, key=key, pool=pool,
-                        pool_next=first + count)
+                        pool_next=first + count, clip_weights=state.clip_weights)
 
 
 class ImitationEnv:
@@ -419,7 +430,8 @@ class ImitationEnv:
             batch, whole = NamedSharding(self.mesh, P("batch")), NamedSharding(self.mesh, P())
             spec = shape._replace(**{f: jax.tree.map(lambda _: batch, getattr(shape, f)) for f in shape._fields})
             spec = spec._replace(key=whole, info={k: whole if k in COUNTERS else batch for k in shape.info},
-                                 pool=jax.tree.map(lambda _: whole, shape.pool), pool_next=whole)
+                                 pool=jax.tree.map(lambda _: whole, shape.pool), pool_next=whole,
+                                 clip_weights=whole)
             self._reset = jax.jit(self.core.reset, out_shardings=spec)
             self._step = jax.jit(step, in_shardings=(spec, batch), out_shardings=spec)
         else:

@@ -29,11 +29,11 @@ from motions.library import MotionLibrary
 from padl import checkpoint, ppo
 from padl.discriminator import ReplayBuffer
 from padl.config import from_dict, to_dict
-from padl.env import EnvConfig, ImitationEnv
+from padl.env import EnvConfig, ImitationEnv, weighted_choice
 from padl.evaluate import evaluate_policy
 from padl.normalizer import update as update_normalizer
 from superpadl import student as S
-from superpadl.groups import GroupTeachers
+from superpadl.groups import GroupTeachers, clip_priorities
 
 KIND = "superpadl-global"
 TRAIN_STATE, POLICY = "train_state", "policy"
@@ -54,6 +54,7 @@ class GlobalConfig:
     batch_size: int = 512
     lr: float = 1e-3
     buffer: int = 131072  # aggregated (state, teacher action) pairs, oldest dropped first
+    prioritise: float = 4.0  # a clip's chance at a reset or a switch: 1 + prioritise x its last failure rate
     eval_every: int = 25
     eval_episodes: int = 2
     eval_noise: float = 0.02
@@ -113,7 +114,8 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
                    train_clips, draw_caption):
     """`steps` control steps of DAgger data collection: each env is driven by the student (or by the teacher where
     by_teacher), and every state the batch visits is labelled with teacher(own state, history, command, clock), the
-    teacher's action on that very state. Commands switch to a random clip with probability p_switch per step,
+    teacher's action on that very state. Commands switch with probability p_switch per step to a clip drawn by the
+    env's clip weights,
     restarting the clock (and restart with the env's new clip and its clip time after an episode ends). Returns
     (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)), (falls, switches))."""
     env_state, hist, command, caption, clock = carry
@@ -130,7 +132,7 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         xs.append(x), ys.append(a_teacher), executed.append(a)
         restart = jnp.asarray(new.done | new.truncated)
         switch = ~restart & (jax.random.uniform(k_sw, (n,)) < p_switch)
-        other = train_clips[jax.random.randint(k_clip, (n,), 0, len(train_clips))]
+        other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), env_state.clip_weights)]
         command = jnp.where(restart, jnp.asarray(new.clip), jnp.where(switch, other, command))
         caption = jnp.where(restart | switch, draw_caption(k_cap, command), caption)
         clock = jnp.where(restart, jnp.asarray(new.clip_time), jnp.where(switch, 0.0, clock + dt))
@@ -174,7 +176,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     in_size = S.input_size(hcfg, EMBED_DIM)
     state = {"ppo": ppo.init(jax.random.key(cfg.seed), in_size, env.action_size, cfg.ppo),
              "key": jax.random.key_data(jax.random.key(cfg.seed + 1)), "iteration": np.int64(0),
-             "samples": np.int64(0)}
+             "samples": np.int64(0), "clip_weights": np.ones(len(clips), np.float32)}
     start_qpos = np.asarray(library.sample(jnp.asarray([library.index(clips[0])]), jnp.zeros(1)).qpos[0], np.float32)
     meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips, "captions": captions,
             "caption_clips": owners, "input_size": in_size, "action_size": env.action_size,
@@ -192,7 +194,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     buf_x = ReplayBuffer.create(cfg.buffer, in_size)
     buf_y = ReplayBuffer.create(cfg.buffer, env.action_size)
     it, samples = int(state["iteration"]), int(state["samples"])
-    env_state = env.reset(jax.random.fold_in(key, it))
+    env_state = env.reset(jax.random.fold_in(key, it))._replace(clip_weights=jnp.asarray(state["clip_weights"]))
     hist = S.init_history(S.env_proprio(env_state)[1], hcfg)
 
     def draw_caption(k, clip):
@@ -240,16 +242,19 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         out_of_time = time_limit_s is not None and time.time() - t_start >= time_limit_s
         if it % cfg.eval_every == 0 or it == total or out_of_time:
             act = ppo.act
-            last_eval = evaluate_policy(
+            per_clip = evaluate_policy(
                 library, S.student_actor(lambda x: act(ts, x, key, deterministic=True)[0], hcfg,
                                          lambda s: emb_j[first_row[jnp.asarray(s.clip)]]),
                 clips=clips, episodes=cfg.eval_episodes, noise=cfg.eval_noise,
                 env_config=dataclasses.replace(env_cfg, backend="mujoco", max_body_error=EnvConfig.max_body_error))
-            last_eval = last_eval["mean"]
+            last_eval = per_clip["mean"]
+            success = [per_clip[c]["success"] for c in clips]
+            state["clip_weights"] = clip_priorities(success, cfg.prioritise)
+            env_state = env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))
             for k, v in last_eval.items():
                 writer.add_scalar(f"eval/{k}", v, samples)
             curve.write(json.dumps({"iteration": it, "samples": samples, "wall_s": time.time() - t_start,
-                                    **last_eval, **scalars}) + "\n")
+                                    **last_eval, **scalars, "clip_success": success}) + "\n")
             curve.flush()
         if it % cfg.checkpoint_every == 0 or it == total or out_of_time:
             state.update(ppo=ts, key=jax.random.key_data(key), iteration=np.int64(it), samples=np.int64(samples))

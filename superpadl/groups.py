@@ -67,7 +67,8 @@ class GroupConfig:
     bc_steps: int = 64  # Adam steps per warm-up iteration
     bc_batch: int = 512
     bc_lr: float = 1e-3
-    bc_buffer: int = 65536  # aggregated (state, expert action) pairs, oldest dropped first
+    bc_buffer: int = 131072  # aggregated (state, expert action) pairs, oldest dropped first
+    prioritise: float = 4.0  # after each evaluation a clip's chance at a reset is 1 + prioritise x its failure rate
     critic_warmup_iterations: int = 10  # first PADL iterations train the value function only (policy lr 0)
     padl_policy_lr: float = 2e-5  # fine-tuning rate: PPO at the expert rate undid the warm-up within 20 iterations
     disc_weight: float = 1.0
@@ -98,6 +99,13 @@ def make_groups(clips: list[str], cfg: GroupConfig, embeddings: np.ndarray | Non
         label = np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), axis=1)
         centres = np.stack([x[label == g].mean(0) if (label == g).any() else centres[g] for g in range(k)])
     return [sorted(clips[i] for i in np.flatnonzero(label == g)) for g in range(k) if (label == g).any()]
+
+
+def clip_priorities(success, strength: float) -> np.ndarray:
+    """(C,) reset weights from per-clip success rates: 1 + strength x failure rate. A clip the controller fails
+    is practised more (its short failed episodes would otherwise give it fewer samples than the clips it
+    performs), and none drops out."""
+    return (1.0 + strength * (1.0 - np.clip(np.asarray(success, np.float32), 0.0, 1.0))).astype(np.float32)
 
 
 def _onehot(slot, n):
@@ -174,7 +182,8 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
              "disc": discriminator.init(k_disc, disc_dim, cfg.disc),
              "replay": discriminator.ReplayBuffer.create(cfg.disc.replay_size, disc_dim),
              "key": jax.random.key_data(key), "iteration": np.int64(0), "samples": np.int64(0),
-             "best": np.asarray([-1.0, -np.inf])}  # (success, -G-MPJPE) of the evaluation saved as the policy
+             "best": np.asarray([-1.0, -np.inf]),  # (success, -G-MPJPE) of the evaluation saved as the policy
+             "clip_weights": np.ones(G, np.float32)}  # reset weights per clip (`clip_priorities`)
     meta = {"kind": KIND, "group": to_dict(cfg), "clips": list(clips), "input_size": in_size,
             "action_size": env.action_size, "character": env.character.name}
     if saved:
@@ -189,7 +198,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
     bc_x = discriminator.ReplayBuffer.create(cfg.bc_buffer, in_size)
     bc_y = discriminator.ReplayBuffer.create(cfg.bc_buffer, env.action_size)
     it, samples = int(state["iteration"]), int(state["samples"])
-    env_state = env.reset(jax.random.fold_in(key, it))
+    env_state = env.reset(jax.random.fold_in(key, it))._replace(clip_weights=jnp.asarray(state["clip_weights"]))
     hist = S.init_history(S.env_proprio(env_state)[1], cfg.history)
     last_eval: dict = {}
     t_start = time.time()
@@ -264,13 +273,16 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
                         **({"bc": f"{scalars['bc/loss']:.4f}"} if warmup else {}))
         out_of_time = time_limit_s is not None and time.time() - t_start >= time_limit_s
         if it % cfg.eval_every == 0 or it == total or out_of_time:
-            last_eval = evaluate_policy(library, controller(ts), clips=clips, episodes=cfg.eval_episodes,
-                                        noise=cfg.eval_noise, env_config=dataclasses.replace(env_cfg, backend="mujoco"))
-            last_eval = last_eval["mean"]
+            per_clip = evaluate_policy(library, controller(ts), clips=clips, episodes=cfg.eval_episodes,
+                                       noise=cfg.eval_noise, env_config=dataclasses.replace(env_cfg, backend="mujoco"))
+            last_eval = per_clip["mean"]
+            state["clip_weights"] = clip_priorities([per_clip[c]["success"] for c in clips], cfg.prioritise)
+            env_state = env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))
             for k, v in last_eval.items():
                 writer.add_scalar(f"eval/{k}", v, samples)
             curve.write(json.dumps({"iteration": it, "samples": samples, "wall_s": time.time() - t_start,
                                     "phase": "bc" if warmup else "padl", **last_eval,
+                                    "clip_success": [per_clip[c]["success"] for c in clips],
                                     "tracking": scalars["reward/tracking"],
                                     **({"bc_loss": scalars["bc/loss"]} if warmup else {})}) + "\n")
             curve.flush()

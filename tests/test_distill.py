@@ -17,7 +17,7 @@ from padl.expert import ExpertConfig
 from superpadl import student as S
 from superpadl.cli import main as superpadl_main
 from superpadl.global_policy import Carry, GlobalConfig, dagger_rollout, load_global, train_global
-from superpadl.groups import GroupConfig, load_group, load_groups, make_groups, train_group
+from superpadl.groups import GroupConfig, clip_priorities, load_group, load_groups, make_groups, train_group
 from superpadl.runtime import PolicyController, load_controller
 from synthetic import write_synthetic_library
 
@@ -127,8 +127,17 @@ def test_group_warmup_lowers_bc_loss_and_keeps_the_character_up(lib, groups_dir)
     assert trained["frames"] >= 2 * untrained["frames"], (trained, untrained)
     assert any((groups_dir / "group_000" / "logs").iterdir())
     assert curve and curve[-1]["phase"] == "padl"  # the PPO + discriminator + BC phase ran after the warm-up
+    # The clips' reset weights follow the last evaluation and are kept for a resume.
+    state, _ = checkpoint.load(groups_dir / "group_000" / "train_state")
+    assert np.allclose(state["['clip_weights']"], clip_priorities(curve[-1]["clip_success"], cfg.prioritise))
     with pytest.raises(checkpoint.CheckpointError, match="not a SuperPADL global policy"):
         load_global(groups_dir / "group_000")
+
+
+def test_clip_priorities_favour_failed_clips():
+    w = clip_priorities([1.0, 0.5, 0.0, 1.2], 4.0)
+    assert w.tolist() == [1.0, 3.0, 5.0, 1.0]  # success outside [0, 1] is clipped; a mastered clip keeps weight 1
+    assert clip_priorities([0.0, 1.0], 0.0).tolist() == [1.0, 1.0]  # strength 0: uniform
 
 
 def test_group_split_random_and_cluster():

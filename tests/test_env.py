@@ -280,6 +280,26 @@ def test_shoved_character_episode_ends_and_resets(cenv):
     assert int(s.info["falls"]) + int(s.info["body_error_terminations"]) >= N
 
 
+def test_clip_weights_steer_which_clips_new_episodes_start(tmp_path):
+    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("sway", "squat", "balance")))
+    cenv = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco"))
+    core, c = cenv.core, len(cenv.core.clips)
+    assert c == 3
+    start = jax.jit(core.start, static_argnums=1)
+    only_last = jnp.zeros(c).at[c - 1].set(1.0)
+    assert set(np.asarray(start(jax.random.key(0), 256, only_last)["clip"]).tolist()) == {int(core.clips[-1])}
+    clip = np.asarray(start(jax.random.key(1), 4000, jnp.ones(c).at[0].set(3.0))["clip"])
+    assert abs(np.mean(clip == int(core.clips[0])) - 3 / 5) < 0.03
+    # Through the env: the weights ride in the state, and the next pool is drawn with them.
+    s = cenv.reset(4)
+    assert np.allclose(np.asarray(s.clip_weights), 1.0)
+    s = s._replace(clip_weights=only_last, pool_next=jnp.asarray(core.pool, jnp.int32))
+    s = cenv.step(s, np.full((N, 28), np.nan, np.float32))  # every env ends and restarts from the new pool
+    assert np.asarray(s.done).all()
+    assert set(np.asarray(s.clip).tolist()) == {int(core.clips[-1])}
+    assert np.allclose(np.asarray(s.clip_weights), np.asarray(only_last))
+
+
 # -- bad input --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", ["mujoco", "mjx"])
