@@ -55,6 +55,8 @@ class EnvConfig:
     clips: tuple[str, ...] | None = None  # clip ids of the library to sample; None: all
     seed: int = 0  # used by reset() without a key
     init: str = "random"  # episode starts: "random" (time and clip) or "start" (t=0, env i on clip i mod C): evaluation
+    first_frame_share: float = 0.0  # with init "random": the share of starts at a clip's first frame, where
+    # evaluation and a student's commands begin (uniform times alone rarely start there)
     init_noise: float = 0.0  # std of Gaussian noise on joint angles (rad) and joint velocities (rad/s / 10) at a start
     reset_pool: int = 0  # new episode starts drawn ahead, refilled when used up (0: max(8, N/4)); see _Core.post
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -206,6 +208,11 @@ class _Core:
         past = self.refs(clip, time[:, None] - jnp.arange(h) * self.dt)
         return O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies]).reshape(m, -1), clip
 
+    def past_frames(self, clip, time, h: int):
+        """(N, h, 84) discriminator frames of the reference at time, time - dt, ..., newest first."""
+        past = self.refs(clip, time[:, None] - jnp.arange(h) * self.dt)
+        return O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies])
+
     def start(self, key, m: int, weights=None) -> dict:
         """EnvState fields of m new episodes: reference-state initialisation at a random time of a random
         clip. The discriminator history is filled from the reference's past frames, as ASE does."""
@@ -215,6 +222,9 @@ class _Core:
             clip, time = self.clips[jnp.arange(m) % len(self.clips)], jnp.zeros((m,), jnp.float32)
         else:
             clip, time = self._draw(key, m, weights)
+            if self.cfg.first_frame_share > 0:
+                first = jax.random.uniform(jax.random.fold_in(noise_key, 1), (m,)) < self.cfg.first_frame_share
+                time = jnp.where(first, 0.0, time)
         frames = self.refs(clip, time[:, None] + jnp.concatenate([-jnp.arange(h), jnp.arange(1, k + 1)]) * self.dt)
         past, ref = _take(frames, slice(0, h)), _take(frames, slice(h, None))
         hist = O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies])
@@ -310,6 +320,8 @@ class ImitationEnv:
         self.substeps = int(round(substeps))
         if config.init not in ("random", "start"):
             raise ValueError(f"init must be 'random' or 'start', not {config.init!r}")
+        if not 0.0 <= config.first_frame_share <= 1.0:
+            raise ValueError(f"first_frame_share must be in [0, 1], not {config.first_frame_share}")
         if config.action_mode not in ("residual", "absolute"):
             raise ValueError(f"action_mode must be 'residual' or 'absolute', not {config.action_mode!r}")
         backend = config.backend
@@ -351,6 +363,13 @@ class ImitationEnv:
         if m not in self._ref_disc:
             self._ref_disc[m] = jax.jit(lambda k: self.core.reference_disc_obs(k, m))
         return self._ref_disc[m](key)
+
+    def reference_history(self, state: EnvState, h: int):
+        """(N, h, 84) the reference's discriminator frames over the last h control steps of each env's clip, at its
+        clip time (a reference-state start's past; jitted per h)."""
+        if ("past", h) not in self._ref_disc:
+            self._ref_disc[("past", h)] = jax.jit(lambda c, t: self.core.past_frames(c, t, h))
+        return self._ref_disc[("past", h)](jnp.asarray(state.clip), jnp.asarray(state.clip_time))
 
     def step(self, state: EnvState, action) -> EnvState:
         """Apply actions (N, 28) in [-1, 1] (clipped) for one control step; finished envs are reset."""

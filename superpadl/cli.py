@@ -207,7 +207,7 @@ def cmd_distill_groups(args) -> None:
                               **({"bc_warmup_iterations": args.warmup} if args.warmup is not None else {}))
     lib = _library(args.lib)
     results = distill_groups(lib, args.experts, args.out, cfg, clips=args.clips, resume=True,
-                             time_limit_s=args.minutes * 60 if args.minutes else None)
+                             iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None)
     for name, r in results.items():
         print(f"{name}: success {r.get('success', float('nan')):.0%}, G-MPJPE {r.get('g_mpjpe_mm', float('nan')):.1f} mm")
 
@@ -220,7 +220,7 @@ def cmd_distill_global(args) -> None:
     lib = _library(args.lib)
     teachers = load_groups(args.groups, lib)
     r = train_global(lib, teachers, args.out, _training(args, GlobalConfig()), clips=args.clips, resume=args.resume,
-                     time_limit_s=args.minutes * 60 if args.minutes else None)
+                     iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None)
     print(f"global: success {r.get('success', float('nan')):.0%}, G-MPJPE {r.get('g_mpjpe_mm', float('nan')):.1f} mm")
 
 
@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--out", type=Path, required=True)
         q.add_argument("--clips", nargs="+", help="clip ids (default: all the teachers cover)")
         q.add_argument("--resume", action="store_true", help="continue the run in --out")
-        q.add_argument("--iterations", type=int, help="total iterations (default: the config's)")
+        q.add_argument("--iterations", type=int, help="total iterations, also of a resumed run (default: the config's)")
         q.add_argument("--num-envs", type=int)
         q.add_argument("--minutes", type=float, help="wall-clock budget of this call (a checkpoint is written)")
         q.add_argument("--eval-every", type=int)

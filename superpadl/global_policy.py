@@ -43,7 +43,8 @@ EMBED_DIM = 384
 @dataclass(frozen=True)
 class GlobalConfig:
     env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=64, action_mode="absolute",
-                                                             max_body_error=1e6, end_with_clip=False))
+                                                             max_body_error=1e6, end_with_clip=False,
+                                                             first_frame_share=0.25))
     ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(  # the policy network and its normaliser
         policy_hidden=(1024, 512), value_hidden=(8,), layer_norm=True, log_std_init=-2.5, fixed_log_std=True))
     rollout_steps: int = 32
@@ -136,7 +137,8 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         command = jnp.where(restart, jnp.asarray(new.clip), jnp.where(switch, other, command))
         caption = jnp.where(restart | switch, draw_caption(k_cap, command), caption)
         clock = jnp.where(restart, jnp.asarray(new.clip_time), jnp.where(switch, 0.0, clock + dt))
-        hist = S.push_history(hist, S.env_proprio(new)[1], restart)
+        hist = S.push_history(hist, S.env_proprio(new)[1], restart, S.restart_fill(
+            env, new, S.env_proprio(new)[1], hcfg, jax.random.fold_in(k_act, 1)) if bool(restart.any()) else None)
         falls += float(jnp.sum(jnp.asarray(new.done)))
         switches += float(jnp.sum(switch))
         env_state = new
@@ -195,7 +197,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     buf_y = ReplayBuffer.create(cfg.buffer, env.action_size)
     it, samples = int(state["iteration"]), int(state["samples"])
     env_state = env.reset(jax.random.fold_in(key, it))._replace(clip_weights=jnp.asarray(state["clip_weights"]))
-    hist = S.init_history(S.env_proprio(env_state)[1], hcfg)
+    hist = S.restart_fill(env, env_state, S.env_proprio(env_state)[1], hcfg, jax.random.fold_in(jax.random.fold_in(key, it), 1))
 
     def draw_caption(k, clip):
         u = jax.random.uniform(k, clip.shape)

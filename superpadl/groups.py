@@ -52,7 +52,8 @@ TRAIN_STATE, POLICY = "train_state", "policy"
 
 @dataclass(frozen=True)
 class GroupConfig:
-    env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=64, action_mode="absolute"))
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=64, action_mode="absolute",
+                                                             first_frame_share=0.25))
     ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(
         gamma=0.95, policy_lr=2e-4, value_lr=5e-4, num_epochs=4, num_minibatches=4, log_std_init=-2.5,
         fixed_log_std=True, policy_hidden=(512, 256), value_hidden=(512, 256), bc_weight=0.01))
@@ -106,6 +107,13 @@ def clip_priorities(success, strength: float) -> np.ndarray:
     is practised more (its short failed episodes would otherwise give it fewer samples than the clips it
     performs), and none drops out."""
     return (1.0 + strength * (1.0 - np.clip(np.asarray(success, np.float32), 0.0, 1.0))).astype(np.float32)
+
+
+def _restarts(env, new, cfg: S.HistoryConfig, key):
+    """(restarted (N,), their history fill or None when no env restarted) after a step."""
+    restart = jnp.asarray(new.done | new.truncated)
+    fill = S.restart_fill(env, new, S.env_proprio(new)[1], cfg, key) if bool(restart.any()) else None
+    return restart, fill
 
 
 def _onehot(slot, n):
@@ -199,7 +207,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
     bc_y = discriminator.ReplayBuffer.create(cfg.bc_buffer, env.action_size)
     it, samples = int(state["iteration"]), int(state["samples"])
     env_state = env.reset(jax.random.fold_in(key, it))._replace(clip_weights=jnp.asarray(state["clip_weights"]))
-    hist = S.init_history(S.env_proprio(env_state)[1], cfg.history)
+    hist = S.restart_fill(env, env_state, S.env_proprio(env_state)[1], cfg.history, jax.random.fold_in(jax.random.fold_in(key, it), 1))
     last_eval: dict = {}
     t_start = time.time()
     bar = tqdm(total=total, initial=it, disable=not progress, desc=f"group {out.name}", dynamic_ncols=True)
@@ -227,7 +235,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
             xs.append(x), actions.append(a), logps.append(lp), values.append(v), teacher.append(a_teacher)
             tracking.append(new.reward), dones.append(new.done), truncs.append(new.truncated)
             disc_obs.append(jnp.concatenate([jnp.asarray(new.disc_obs), _onehot(slot_of[env_state.clip], G)], -1))
-            hist = S.push_history(hist, S.env_proprio(new)[1], jnp.asarray(new.done | new.truncated))
+            hist = S.push_history(hist, S.env_proprio(new)[1], *_restarts(env, new, cfg.history, jax.random.fold_in(k_act, 1)))
             env_state = new
         stack = lambda v: jnp.stack([jnp.asarray(u) for u in v])
         xs, teacher, tracking, dones, truncs = map(stack, (xs, teacher, tracking, dones, truncs))
@@ -302,9 +310,9 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
 
 def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: GroupConfig = GroupConfig(),
                    clips: list[str] | None = None, resume: bool = True, progress: bool = True, log=print,
-                   time_limit_s: float | None = None, encoder=None) -> dict:
+                   time_limit_s: float | None = None, encoder=None, iterations: int | None = None) -> dict:
     """Split the clips the experts cover into groups and train each group's controller (resuming finished or
-    interrupted ones); returns {group name: its last evaluation}."""
+    interrupted ones, to `iterations` in all when given); returns {group name: its last evaluation}."""
     from padl.expert import load_policy
 
     out = Path(out)
@@ -333,7 +341,7 @@ def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: G
             break
         log(f"{g['name']}: {len(g['clips'])} clips")
         results[g["name"]] = train_group(library, teachers, g["clips"], out / g["name"], cfg, resume=resume,
-                                         progress=progress, log=log, time_limit_s=left)
+                                         iterations=iterations, progress=progress, log=log, time_limit_s=left)
     return results
 
 

@@ -35,6 +35,10 @@ class HistoryConfig:
     # controller's success (73 % against 77 %, 22 episodes) and its transitions fell (35 % against 55 %, 20 pairs),
     # since a group sees a restarted clock in a foreign pose only at a switch, never in its own training.
     clock: bool = False
+    # Training only: the share of reference-state (re)starts whose history is the reference's own past; the rest
+    # repeat their first frame, as the runtime and `padl.evaluate` start. Repeating alone shows a student
+    # that starts mid-skill a still past it never meets later, during the first `window` steps of every episode.
+    reference_restarts: float = 0.5
 
 
 def history_offsets(cfg: HistoryConfig) -> np.ndarray:
@@ -48,10 +52,20 @@ def init_history(frame: jax.Array, cfg: HistoryConfig) -> jax.Array:
     return jnp.repeat(frame[:, None], cfg.window + 1, axis=1)
 
 
-def push_history(hist: jax.Array, frame: jax.Array, restart: jax.Array) -> jax.Array:
-    """Shift the newest frame in; envs that restarted (N,) bool get a history of their first frame only."""
+def push_history(hist: jax.Array, frame: jax.Array, restart: jax.Array, fill: jax.Array | None = None) -> jax.Array:
+    """Shift the newest frame in; envs that restarted (N,) bool get `fill` (N, window + 1, F), by default a
+    history of their first frame only."""
     shifted = jnp.concatenate([frame[:, None], hist[:, :-1]], axis=1)
-    return jnp.where(restart[:, None, None], frame[:, None], shifted)
+    return jnp.where(restart[:, None, None], frame[:, None] if fill is None else fill, shifted)
+
+
+def restart_fill(env, state, frame: jax.Array, cfg: HistoryConfig, key) -> jax.Array:
+    """(N, window + 1, F) histories for envs that (re)started at a reference state: the reference's past up to
+    the current frame for a share `cfg.reference_restarts` of them (drawn per env), the current frame repeated
+    for the others."""
+    past = jnp.asarray(env.reference_history(state, cfg.window + 1)).at[:, 0].set(frame)
+    use = jax.random.uniform(key, (frame.shape[0],)) < cfg.reference_restarts
+    return jnp.where(use[:, None, None], past, frame[:, None])
 
 
 def strided(hist: jax.Array, cfg: HistoryConfig) -> jax.Array:

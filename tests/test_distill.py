@@ -54,10 +54,31 @@ def test_clock_features_and_input_layout():
     np.testing.assert_allclose(x[:, -2], [0, 0.125, 0.25])  # the clock comes last
 
 
-def test_dagger_labels_are_the_teachers_actions_on_the_students_states(lib):
+@pytest.fixture(scope="module")
+def small_env(lib) -> ImitationEnv:
+    return ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", num_threads=1, action_mode="absolute"))
+
+
+def test_restart_history_is_the_reference_past_or_the_first_frame(small_env):
+    state = small_env.reset(jax.random.key(3))
+    frame = S.env_proprio(state)[1]
+    cfg = S.HistoryConfig()
+    past = np.asarray(S.restart_fill(small_env, state, frame, dataclasses.replace(cfg, reference_restarts=1.0),
+                                     jax.random.key(0)))
+    assert past.shape == (4, cfg.window + 1, frame.shape[1])
+    np.testing.assert_allclose(past[:, 0], frame)  # the real (noisy) first frame
+    # the reference's past as the env's own reference-state start computes it for the discriminator
+    h = state.disc_hist.shape[1]
+    np.testing.assert_allclose(past[:, 1:h], np.asarray(state.disc_hist)[:, 1:h], atol=1e-5)
+    assert np.abs(past[:, -1] - past[:, 0]).max() > 0.05  # a moving clip: the far past differs from now
+    still = S.restart_fill(small_env, state, frame, dataclasses.replace(cfg, reference_restarts=0.0), jax.random.key(0))
+    np.testing.assert_allclose(still, np.repeat(np.asarray(frame)[:, None], cfg.window + 1, 1))
+
+
+def test_dagger_labels_are_the_teachers_actions_on_the_students_states(lib, small_env):
     """The student drives (beta = 0): actions executed are the student's, labels are teacher(state) of the states
     the student reached. With beta = 1 the teacher drives and executed == labels."""
-    env = ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", num_threads=1, action_mode="absolute"))
+    env = small_env
     hcfg = S.HistoryConfig(clock=True)
     teacher = lambda pobs, hist, cmd, clock: jnp.tanh(pobs[:, 1:29]) + clock[:, None]  # a known function
     student = lambda x, k: jnp.full((x.shape[0], 28), 0.3)
@@ -132,6 +153,17 @@ def test_group_warmup_lowers_bc_loss_and_keeps_the_character_up(lib, groups_dir)
     assert np.allclose(state["['clip_weights']"], clip_priorities(curve[-1]["clip_success"], cfg.prioritise))
     with pytest.raises(checkpoint.CheckpointError, match="not a SuperPADL global policy"):
         load_global(groups_dir / "group_000")
+
+
+def test_group_run_resumes_to_more_iterations(lib, groups_dir, tmp_path):
+    import shutil
+
+    run = shutil.copytree(groups_dir / "group_000", tmp_path / "group_000")
+    teachers = S.ExpertTeachers(lib, [_zero_residual_expert(lib)], lib.character)
+    train_group(lib, teachers, CLIPS, run, _tiny_group_config(), resume=True, iterations=14, progress=False,
+                log=lambda m: None)
+    _, meta = checkpoint.load(run / "train_state")
+    assert meta["iteration"] == 14 and meta["samples"] == 14 * 8 * 8
 
 
 def test_clip_priorities_favour_failed_clips():

@@ -280,7 +280,7 @@ def test_shoved_character_episode_ends_and_resets(cenv):
     assert int(s.info["falls"]) + int(s.info["body_error_terminations"]) >= N
 
 
-def test_clip_weights_steer_which_clips_new_episodes_start(tmp_path):
+def test_clip_weights_and_first_frame_share_steer_episode_starts(tmp_path):
     lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("sway", "squat", "balance")))
     cenv = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco"))
     core, c = cenv.core, len(cenv.core.clips)
@@ -298,6 +298,10 @@ def test_clip_weights_steer_which_clips_new_episodes_start(tmp_path):
     assert np.asarray(s.done).all()
     assert set(np.asarray(s.clip).tolist()) == {int(core.clips[-1])}
     assert np.allclose(np.asarray(s.clip_weights), np.asarray(only_last))
+    # A share of the starts at a clip's first frame, the rest at uniform times.
+    half = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco", first_frame_share=0.5)).core
+    t = np.asarray(jax.jit(half.start, static_argnums=1)(jax.random.key(2), 2000)["clip_time"])
+    assert abs(np.mean(t == 0) - 0.5) < 0.04 and (t > 0.1).mean() > 0.4
 
 
 # -- bad input --------------------------------------------------------------------------------------------------
@@ -356,6 +360,8 @@ def test_bad_config_is_refused(synth):
         ImitationEnv(synth, EnvConfig(num_envs=2, clips=("nope",)))
     with pytest.raises(ValueError, match="action_mode"):
         ImitationEnv(synth, EnvConfig(num_envs=2, action_mode="torque"))
+    with pytest.raises(ValueError, match="first_frame_share"):
+        ImitationEnv(synth, EnvConfig(num_envs=2, first_frame_share=1.5))
 
 
 # -- gymnasium --------------------------------------------------------------------------------------------------
