@@ -137,8 +137,7 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         command = jnp.where(restart, jnp.asarray(new.clip), jnp.where(switch, other, command))
         caption = jnp.where(restart | switch, draw_caption(k_cap, command), caption)
         clock = jnp.where(restart, jnp.asarray(new.clip_time), jnp.where(switch, 0.0, clock + dt))
-        hist = S.push_history(hist, S.env_proprio(new)[1], restart, S.restart_fill(
-            env, new, S.env_proprio(new)[1], hcfg, jax.random.fold_in(k_act, 1)) if bool(restart.any()) else None)
+        hist = S.push_step(hist, env, new, hcfg, jax.random.fold_in(k_act, 1))
         falls += float(jnp.sum(jnp.asarray(new.done)))
         switches += float(jnp.sum(switch))
         env_state = new

@@ -109,13 +109,6 @@ def clip_priorities(success, strength: float) -> np.ndarray:
     return (1.0 + strength * (1.0 - np.clip(np.asarray(success, np.float32), 0.0, 1.0))).astype(np.float32)
 
 
-def _restarts(env, new, cfg: S.HistoryConfig, key):
-    """(restarted (N,), their history fill or None when no env restarted) after a step."""
-    restart = jnp.asarray(new.done | new.truncated)
-    fill = S.restart_fill(env, new, S.env_proprio(new)[1], cfg, key) if bool(restart.any()) else None
-    return restart, fill
-
-
 def _onehot(slot, n):
     return jax.nn.one_hot(slot, n, dtype=jnp.float32)
 
@@ -235,7 +228,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
             xs.append(x), actions.append(a), logps.append(lp), values.append(v), teacher.append(a_teacher)
             tracking.append(new.reward), dones.append(new.done), truncs.append(new.truncated)
             disc_obs.append(jnp.concatenate([jnp.asarray(new.disc_obs), _onehot(slot_of[env_state.clip], G)], -1))
-            hist = S.push_history(hist, S.env_proprio(new)[1], *_restarts(env, new, cfg.history, jax.random.fold_in(k_act, 1)))
+            hist = S.push_step(hist, env, new, cfg.history, jax.random.fold_in(k_act, 1))
             env_state = new
         stack = lambda v: jnp.stack([jnp.asarray(u) for u in v])
         xs, teacher, tracking, dones, truncs = map(stack, (xs, teacher, tracking, dones, truncs))

@@ -8,8 +8,9 @@ command began (`clock_features`): the phase the experts read from their referenc
 still start and still end look alike. It outputs absolute PD targets, since there
 is no reference pose to be residual to; teachers' residual actions are converted with `to_absolute`.
 
-The history buffer holds the last `window + 1` frames, newest first; a (re)started episode fills it with its
-first frame, as the runtime does after a restart.
+The history buffer holds the last `window + 1` frames, newest first. The runtime and evaluation start it with the
+first frame repeated; in training, an episode (re)started at a reference state gets either that or the
+reference's own past (`restart_fill`), so a student that starts mid-skill sees a past it can meet later.
 """
 from __future__ import annotations
 
@@ -66,6 +67,13 @@ def restart_fill(env, state, frame: jax.Array, cfg: HistoryConfig, key) -> jax.A
     past = jnp.asarray(env.reference_history(state, cfg.window + 1)).at[:, 0].set(frame)
     use = jax.random.uniform(key, (frame.shape[0],)) < cfg.reference_restarts
     return jnp.where(use[:, None, None], past, frame[:, None])
+
+
+def push_step(hist: jax.Array, env, new, cfg: HistoryConfig, key) -> jax.Array:
+    """The history after a training env's step to `new`: its frame pushed in, and `restart_fill` for the envs
+    that (re)started."""
+    restart, frame = jnp.asarray(new.done | new.truncated), env_proprio(new)[1]
+    return push_history(hist, frame, restart, restart_fill(env, new, frame, cfg, key) if bool(restart.any()) else None)
 
 
 def strided(hist: jax.Array, cfg: HistoryConfig) -> jax.Array:
