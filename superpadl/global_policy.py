@@ -247,7 +247,8 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
                 library, S.student_actor(lambda x: act(ts, x, key, deterministic=True)[0], hcfg,
                                          lambda s: emb_j[first_row[jnp.asarray(s.clip)]]),
                 clips=clips, episodes=cfg.eval_episodes, noise=cfg.eval_noise,
-                env_config=dataclasses.replace(env_cfg, backend="mujoco", max_body_error=EnvConfig.max_body_error))
+                env_config=dataclasses.replace(env_cfg, backend="mujoco", max_body_error=EnvConfig.max_body_error,
+                                               end_with_clip=True))  # as `superpadl eval`
             last_eval = per_clip["mean"]
             success = [per_clip[c]["success"] for c in clips]
             state["clip_weights"] = clip_priorities(success, cfg.prioritise)

@@ -56,7 +56,9 @@ class GroupConfig:
                                                              first_frame_share=0.25))
     ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(
         gamma=0.95, policy_lr=2e-4, value_lr=5e-4, num_epochs=4, num_minibatches=4, log_std_init=-2.5,
-        fixed_log_std=True, policy_hidden=(512, 256), value_hidden=(512, 256), bc_weight=0.01))
+        fixed_log_std=True, policy_hidden=(1024, 512), value_hidden=(512, 256), layer_norm=True, bc_weight=0.01))
+    # (1024, 512) with LayerNorm, as the global policy: against (512, 256) without, on 11 clips the group's
+    # G-MPJPE fell from 117 to 100 mm and its transition success rose from 60 to 70 %.
     disc: discriminator.DiscConfig = field(default_factory=lambda: discriminator.DiscConfig(replay_size=16384))
     history: S.HistoryConfig = field(default_factory=S.HistoryConfig)  # clock=True: see `superpadl.student`
     group_size: int = 20
