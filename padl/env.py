@@ -204,9 +204,7 @@ class _Core:
         """((m, H*84) discriminator observations of the reference motion at random times, (m,) their clips):
         the "real" samples."""
         clip, time = self._draw(key, m)
-        h = self.cfg.disc_frames
-        past = self.refs(clip, time[:, None] - jnp.arange(h) * self.dt)
-        return O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies]).reshape(m, -1), clip
+        return self.past_frames(clip, time, self.cfg.disc_frames).reshape(m, -1), clip
 
     def past_frames(self, clip, time, h: int):
         """(N, h, 84) discriminator frames of the reference at time, time - dt, ..., newest first."""

@@ -195,8 +195,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     buf_x = ReplayBuffer.create(cfg.buffer, in_size)
     buf_y = ReplayBuffer.create(cfg.buffer, env.action_size)
     it, samples = int(state["iteration"]), int(state["samples"])
-    env_state = env.reset(jax.random.fold_in(key, it))._replace(clip_weights=jnp.asarray(state["clip_weights"]))
-    hist = S.restart_fill(env, env_state, S.env_proprio(env_state)[1], hcfg, jax.random.fold_in(jax.random.fold_in(key, it), 1))
+    env_state, hist = S.start_training_envs(env, jax.random.fold_in(key, it), state["clip_weights"], hcfg)
 
     def draw_caption(k, clip):
         u = jax.random.uniform(k, clip.shape)
@@ -249,8 +248,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
                 clips=clips, episodes=cfg.eval_episodes, noise=cfg.eval_noise,
                 env_config=dataclasses.replace(env_cfg, backend="mujoco", max_body_error=EnvConfig.max_body_error,
                                                end_with_clip=True))  # as `superpadl eval`
-            last_eval = per_clip["mean"]
-            success = [per_clip[c]["success"] for c in clips]
+            last_eval, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
             state["clip_weights"] = clip_priorities(success, cfg.prioritise)
             env_state = env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))
             for k, v in last_eval.items():

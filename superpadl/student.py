@@ -64,9 +64,16 @@ def restart_fill(env, state, frame: jax.Array, cfg: HistoryConfig, key) -> jax.A
     """(N, window + 1, F) histories for envs that (re)started at a reference state: the reference's past up to
     the current frame for a share `cfg.reference_restarts` of them (drawn per env), the current frame repeated
     for the others."""
-    past = jnp.asarray(env.reference_history(state, cfg.window + 1)).at[:, 0].set(frame)
+    past = env.reference_history(state, cfg.window + 1).at[:, 0].set(frame)
     use = jax.random.uniform(key, (frame.shape[0],)) < cfg.reference_restarts
     return jnp.where(use[:, None, None], past, frame[:, None])
+
+
+def start_training_envs(env, key, clip_weights, cfg: HistoryConfig):
+    """(env state, history) of a trainer's fresh batch: reference-state starts drawn by `clip_weights` (C,), and
+    their histories from `restart_fill`."""
+    state = env.reset(key)._replace(clip_weights=jnp.asarray(clip_weights))
+    return state, restart_fill(env, state, env_proprio(state)[1], cfg, jax.random.fold_in(key, 1))
 
 
 def push_step(hist: jax.Array, env, new, cfg: HistoryConfig, key) -> jax.Array:
