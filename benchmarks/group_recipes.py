@@ -8,10 +8,12 @@ finished one is only evaluated) and is then evaluated by `superpadl.evaluate.eva
 transition success per recipe, and each one's G-MPJPE over the default recipe's, measured in the same run.
 
 The recipes (everything else is `GroupConfig()`):
-- default: the (1024, 512) LayerNorm network, prioritised clips, first-frame starts, reference-past restarts;
-- no_reference_restarts: restarts repeat their first frame only;
+- default: the (1024, 512) LayerNorm network, prioritised clips, first-frame starts, reference-past restarts, and
+  the heading features (turn and sideways offset since the command began);
+- no_heading: the default without the heading features (the recipe before them);
+- no_reference_restarts: no heading features, and restarts repeat their first frame only;
 - small_network: the (512, 256) network without LayerNorm, neither start change (first_frame_share 0,
-  reference_restarts 0);
+  reference_restarts 0), no heading features;
 - small_network_reference_restarts: the same with reference-past restarts.
 """
 from __future__ import annotations
@@ -27,17 +29,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from motions.library import MotionLibrary  # noqa: E402
 from superpadl.evaluate import evaluate, load_agent  # noqa: E402
 from superpadl.groups import GroupConfig, distill_groups  # noqa: E402
-from superpadl.student import HistoryConfig  # noqa: E402
 
 
 def recipes(base: GroupConfig) -> dict[str, GroupConfig]:
+    no_heading = dataclasses.replace(base.history, heading=False)
     small = dataclasses.replace(base, env=dataclasses.replace(base.env, first_frame_share=0.0),
                                 ppo=dataclasses.replace(base.ppo, policy_hidden=(512, 256), layer_norm=False))
     return {
         "default": base,
-        "no_reference_restarts": dataclasses.replace(base, history=HistoryConfig(reference_restarts=0.0)),
-        "small_network": dataclasses.replace(small, history=HistoryConfig(reference_restarts=0.0)),
-        "small_network_reference_restarts": small,
+        "no_heading": dataclasses.replace(base, history=no_heading),
+        "no_reference_restarts": dataclasses.replace(
+            base, history=dataclasses.replace(no_heading, reference_restarts=0.0)),
+        "small_network": dataclasses.replace(small, history=dataclasses.replace(no_heading, reference_restarts=0.0)),
+        "small_network_reference_restarts": dataclasses.replace(small, history=no_heading),
     }
 
 

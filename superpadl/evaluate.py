@@ -5,8 +5,8 @@ Per command (a caption for the global policy, a clip for the teachers), from the
 - precision and recall over 1 s motion windows, as AUC over eps in [0, 0.3] m (`superpadl.metrics`);
 - retrieval: the generated motion is nearer to its own clip than to 3 random others (top-1 among 4).
 Over random pairs of commands: transition success, no fall within 3 s after switching from the first to the second
-(at `switch_s` into the first; pairs that fell before the switch count as failures too). Experts track a reference,
-so they have no transitions.
+(at `switch_s` into the first, or at its clip's end when a non-looping clip is shorter; pairs that fell before the
+switch count as failures too). Experts track a reference, so they have no transitions.
 """
 from __future__ import annotations
 
@@ -93,26 +93,36 @@ class GlobalAgent(Agent):
     def actor(self, rows, switch=None):
         idx = np.asarray([self._rows[r] for r in rows])
         return _commanded(
-            lambda pobs, hist, cmd, clock: self.act(S.student_input(pobs, hist, self.emb[cmd], self.history, clock)),
+            lambda pobs, hist, cmd, clock, heading: self.act(
+                S.student_input(pobs, hist, self.emb[cmd], self.history, clock, heading)),
             self.history, idx, switch, self.env_config.control_hz)
 
 
 def _commanded(policy, hcfg, command, switch, control_hz):
     """act(state) for a batch whose env i follows command[i % len] (then switch[1][i % len] from control step
-    switch[0] on, when given, with the clock restarted), keeping the strided history: policy(pobs, hist, command,
-    clock)."""
-    hist, step = None, 0
+    switch[0][i % len] on, when given, with the clock and the start frame restarted), keeping the strided history:
+    policy(pobs, hist, command, clock, heading)."""
+    hist = start = None
+    step = 0
 
     def act(state):
-        nonlocal hist, step
+        nonlocal hist, start, step
         pobs, frame = S.env_proprio(state)
         n = frame.shape[0]
-        hist = S.init_history(frame, hcfg) if hist is None else S.push_history(hist, frame, jnp.zeros(n, bool))
-        before = switch is None or step < switch[0]
-        cmd = command if before else switch[1]
-        clock = state.clip_time if before else jnp.full((n,), (step - switch[0]) / control_hz, jnp.float32)
+        root = S.root_frame(state.qpos)
+        if hist is None:
+            hist, start = S.init_history(frame, hcfg), root
+        else:
+            hist = S.push_history(hist, frame, jnp.zeros(n, bool))
+        cmd, clock = np.resize(command, n), np.asarray(state.clip_time, np.float32)
+        if switch is not None:
+            at = np.resize(switch[0], n)
+            start = jnp.where(jnp.asarray(step == at)[:, None], root, start)
+            after = step >= at
+            cmd = np.where(after, np.resize(switch[1], n), cmd)
+            clock = np.where(after, (step - at) / control_hz, clock).astype(np.float32)
         step += 1
-        return policy(pobs, hist, jnp.asarray(np.resize(cmd, n)), clock)
+        return policy(pobs, hist, jnp.asarray(cmd), jnp.asarray(clock), S.heading_features(start, root))
 
     return act
 
@@ -186,25 +196,33 @@ def evaluate(agent: Agent, library: MotionLibrary, episodes: int = 2, noise: flo
 
 def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_s: float, after_s: float,
                        rng: np.random.Generator) -> dict:
-    """No fall within `after_s` after switching commands, over random pairs (first != second clip)."""
+    """No fall within `after_s` after switching commands, over random pairs (first != second clip): the switch
+    comes `switch_s` into the first command, or when its non-looping clip ends, if sooner (as a user would command
+    the next skill once one is done; the teachers never learnt what follows a clip's end)."""
     names, clips = zip(*agent.commands)
     first, second = [], []
     while len(first) < pairs:
         a, b = rng.integers(len(names), size=2)
         if clips[a] != clips[b]:
             first.append(int(a)), second.append(int(b))
-    steps = int(round(switch_s * 30)), int(round(after_s * 30))
+    hz = agent.env_config.control_hz
+    at = np.asarray([int(round(hz * (switch_s if library.data.loop[library.index(clips[a])]
+                                      else min(switch_s, float(library.durations[library.index(clips[a])])))))
+                     for a in first])
+    after = int(round(after_s * hz))
     cfg = dataclasses.replace(agent.env_config, backend="mujoco", num_threads=0, num_envs=pairs, init="start",
                               clips=tuple(clips[a] for a in first), max_body_error=1e6, end_with_clip=False,
                               episode_length_s=switch_s + after_s + 1.0, reset_pool=1, init_noise=0.02)
     env = ImitationEnv(library, cfg)
-    act = agent.actor(first, switch=(steps[0], np.asarray(second)))
+    act = agent.actor(first, switch=(at, np.asarray(second)))
     state = env.reset(jax.random.key(0))
     fell_before, fell_after = np.zeros(pairs, bool), np.zeros(pairs, bool)
-    for t in range(sum(steps)):
+    for t in range(int(at.max()) + after):
         state = env.step(state, act(state))
-        fell = np.asarray(state.done) & ~(fell_before | fell_after)
-        (fell_before if t < steps[0] else fell_after)[:] |= fell
+        live = t < at + after  # a pair's 3 s after its switch
+        fell = np.asarray(state.done) & ~(fell_before | fell_after) & live
+        fell_before |= fell & (t < at)
+        fell_after |= fell & (t >= at)
     ok = ~fell_before & ~fell_after
     return {"success": float(ok.mean()), "fell_before_switch": int(fell_before.sum()),
             "fell_after_switch": int(fell_after.sum()), "pairs": [

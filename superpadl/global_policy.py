@@ -3,13 +3,13 @@
 The global policy is an MLP with LayerNorm on [own state, strided history, caption embedding] (`superpadl.student`)
 that outputs absolute PD targets. Each iteration it drives a batch of characters (the group teachers drive a share
 `beta` of them at first, decaying to none); every env carries a command (a clip, and one of that clip's captions
-drawn at random), which switches to a random other clip at random times (on average every `switch_every_s`), so
-transitions between skills are in the data. Every visited state is labelled with the action of the command clip's
-group controller, the pairs are aggregated, and the policy regresses onto them.
+drawn at random), which switches to a random other clip at random times (on average every `switch_every_s`) and
+when a non-looping clip is over, so transitions between skills, also from a skill's end, are in the data. Every
+visited state is labelled with the action of the command clip's group controller, the pairs are aggregated, and the
+policy regresses onto them.
 
-The environment's reference motion only starts episodes (reference-state initialisation) and ends them (a fall,
-or the end of a non-looping clip); after a switch the character no longer follows it, so the body-error
-termination is off. A run folder holds `train_state.*`, `policy.*` (kind "superpadl-global": the network, its
+The environment's reference motion only starts episodes (reference-state initialisation) and ends them (a fall);
+after a switch the character no longer follows it, so the body-error termination is off. A run folder holds `train_state.*`, `policy.*` (kind "superpadl-global": the network, its
 normaliser, the caption table and a start pose, everything the runtime needs), `progress.jsonl` and `logs/`.
 """
 from __future__ import annotations
@@ -109,39 +109,44 @@ class Carry(NamedTuple):
     command: jax.Array  # (N,) library clip index each env is commanded to perform
     caption: jax.Array  # (N,) row of the caption table the student is shown
     clock: jax.Array  # (N,) seconds since the command began (the clip time after a reference-state start)
+    start: jax.Array  # (N, 3) `student.root_frame` where it began (the clip's first frame after a reference-state start)
 
 
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, p_switch: float,
-                   train_clips, draw_caption):
+                   train_clips, draw_caption, starts, clip_end):
     """`steps` control steps of DAgger data collection: each env is driven by the student (or by the teacher where
-    by_teacher), and every state the batch visits is labelled with teacher(own state, history, command, clock), the
-    teacher's action on that very state. Commands switch with probability p_switch per step to a clip drawn by the
-    env's clip weights,
-    restarting the clock (and restart with the env's new clip and its clip time after an episode ends). Returns
+    by_teacher), and every state the batch visits is labelled with teacher(own state, history, command, clock,
+    heading), the teacher's action on that very state. Commands switch with probability p_switch per step, and when
+    the command's clip is over (`clip_end` (C,): a non-looping clip's duration, inf for looping ones; no teacher
+    learnt what follows a clip's end), to a clip drawn by the env's clip weights, restarting the clock and the start
+    frame; after an episode ends, the command is the env's new clip, begun at its start (`starts` (C, 3)). Returns
     (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)), (falls, switches))."""
-    env_state, hist, command, caption, clock = carry
+    env_state, hist, command, caption, clock, start = carry
     dt = 1.0 / env.config.control_hz
     xs, ys, executed, falls, switches = [], [], [], 0.0, 0.0
     n = hist.shape[0]
     for _ in range(steps):
         key, k_act, k_sw, k_clip, k_cap = jax.random.split(key, 5)
         pobs, _ = S.env_proprio(env_state)
-        x = S.student_input(pobs, hist, emb[caption], hcfg, clock)
-        a_teacher = teacher(pobs, hist, command, clock)
+        heading = S.heading_features(start, S.root_frame(env_state.qpos))
+        x = S.student_input(pobs, hist, emb[caption], hcfg, clock, heading)
+        a_teacher = teacher(pobs, hist, command, clock, heading)
         a = jnp.where(by_teacher[:, None], a_teacher, student(x, k_act))
         new = env.step(env_state, a)
         xs.append(x), ys.append(a_teacher), executed.append(a)
         restart = jnp.asarray(new.done | new.truncated)
-        switch = ~restart & (jax.random.uniform(k_sw, (n,)) < p_switch)
+        switch = ~restart & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (clock + dt >= clip_end[command] - 1e-6))
         other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), env_state.clip_weights)]
         command = jnp.where(restart, jnp.asarray(new.clip), jnp.where(switch, other, command))
         caption = jnp.where(restart | switch, draw_caption(k_cap, command), caption)
         clock = jnp.where(restart, jnp.asarray(new.clip_time), jnp.where(switch, 0.0, clock + dt))
+        start = jnp.where(restart[:, None], starts[jnp.asarray(new.clip)],
+                          jnp.where(switch[:, None], S.root_frame(new.qpos), start))
         hist = S.push_step(hist, env, new, hcfg, jax.random.fold_in(k_act, 1))
         falls += float(jnp.sum(jnp.asarray(new.done)))
         switches += float(jnp.sum(switch))
         env_state = new
-    return Carry(env_state, hist, command, caption, clock), tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches)
+    return Carry(env_state, hist, command, caption, clock, start), tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches)
 
 
 def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Path, cfg: GlobalConfig = GlobalConfig(),
@@ -205,6 +210,9 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     command = jnp.asarray(env_state.clip)
     caption = draw_caption(k0, command)
     clock = jnp.asarray(env_state.clip_time)
+    starts = S.clip_starts(library)
+    start = starts[jnp.asarray(env_state.clip)]
+    clip_end = jnp.where(library.data.loop, jnp.inf, jnp.asarray(library.durations, jnp.float32))
     last_eval: dict = {}
     t_start = time.time()
     bar = tqdm(total=total, initial=it, disable=not progress, desc="global", dynamic_ncols=True)
@@ -220,11 +228,11 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         key, k_beta = jax.random.split(key)
         by_teacher = jax.random.uniform(k_beta, (N,)) < beta
         key, k_roll = jax.random.split(key)
-        carry = Carry(env_state, hist, command, caption, clock)
+        carry = Carry(env_state, hist, command, caption, clock, start)
         carry, (xs, ys, _), stats = dagger_rollout(
             env, carry, lambda x, k: ppo.act(ts, x, k)[0], teachers.act, by_teacher, emb_j, hcfg, T, k_roll,
-            p_switch, train_clips, draw_caption)
-        env_state, hist, command, caption, clock = carry
+            p_switch, train_clips, draw_caption, starts, clip_end)
+        env_state, hist, command, caption, clock, start = carry
         dones, switches = stats
         flat_x = xs.reshape(T * N, -1)
         buf_x, buf_y = buf_x.add(flat_x), buf_y.add(ys.reshape(T * N, -1))

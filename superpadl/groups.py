@@ -1,7 +1,8 @@
 """SuperPADL stage 2: group controllers, each distilling up to `group_size` experts into one reference-free policy.
 
-A group controller sees the character's own state, its strided history (optionally also the time since its command
-began, here the time in the clip; `superpadl.student`) and a one-hot index of the clip it should perform within its
+A group controller sees the character's own state, its strided history, its turn and sideways offset since its
+command began (optionally also the time since then; here the command began at the clip's start; `superpadl.student`)
+and a one-hot index of the clip it should perform within its
 group (a learned per-clip embedding: the first layer's weights on the one-hot). It outputs absolute PD targets.
 Training has two phases:
 
@@ -61,7 +62,7 @@ class GroupConfig:
     # and reference-past restarts took the group from 73 % / 116.7 mm / 60 % transitions (the (512, 256) network
     # without LayerNorm, neither start change) to 77 % / 100.3 mm / 70 % (benchmarks/group_recipes.py).
     disc: discriminator.DiscConfig = field(default_factory=lambda: discriminator.DiscConfig(replay_size=16384))
-    history: S.HistoryConfig = field(default_factory=S.HistoryConfig)  # clock=True: see `superpadl.student`
+    history: S.HistoryConfig = field(default_factory=lambda: S.HistoryConfig(heading=True))  # see `superpadl.student`
     group_size: int = 20
     grouping: str = "random"  # "random" or "cluster" (k-means on caption embeddings)
     rollout_steps: int = 32
@@ -130,7 +131,7 @@ def load_group(path: str | Path) -> tuple[ppo.TrainState, dict]:
 
 class GroupTeachers:
     """Group controllers as teachers: env i performs clip `command[i]` (library index), begun `clock[i]` seconds
-    ago; the controller of that clip's group acts on the env's state and the shared history."""
+    ago (`heading[i]`: `student.heading_features` since then); the controller of that clip's group acts on the env's state and the shared history."""
 
     def __init__(self, library: MotionLibrary, groups: list[tuple[ppo.TrainState, dict]]):
         self.groups, self.slots = [], []
@@ -148,11 +149,11 @@ class GroupTeachers:
             raise ValueError("group controllers disagree on their history settings")
         self.history = hist.pop()
 
-    def act(self, policy_obs, hist, command, clock) -> jax.Array:
+    def act(self, policy_obs, hist, command, clock, heading) -> jax.Array:
         key, out = jax.random.key(0), None
         owner = self.owner[command]
         for g, (ts, cfg, n) in enumerate(self.groups):
-            x = S.student_input(policy_obs, hist, _onehot(self.slot[command], n), cfg.history, clock)
+            x = S.student_input(policy_obs, hist, _onehot(self.slot[command], n), cfg.history, clock, heading)
             a = ppo.act(ts, x, key, deterministic=True)[0]
             out = a if out is None else jnp.where((owner == g)[:, None], a, out)
         return out
@@ -207,6 +208,13 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
     t_start = time.time()
     bar = tqdm(total=total, initial=it, disable=not progress, desc=f"group {out.name}", dynamic_ncols=True)
 
+    starts = S.clip_starts(library)
+
+    def student_x(env_state, hist):  # every episode follows its clip from the reference: the command began at its start
+        return S.student_input(S.env_proprio(env_state)[0], hist, _onehot(slot_of[env_state.clip], G), cfg.history,
+                               env_state.clip_time,
+                               S.heading_features(starts[env_state.clip], S.root_frame(env_state.qpos)))
+
     def controller(ts):
         return S.student_actor(lambda x: ppo.act(ts, x, key, deterministic=True)[0], cfg.history,
                                lambda s: _onehot(slot_of[s.clip], G))
@@ -221,8 +229,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
         xs, actions, logps, values, teacher, tracking, dones, truncs, disc_obs = ([] for _ in range(9))
         for _ in range(T):
             key, k_act = jax.random.split(key)
-            pobs, _ = S.env_proprio(env_state)
-            x = S.student_input(pobs, hist, _onehot(slot_of[env_state.clip], G), cfg.history, env_state.clip_time)
+            x = student_x(env_state, hist)
             a, lp, v = ppo.act(ts, x, k_act)
             a_teacher = teachers.act(env_state)
             a = jnp.where(by_teacher[:, None], a_teacher, a)
@@ -254,9 +261,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
             real = jnp.concatenate([real, _onehot(slot_of[real_clip], G)], -1).reshape(cfg.disc_updates, -1, disc_dim)
             ds, replay, d_metrics = disc_phase(ds, replay, real, disc_obs.reshape(T * N, -1), k_disc)
             rollout = ppo.Rollout(xs, stack(actions), stack(logps), stack(values), rewards, dones, truncs,
-                                  ppo.value(ts, S.student_input(
-                                      S.env_proprio(env_state)[0], hist, _onehot(slot_of[env_state.clip], G),
-                                      cfg.history, env_state.clip_time)), teacher_actions=teacher)
+                                  ppo.value(ts, student_x(env_state, hist)), teacher_actions=teacher)
             new_ts, p_metrics = ppo.update(ts.replace(config=padl_ppo), rollout, k_ppo)
             if it - cfg.bc_warmup_iterations < cfg.critic_warmup_iterations:  # the critic learns, the policy waits
                 new_ts = new_ts.replace(policy_params=ts.policy_params, policy_opt_state=ts.policy_opt_state)

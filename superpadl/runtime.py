@@ -190,7 +190,7 @@ class PolicyController:
     """The global text-conditioned policy with its strided history of the character's own motion.
 
     `set_command` changes the text condition and restarts the clock (the time since the command, for policies that
-    see it); the history is the body's real past and stays, so a switch starts from the motion in progress (as in
+    see it) and the start frame (the heading and place the command began at, from the next `act`); the history is the body's real past and stays, so a switch starts from the motion in progress (as in
     the distillation rollouts). `reset` (a restart) clears it; the next `act` fills it with the current frame.
     """
 
@@ -213,7 +213,7 @@ class PolicyController:
         _, self._low, self._high = S.joint_limits(self.character)
         self.condition = self.caption_emb[0]
         self.command_text, self.matched_caption = None, self.captions[0]
-        self.hist, self.clock = None, 0.0
+        self.hist, self.clock, self.start = None, 0.0, None
 
     def match(self, text: str) -> tuple[str, float, np.ndarray]:
         """(nearest training caption, cosine similarity, the embedding to condition on) for a command."""
@@ -228,20 +228,23 @@ class PolicyController:
 
     def set_command(self, text: str) -> None:
         self.matched_caption, _, self.condition = self.match(text)
-        self.command_text, self.clock = text, 0.0
+        self.command_text, self.clock, self.start = text, 0.0, None
 
     def initial_state(self):
         return self.start_qpos.copy(), np.zeros(self.model.nv)
 
     def reset(self, qpos, qvel) -> None:
-        self.hist, self.clock = None, 0.0
+        self.hist, self.clock, self.start = None, 0.0, None
 
     def act(self, qpos, qvel) -> np.ndarray:
         S = self._S
         pobs, frame = self._proprio(jnp.asarray(qpos, jnp.float32)[None], jnp.asarray(qvel, jnp.float32)[None])
         self.hist = S.init_history(frame, self.history) if self.hist is None else S.push_history(
             self.hist, frame, jnp.zeros(1, bool))
-        x = S.student_input(pobs, self.hist, self.condition[None], self.history, np.float32([self.clock]))
+        root = S.root_frame(np.asarray(qpos, np.float32)[None])
+        self.start = root if self.start is None else self.start
+        x = S.student_input(pobs, self.hist, self.condition[None], self.history, np.float32([self.clock]),
+                            S.heading_features(self.start, root))
         a = np.asarray(self._policy(x))[0]
         self.clock += 1.0 / self.control_hz
         return np.asarray(S.from_absolute(a, self._low, self._high), np.float64)

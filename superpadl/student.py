@@ -3,10 +3,12 @@
 A student sees no reference motion: only the character's own state (the environment's 223-D policy observation),
 a strided history of its discriminator frames (84-D: root height, rotation and velocities, joint angles and
 velocities, key bodies; default 5 frames spaced 8 control steps apart over the last 40, as in SuperPADL) and a
-condition (a clip's one-hot index in its group, or a text embedding), and with `clock` the time since its
-command began (`clock_features`): the phase the experts read from their reference, without which a gesture's
-still start and still end look alike. It outputs absolute PD targets, since there
-is no reference pose to be residual to; teachers' residual actions are converted with `to_absolute`.
+condition (a clip's one-hot index in its group, or a text embedding); with `clock` also the time since its
+command began (`clock_features`), and with `heading` how far its root has turned and stepped sideways since then
+(`heading_features`), the drift its experts see against their reference. The command's start is where the
+character stood when it was given; in training, after a reference-state start, the clip's first frame. It outputs
+absolute PD targets, since there is no reference pose to be residual to; teachers' residual actions are converted
+with `to_absolute`.
 
 The history buffer holds the last `window + 1` frames, newest first. The runtime and evaluation start it with the
 first frame repeated; in training, an episode (re)started at a reference state gets either that or the
@@ -36,6 +38,10 @@ class HistoryConfig:
     # controller's success (73 % against 77 %, 22 episodes) and its transitions fell (35 % against 55 %, 20 pairs),
     # since a group sees a restarted clock in a foreign pose only at a switch, never in its own training.
     clock: bool = False
+    # Also see how far the root has turned and stepped sideways since the command began (`heading_features`): a
+    # reference-free student cannot otherwise tell a straight walk from one that veers, and its experts' labels
+    # correct a drift it cannot see.
+    heading: bool = False
     # Training only: the share of reference-state (re)starts whose history is the reference's own past; the rest
     # repeat their first frame, as the runtime and `padl.evaluate` start. Repeating alone shows a student
     # that starts mid-skill a still past it never meets later, during the first `window` steps of every episode.
@@ -98,15 +104,47 @@ def clock_features(t: jax.Array) -> jax.Array:
     return jnp.stack([jnp.minimum(t, 8.0) / 8.0, jnp.exp(-2.0 * t)], axis=-1)
 
 
+HEADING_SIZE = 3
+
+
+def root_frame(qpos) -> jax.Array:
+    """(N, 3) root x, y and heading (yaw about z) of simulation states (N, 35)."""
+    q = jnp.asarray(qpos, jnp.float32)
+    w, x, y, z = (q[:, 3 + i] for i in range(4))
+    return jnp.stack([q[:, 0], q[:, 1], jnp.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))], axis=-1)
+
+
+def clip_starts(library) -> jax.Array:
+    """(C, 3) `root_frame` of each library clip's first frame: where a command begins in training, when an episode
+    starts on the reference (the env places the character on the reference as it is, not re-anchored)."""
+    n = len(library.clip_ids)
+    return root_frame(library.sample(jnp.arange(n), jnp.zeros(n, jnp.float32)).qpos)
+
+
+def heading_features(start: jax.Array, root: jax.Array) -> jax.Array:
+    """(N, 3): sine and cosine of the heading change since the command began, and the sideways offset (m, in the
+    start's heading frame, clipped to +-1) from where it began; both `root_frame`s (N, 3). Forward progress is left
+    out: it grows without bound on a looping walk and would act as a clock."""
+    dyaw = root[:, 2] - start[:, 2]
+    d = root[:, :2] - start[:, :2]
+    lateral = -jnp.sin(start[:, 2]) * d[:, 0] + jnp.cos(start[:, 2]) * d[:, 1]
+    return jnp.stack([jnp.sin(dyaw), jnp.cos(dyaw), jnp.clip(lateral, -1.0, 1.0)], axis=-1)
+
+
 def student_input(policy_obs: jax.Array, hist: jax.Array, condition: jax.Array, cfg: HistoryConfig,
-                  clock: jax.Array) -> jax.Array:
-    parts = [policy_obs, strided(hist, cfg), condition] + ([clock_features(clock)] if cfg.clock else [])
+                  clock: jax.Array, heading: jax.Array | None = None) -> jax.Array:
+    """The student's input; `heading` (N, 3) `heading_features` is needed when cfg.heading."""
+    if cfg.heading and heading is None:
+        raise ValueError("this student sees its heading since the command: pass heading_features")
+    parts = ([policy_obs, strided(hist, cfg), condition] + ([clock_features(clock)] if cfg.clock else [])
+             + ([heading] if cfg.heading else []))
     return jnp.concatenate(parts, axis=-1)
 
 
 def input_size(cfg: HistoryConfig, condition: int) -> int:
     sizes = O.obs_sizes()
-    return sizes["policy"] + cfg.frames * sizes["disc_frame"] + condition + (CLOCK_SIZE if cfg.clock else 0)
+    return (sizes["policy"] + cfg.frames * sizes["disc_frame"] + condition + (CLOCK_SIZE if cfg.clock else 0)
+            + (HEADING_SIZE if cfg.heading else 0))
 
 
 def env_proprio(state) -> tuple[jax.Array, jax.Array]:
@@ -145,16 +183,20 @@ def from_absolute(action, low, high):
 
 
 def student_actor(policy, cfg: HistoryConfig, condition, clock=lambda state: state.clip_time):
-    """A stateful `act(env_state)` for `padl.evaluate`: keeps the history (started from the first state it sees)
-    and calls policy(student input) with condition(env_state) and clock(env_state) (default: the time in the
-    clip, i.e. since the command when episodes start at the clip's start)."""
-    hist = None
+    """A stateful `act(env_state)` for `padl.evaluate`: keeps the history and the command's start frame (both from
+    the first state it sees) and calls policy(student input) with condition(env_state) and clock(env_state)
+    (default: the time in the clip, i.e. since the command when episodes start at the clip's start)."""
+    hist = start = None
 
     def act(state):
-        nonlocal hist
+        nonlocal hist, start
         pobs, frame = env_proprio(state)
-        hist = init_history(frame, cfg) if hist is None else push_history(hist, frame, jnp.zeros(frame.shape[0], bool))
-        return policy(student_input(pobs, hist, condition(state), cfg, clock(state)))
+        root = root_frame(state.qpos)
+        if hist is None:
+            hist, start = init_history(frame, cfg), root
+        else:
+            hist = push_history(hist, frame, jnp.zeros(frame.shape[0], bool))
+        return policy(student_input(pobs, hist, condition(state), cfg, clock(state), heading_features(start, root)))
 
     return act
 

@@ -47,11 +47,31 @@ def test_clock_features_and_input_layout():
     np.testing.assert_allclose(f[:, 0], [0, 0.125, 1, 1])  # the ramp saturates at 8 s
     np.testing.assert_allclose(f[:, 1], np.exp([0, -2, -16, -60]), rtol=1e-6)
     pobs, hist, cond = jnp.zeros((3, 223)), jnp.zeros((3, 41, 84)), jnp.ones((3, 7))
+    heading = jnp.full((3, 3), 0.5)
     for clock in (False, True):
-        cfg = S.HistoryConfig(clock=clock)
-        x = S.student_input(pobs, hist, cond, cfg, jnp.asarray([0.0, 1.0, 2.0]))
-        assert x.shape == (3, S.input_size(cfg, 7))
-    np.testing.assert_allclose(x[:, -2], [0, 0.125, 0.25])  # the clock comes last
+        for with_heading in (False, True):
+            cfg = S.HistoryConfig(clock=clock, heading=with_heading)
+            x = S.student_input(pobs, hist, cond, cfg, jnp.asarray([0.0, 1.0, 2.0]), heading)
+            assert x.shape == (3, S.input_size(cfg, 7))
+    np.testing.assert_allclose(x[:, -5], [0, 0.125, 0.25])  # the clock, then the heading features last
+    np.testing.assert_allclose(x[:, -3:], 0.5)
+    with pytest.raises(ValueError, match="heading"):
+        S.student_input(pobs, hist, cond, cfg, jnp.zeros(3))
+
+
+def test_heading_features_measure_turn_and_sideways_offset_in_the_start_frame():
+    q = np.zeros((3, 35), np.float32)
+    q[:, 3] = 1.0
+    q[1, :2] = [1.0, 0.0]
+    q[1, 3], q[1, 6] = np.cos(np.pi / 4), np.sin(np.pi / 4)  # facing +y (yaw 90 deg)
+    start = S.root_frame(q)
+    np.testing.assert_allclose(start[1], [1.0, 0.0, np.pi / 2], atol=1e-6)
+    root = start.at[:, :2].add(jnp.asarray([[0.0, 0.3], [0.5, 2.0], [0.0, -3.0]])).at[:, 2].add(
+        jnp.asarray([0.0, np.pi / 6, 0.0]))
+    f = np.asarray(S.heading_features(start, root))
+    # facing +x, 0.3 m to the left; facing +y, 0.5 m along x is to the right and 2 m forward (not seen), turned
+    # 30 deg; 3 m to the right is clipped to 1
+    np.testing.assert_allclose(f, [[0, 1, 0.3], [0.5, np.cos(np.pi / 6), -0.5], [0, 1, -1.0]], atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -79,28 +99,38 @@ def test_dagger_labels_are_the_teachers_actions_on_the_students_states(lib, smal
     """The student drives (beta = 0): actions executed are the student's, labels are teacher(state) of the states
     the student reached. With beta = 1 the teacher drives and executed == labels."""
     env = small_env
-    hcfg = S.HistoryConfig(clock=True)
-    teacher = lambda pobs, hist, cmd, clock: jnp.tanh(pobs[:, 1:29]) + clock[:, None]  # a known function
+    hcfg = S.HistoryConfig(clock=True, heading=True)
+    # a known function of the state, the clock and the sideways offset the student saw
+    teacher = lambda pobs, hist, cmd, clock, heading: jnp.tanh(pobs[:, 1:29]) + clock[:, None] + heading[:, 2:]
     student = lambda x, k: jnp.full((x.shape[0], 28), 0.3)
     emb = jnp.eye(2, 384)
     clips = jnp.asarray([lib.index(c) for c in CLIPS])
-    for beta, p_switch in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0)):
+    starts = S.clip_starts(lib)
+    looping = jnp.full((len(lib.clip_ids),), jnp.inf)
+    for beta, p_switch, clip_end in ((0.0, 0.0, looping), (1.0, 0.0, looping), (0.0, 1.0, looping),
+                                     (0.0, 0.0, jnp.full((len(lib.clip_ids),), 0.01))):
         state = env.reset(jax.random.key(0))
         carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), jnp.asarray(state.clip),
-                      jnp.zeros(4, jnp.int32), jnp.asarray(state.clip_time))
+                      jnp.zeros(4, jnp.int32), jnp.asarray(state.clip_time), starts[jnp.asarray(state.clip)])
         carry, (xs, ys, executed), _ = dagger_rollout(
             env, carry, student, teacher, jnp.full((4,), beta > 0), emb, hcfg, 6, jax.random.key(1), p_switch,
-            clips, lambda k, c: jnp.zeros_like(c))
-        seen_clock = 8.0 * np.asarray(xs[..., -2])  # the student's clock feature (a ramp, < 8 s here)
+            clips, lambda k, c: jnp.zeros_like(c), starts, clip_end)
+        seen_clock = 8.0 * np.asarray(xs[..., -5])  # the student's clock feature (a ramp, < 8 s here)
+        seen_lateral = np.asarray(xs[..., -1])
         # the labels are the teacher's on the student's own state (xs[..., :223]) and the clock the student saw
-        np.testing.assert_allclose(ys, np.tanh(xs[..., 1:29]) + seen_clock[..., None], atol=1e-5)
+        np.testing.assert_allclose(ys, np.tanh(xs[..., 1:29]) + seen_clock[..., None] + seen_lateral[..., None],
+                                   atol=1e-5)
         np.testing.assert_allclose(executed, ys if beta else 0.3, atol=1e-5)
-        if p_switch:  # every step switched the command: the clock restarted each time (but in restarted envs)
+        if p_switch or clip_end is not looping:
+            # every step switched the command (at random, or since a clip is over after 0.01 s, i.e. at each step
+            # after a restart): the clock and the start frame restarted each time (but in restarted envs)
             kept = np.asarray(carry.env_state.step) == 6
             assert kept.any()
             np.testing.assert_allclose(seen_clock[1:, kept], 0.0, atol=1e-6)
-        else:  # no switch: the clock is the time in the clip
+            np.testing.assert_allclose(xs[1:, kept, -3:], np.tile([0.0, 1.0, 0.0], (5, kept.sum(), 1)), atol=1e-6)
+        else:  # no switch: the clock is the time in the clip, the start its first frame
             np.testing.assert_allclose(carry.clock, carry.env_state.clip_time, atol=1e-5)
+            np.testing.assert_allclose(carry.start, starts[jnp.asarray(carry.env_state.clip)])
             assert float(seen_clock[-1].min()) > 0
     assert not np.allclose(ys[-1], 0.3)
 
@@ -115,7 +145,7 @@ def _zero_residual_expert(lib) -> tuple[ppo.TrainState, dict]:
 def _tiny_group_config(**kw) -> GroupConfig:
     return dataclasses.replace(GroupConfig(
         env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, action_mode="absolute"), rollout_steps=8,
-        history=S.HistoryConfig(clock=True),
+        history=S.HistoryConfig(clock=True, heading=True),
         iterations=12, bc_warmup_iterations=10, beta_iterations=3, bc_steps=48, critic_warmup_iterations=1,
         eval_every=1000, eval_episodes=1, checkpoint_every=4, disc_updates=1), **kw)
 
@@ -243,3 +273,34 @@ def test_eval_cli_and_foreign_checkpoints(lib, global_dir, groups_dir, tmp_path,
     assert superpadl_main(["distill", "global", str(lib.path), str(tmp_path), "--out", str(tmp_path / "g")]) == 1
     assert "groups.json" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
+
+
+def test_transitions_switch_at_two_seconds_or_when_a_short_clip_ends(tmp_path):
+    """A pair's switch comes `switch_s` into its first command, or at the end of a shorter non-looping clip; the
+    policy then gets the second command, with its clock and start frame restarted."""
+    from superpadl.evaluate import Agent, _commanded, transition_success
+
+    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("sway", "balance"), frames=31))
+    seen = {}
+
+    class Recorder(Agent):
+        kind = "global"
+        commands = [("sway", "synthetic_sway"), ("balance", "synthetic_balance")]
+        env_config = EnvConfig(num_envs=4, backend="mujoco", num_threads=1, action_mode="absolute")
+
+        def actor(self, rows, switch=None):
+            seen["at"], seen["first"] = np.asarray(switch[0]), [self.commands[r][1] for r in rows]
+            return _commanded(lambda pobs, hist, cmd, clock, heading: (
+                seen.setdefault("calls", []).append((np.asarray(cmd), np.asarray(clock), np.asarray(heading)))
+                or jnp.zeros((cmd.shape[0], 28))), S.HistoryConfig(), np.asarray(rows), switch, 30.0)
+
+    out = transition_success(Recorder(), lib, 4, 2.0, 0.5, np.random.default_rng(0))
+    assert len(out["pairs"]) == 4
+    assert lib.durations[lib.index("synthetic_balance")] == pytest.approx(1.0)
+    expected = [30 if c == "synthetic_balance" else 60 for c in seen["first"]]
+    assert seen["at"].tolist() == expected and 30 in expected and 60 in expected
+    calls = seen["calls"]
+    assert len(calls) == 60 + 15  # the latest switch, then 0.5 s
+    for i, at in enumerate(expected):  # the second command from its switch on, from a restarted clock and start
+        assert calls[at - 1][0][i] != calls[at][0][i] and calls[at][1][i] == 0.0
+        np.testing.assert_allclose(calls[at][2][i], [0.0, 1.0, 0.0], atol=1e-6)
