@@ -230,6 +230,8 @@ def test_global_dagger_lowers_bc_loss(global_dir):
     assert curve[-1]["bc/loss"] < curve[0]["bc/loss"]
     tree, meta = load_global(global_dir)
     assert meta["captions"] and tree["caption_emb"].shape == (len(meta["captions"]), 384)
+    best = max(curve, key=lambda c: (c["success"], -c["g_mpjpe_mm"]))  # the policy kept is the best evaluated
+    assert meta["iteration"] == best["iteration"] and meta["eval"]["g_mpjpe_mm"] == best["g_mpjpe_mm"]
 
 
 @pytest.mark.slow  # the shipped policy's regression tests run PolicyController in the default suite
