@@ -206,9 +206,8 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
         if clips[a] != clips[b]:
             first.append(int(a)), second.append(int(b))
     hz = agent.env_config.control_hz
-    at = np.asarray([int(round(hz * (switch_s if library.data.loop[library.index(clips[a])]
-                                      else min(switch_s, float(library.durations[library.index(clips[a])])))))
-                     for a in first])
+    ends = np.asarray(S.clip_ends(library))[[library.index(clips[a]) for a in first]]
+    at = np.round(hz * np.minimum(switch_s, ends)).astype(int)
     after = int(round(after_s * hz))
     cfg = dataclasses.replace(agent.env_config, backend="mujoco", num_threads=0, num_envs=pairs, init="start",
                               clips=tuple(clips[a] for a in first), max_body_error=1e6, end_with_clip=False,

@@ -217,7 +217,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     clock = jnp.asarray(env_state.clip_time)
     starts = S.clip_starts(library)
     start = starts[jnp.asarray(env_state.clip)]
-    clip_end = jnp.where(library.data.loop, jnp.inf, jnp.asarray(library.durations, jnp.float32))
+    clip_end = S.clip_ends(library)
     last_eval: dict = {}
     t_start = time.time()
     bar = tqdm(total=total, initial=it, disable=not progress, desc="global", dynamic_ncols=True)

@@ -190,8 +190,9 @@ class PolicyController:
     """The global text-conditioned policy with its strided history of the character's own motion.
 
     `set_command` changes the text condition and restarts the clock (the time since the command, for policies that
-    see it) and the start frame (the heading and place the command began at, from the next `act`); the history is the body's real past and stays, so a switch starts from the motion in progress (as in
-    the distillation rollouts). `reset` (a restart) clears it; the next `act` fills it with the current frame.
+    see it) and the start frame (where and facing which way the command began, taken at the next `act`); the
+    history is the body's real past and stays, so a switch starts from the motion in progress (as in the
+    distillation rollouts). `reset` (a restart) clears it; the next `act` fills it with the current frame.
     """
 
     def __init__(self, path: str | Path, encoder=None, snap: bool = True):

@@ -121,6 +121,12 @@ def clip_starts(library) -> jax.Array:
     return root_frame(library.sample(jnp.arange(n), jnp.zeros(n, jnp.float32)).qpos)
 
 
+def clip_ends(library) -> jax.Array:
+    """(C,) seconds after which each library clip's command is over: a non-looping clip's duration, inf for a
+    looping one."""
+    return jnp.where(library.data.loop, jnp.inf, jnp.asarray(library.durations, jnp.float32))
+
+
 def heading_features(start: jax.Array, root: jax.Array) -> jax.Array:
     """(N, 3): sine and cosine of the heading change since the command began, and the sideways offset (m, in the
     start's heading frame, clipped to +-1) from where it began; both `root_frame`s (N, 3). Forward progress is left
