@@ -95,6 +95,8 @@ class EnvState(NamedTuple):
     pool_next: jax.Array  # () int32: the first unused start in the pool
     clip_weights: jax.Array  # (C,) relative chance of each configured clip at a reset (uniform unless a trainer
     # prioritises, e.g. the clips it fails); new weights take effect when the pool is next drawn
+    anchor: jax.Array  # (N, 3) yaw, x, y: the horizontal transform of this episode's reference (`anchor_ref`);
+    # zero after a reset, set by `ImitationEnv.switch` so that a new clip begins where the character stands
 
 
 def pd_targets(ref_joints, action, mode: str, scale: float, act_joint, low, high):
@@ -127,6 +129,36 @@ class RefWindow(NamedTuple):
     qvel: jax.Array
     body_pos: jax.Array
     body_rot: jax.Array
+
+
+def anchor_ref(ref: RefWindow, anchor) -> RefWindow:
+    """Reference frames (N, T, ...) turned by yaw about z and shifted in xy by anchor (N, 3) = (yaw, x, y). MuJoCo's
+    free-joint linear velocity is in the world frame (turned); its angular velocity is local (kept)."""
+    half = 0.5 * anchor[:, 0]
+    q = jnp.stack([jnp.cos(half), jnp.zeros_like(half), jnp.zeros_like(half), jnp.sin(half)], -1)
+    shift = jnp.concatenate([anchor[:, 1:], jnp.zeros_like(anchor[:, :1])], -1)
+    turn = lambda v, q: K.quat_rotate(jnp.broadcast_to(q, v.shape[:-1] + (4,)), v)
+    pos = turn(ref.body_pos, q[:, None, None]) + shift[:, None, None]
+    rot = K.quat_mul(jnp.broadcast_to(q[:, None, None], ref.body_rot.shape), ref.body_rot)
+    qpos = jnp.concatenate([turn(ref.qpos[..., :3], q[:, None]) + shift[:, None],
+                            K.quat_mul(jnp.broadcast_to(q[:, None], ref.qpos[..., 3:7].shape), ref.qpos[..., 3:7]),
+                            ref.qpos[..., 7:]], -1)
+    qvel = jnp.concatenate([turn(ref.qvel[..., :3], q[:, None]), ref.qvel[..., 3:]], -1)
+    return RefWindow(qpos, qvel, pos, rot)
+
+
+def _heading_yaw(quat):
+    fwd = K.quat_rotate(quat, jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0], quat.dtype), quat.shape[:-1] + (3,)))
+    return jnp.arctan2(fwd[..., 1], fwd[..., 0])
+
+
+def anchor_between(ref_qpos, qpos):
+    """(N, 3) the anchor that puts reference roots (N, 35) where the character's roots (N, 35) are, in xy and
+    heading (the yaw of the root's forward axis, as the observations' heading frame)."""
+    yaw = _heading_yaw(qpos[:, 3:7]) - _heading_yaw(ref_qpos[:, 3:7])
+    c, s = jnp.cos(yaw), jnp.sin(yaw)
+    x, y = ref_qpos[:, 0], ref_qpos[:, 1]
+    return jnp.stack([yaw, qpos[:, 0] - (c * x - s * y), qpos[:, 1] - (s * x + c * y)], -1)
 
 
 def _take(ref, i):
@@ -170,11 +202,13 @@ class _Core:
         self.sizes = O.obs_sizes(config)
 
     # -- reference and observation ------------------------------------------------------------------------
-    def refs(self, clip, times) -> RefWindow:
-        """Reference frames (N, T, ...) of each env's clip at times (N, T): one batched library query."""
+    def refs(self, clip, times, anchor=None) -> RefWindow:
+        """Reference frames (N, T, ...) of each env's clip at times (N, T): one batched library query; turned and
+        shifted by `anchor` (N, 3) when given."""
         n, t = times.shape
         r = sample_reference(self.data, self.skel, jnp.repeat(clip, t), times.reshape(-1))
-        return jax.tree.map(lambda x: x.reshape((n, t) + x.shape[1:]), RefWindow(r.qpos, r.qvel, r.body_pos, r.body_rot))
+        ref = jax.tree.map(lambda x: x.reshape((n, t) + x.shape[1:]), RefWindow(r.qpos, r.qvel, r.body_pos, r.body_rot))
+        return ref if anchor is None else anchor_ref(ref, anchor)
 
     def phase(self, clip, clip_time):
         p = clip_time / self.duration[clip]
@@ -233,7 +267,22 @@ class _Core:
             qpos, qvel, body = qpos.at[:, 7:].add(eps[0]), qvel.at[:, 6:].add(10.0 * eps[1]), None
         obs, _, _ = self.observe(qpos, qvel, clip, time, ref, body)
         return dict(qpos=qpos, qvel=qvel, warmstart=jnp.zeros_like(qvel), time=jnp.zeros_like(time), clip=clip,
-                    clip_time=time, step=jnp.zeros((m,), jnp.int32), disc_hist=hist, ref=ref, obs=obs)
+                    clip_time=time, step=jnp.zeros((m,), jnp.int32), disc_hist=hist, ref=ref, obs=obs,
+                    anchor=jnp.zeros((m, 3), jnp.float32))
+
+    def switch(self, state: EnvState, mask, clip) -> dict:
+        """EnvState fields after envs (N,) bool `mask` switch to library clips `clip` (N,) at their first frame,
+        re-anchored at the character (as a user's new command begins where the character stands); the
+        simulation, the discriminator history and the episode's step count go on."""
+        qpos, qvel = jnp.asarray(state.qpos, jnp.float32), jnp.asarray(state.qvel, jnp.float32)
+        k = self.cfg.ref_frames
+        clip = jnp.where(mask, clip, state.clip)
+        first = self.refs(clip, jnp.zeros((self.n, 1), jnp.float32))
+        anchor = jnp.where(mask[:, None], anchor_between(first.qpos[:, 0], qpos), state.anchor)
+        clip_time = jnp.where(mask, 0.0, state.clip_time)
+        ref = _where(mask, self.refs(clip, clip_time[:, None] + jnp.arange(1, k + 1) * self.dt, anchor), state.ref)
+        obs = jnp.where(mask[:, None], self.observe(qpos, qvel, clip, clip_time, ref)[0], state.obs)
+        return dict(clip=clip, clip_time=clip_time, anchor=anchor, ref=ref, obs=obs)
 
     def reset(self, key) -> EnvState:
         key, sub = jax.random.split(key)
@@ -264,7 +313,7 @@ class _Core:
                | (jnp.abs(qvel).max(-1) > cfg.max_qvel))
         clip_time, step = state.clip_time + self.dt, state.step + 1
         now = _take(state.ref, 0)  # the reference at clip_time, sampled K steps ago
-        entering = self.refs(state.clip, (clip_time + cfg.ref_frames * self.dt)[:, None])
+        entering = self.refs(state.clip, (clip_time + cfg.ref_frames * self.dt)[:, None], state.anchor)
         ref = jax.tree.map(lambda a, b: jnp.concatenate([a[:, 1:], b], axis=1), state.ref, entering)
         # A blown-up env is shown the reference instead, so no NaN reaches observations or statistics.
         qpos, qvel = _where(bad, (now.qpos, now.qvel), (qpos, qvel))
@@ -292,7 +341,7 @@ class _Core:
         first = jnp.where(refill, 0, state.pool_next)
         slot = (first + jnp.cumsum(reset) - 1) % self.pool
         kept = dict(qpos=qpos, qvel=qvel, warmstart=warmstart, time=state.time + self.dt, clip=state.clip,
-                    clip_time=clip_time, step=step, disc_hist=hist, ref=ref, obs=obs)
+                    clip_time=clip_time, step=step, disc_hist=hist, ref=ref, obs=obs, anchor=state.anchor)
         new = _where(reset, jax.tree.map(lambda x: x[slot], pool), kept)
         info = {"fell": fell, "body_error_exceeded": too_far, "blowup": bad, "nan_action": nan_action,
                 "body_error": err}
@@ -368,6 +417,14 @@ class ImitationEnv:
         if ("past", h) not in self._ref_disc:
             self._ref_disc[("past", h)] = jax.jit(lambda c, t: self.core.past_frames(c, t, h))
         return self._ref_disc[("past", h)](jnp.asarray(state.clip), jnp.asarray(state.clip_time))
+
+    def switch(self, state: EnvState, mask, clip) -> EnvState:
+        """Envs (N,) bool `mask` begin library clips `clip` (N,) from their first frame, re-anchored at where the
+        character stands and faces (`_Core.switch`); the others are unchanged."""
+        if not hasattr(self, "_switch"):
+            self._switch = jax.jit(self.core.switch)
+        mask = jnp.asarray(mask, bool)
+        return state._replace(**self._switch(state._replace(pool=None), mask, jnp.asarray(clip, jnp.int32)))
 
     def step(self, state: EnvState, action) -> EnvState:
         """Apply actions (N, 28) in [-1, 1] (clipped) for one control step; finished envs are reset."""

@@ -16,6 +16,11 @@ Training has two phases:
 
 `policy.*` is the controller with the best evaluation so far (success, then G-MPJPE); `train_state.*` the latest.
 
+In both phases commands switch mid-episode (`switch_rate`, `end_switch`): an env goes on to another clip of its
+group, whose reference is re-anchored where the character stands (`ImitationEnv.switch`), so the controller learns
+what a user's next command asks of it, from states its own previous clip left it in, with that clip's expert's
+labels and the discriminator's reward.
+
 Every `eval_every` iterations the deterministic controller is evaluated from each clip's start (success and
 G-MPJPE against the clip, `padl.evaluate`). The run state (networks, optimisers, normalisers, discriminator and
 its replay buffer, RNG, counters) is checkpointed like an expert's; the aggregated BC data are not (hundreds of MB):
@@ -73,6 +78,12 @@ class GroupConfig:
     bc_batch: int = 512
     bc_lr: float = 1e-3
     bc_buffer: int = 131072  # aggregated (state, expert action) pairs, oldest dropped first
+    # Commands switched mid-episode, so the controller practises what a user's next command asks: an env switches
+    # to another clip of its group at this rate (per second, once 0.5 s into its clip), and a non-looping clip's
+    # end switches with chance `end_switch` instead of ending the episode. The new clip's reference begins where
+    # the character stands (`ImitationEnv.switch`), so its expert's labels show how to get there.
+    switch_rate: float = 0.3
+    end_switch: float = 0.5
     prioritise: float = 4.0  # after each evaluation a clip's chance at a reset is 1 + prioritise x its failure rate
     critic_warmup_iterations: int = 10  # first PADL iterations train the value function only (policy lr 0)
     padl_policy_lr: float = 2e-5  # fine-tuning rate: PPO at the expert rate undid the warm-up within 20 iterations
@@ -111,6 +122,20 @@ def clip_priorities(success, strength: float) -> np.ndarray:
     is practised more (its short failed episodes would otherwise give it fewer samples than the clips it
     performs), and none drops out."""
     return (1.0 + strength * (1.0 - np.clip(np.asarray(success, np.float32), 0.0, 1.0))).astype(np.float32)
+
+
+def draw_switches(key, clip, clip_time, weights, group_clips, loop, ends, rate: float, end_share: float, dt: float):
+    """Which envs switch command before the next control step, and to what: ((N,) bool, (N,) library clips).
+
+    An env performing library clip `clip` (N,) for `clip_time` (N,) s switches at `rate` per second once 0.5 s in
+    and, when its non-looping clip ends at this step (`ends` (C,) from `student.clip_ends`, `loop` (C,)), with
+    chance `end_share`; its new clip is another of `group_clips` (G,), drawn in proportion to `weights` (G,)."""
+    u = jax.random.uniform(key, (2,) + clip.shape)
+    hazard = (u[0] < rate * dt) & (clip_time >= 0.5)
+    ending = ~loop[clip] & (clip_time + dt >= ends[clip] - 1e-6)
+    mask = jnp.where(ending, u[1] < end_share, hazard)
+    w = weights[None] * (group_clips[None] != clip[:, None])
+    return mask, group_clips[jax.random.categorical(jax.random.fold_in(key, 1), jnp.log(w))]
 
 
 def _onehot(slot, n):
@@ -210,14 +235,20 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
 
     starts = S.clip_starts(library)
 
-    def student_x(env_state, hist):  # every episode follows its clip from the reference: the command began at its start
+    def student_x(env_state, hist):  # the command began at its clip's first frame, where the reference is anchored
+        start = S.anchored(starts[env_state.clip], env_state.anchor)
         return S.student_input(S.env_proprio(env_state)[0], hist, _onehot(slot_of[env_state.clip], G), cfg.history,
-                               env_state.clip_time,
-                               S.heading_features(starts[env_state.clip], S.root_frame(env_state.qpos)))
+                               env_state.clip_time, S.heading_features(start, S.root_frame(env_state.qpos)))
 
     def controller(ts):
         return S.student_actor(lambda x: ppo.act(ts, x, key, deterministic=True)[0], cfg.history,
                                lambda s: _onehot(slot_of[s.clip], G))
+
+    group_clips = jnp.asarray([library.index(c) for c in clips])
+    clip_loop, clip_end = jnp.asarray(library.data.loop), S.clip_ends(library)
+    switch_draw = jax.jit(lambda clip, clip_time, weights, k: draw_switches(
+        k, clip, clip_time, weights, group_clips, clip_loop, clip_end, cfg.switch_rate, cfg.end_switch,
+        1.0 / env_cfg.control_hz))
 
     padl_ppo = dataclasses.replace(cfg.ppo, policy_lr=cfg.padl_policy_lr)
     while it < total:
@@ -227,8 +258,12 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
         key, k_beta = jax.random.split(key)
         by_teacher = jax.random.uniform(k_beta, (N,)) < beta
         xs, actions, logps, values, teacher, tracking, dones, truncs, disc_obs = ([] for _ in range(9))
+        switches = 0
         for _ in range(T):
-            key, k_act = jax.random.split(key)
+            key, k_act, k_switch = jax.random.split(key, 3)
+            if G > 1 and (cfg.switch_rate > 0 or cfg.end_switch > 0):
+                mask, new_clip = switch_draw(env_state.clip, env_state.clip_time, env_state.clip_weights, k_switch)
+                env_state, switches = env.switch(env_state, mask, new_clip), switches + int(mask.sum())
             x = student_x(env_state, hist)
             a, lp, v = ppo.act(ts, x, k_act)
             a_teacher = teachers.act(env_state)
@@ -272,6 +307,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
         it, samples = it + 1, samples + T * N
         ends = float(jnp.sum(dones) + jnp.sum(truncs))
         scalars.update({"reward/tracking": float(tracking.mean()),
+                        "commands/switches_per_s": switches / (T * N) * env.config.control_hz,
                         "episode/length_s": T * N / max(ends, 1.0) / env.config.control_hz,
                         "perf/samples_per_s": T * N / (time.time() - t0)})
         for k, v in scalars.items():
@@ -292,6 +328,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
                                     "phase": "bc" if warmup else "padl", **last_eval,
                                     "clip_success": success,
                                     "tracking": scalars["reward/tracking"],
+                                    "switches_per_s": scalars["commands/switches_per_s"],
                                     **({"bc_loss": scalars["bc/loss"]} if warmup else {})}) + "\n")
             curve.flush()
             score = (last_eval["success"], -last_eval["g_mpjpe_mm"])

@@ -127,6 +127,14 @@ def clip_ends(library) -> jax.Array:
     return jnp.where(library.data.loop, jnp.inf, jnp.asarray(library.durations, jnp.float32))
 
 
+def anchored(start: jax.Array, anchor: jax.Array) -> jax.Array:
+    """`root_frame`s (N, 3) moved by env anchors (N, 3) = (yaw, x, y) (`padl.env.anchor_ref`): where a clip
+    re-anchored at the character begins."""
+    c, s = jnp.cos(anchor[:, 0]), jnp.sin(anchor[:, 0])
+    x, y = start[:, 0], start[:, 1]
+    return jnp.stack([c * x - s * y + anchor[:, 1], s * x + c * y + anchor[:, 2], start[:, 2] + anchor[:, 0]], -1)
+
+
 def heading_features(start: jax.Array, root: jax.Array) -> jax.Array:
     """(N, 3): sine and cosine of the heading change since the command began, and the sideways offset (m, in the
     start's heading frame, clipped to +-1) from where it began; both `root_frame`s (N, 3). Forward progress is left

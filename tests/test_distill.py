@@ -17,7 +17,7 @@ from padl.expert import ExpertConfig
 from superpadl import student as S
 from superpadl.cli import main as superpadl_main
 from superpadl.global_policy import Carry, GlobalConfig, dagger_rollout, load_global, train_global
-from superpadl.groups import GroupConfig, clip_priorities, load_group, load_groups, make_groups, train_group
+from superpadl.groups import GroupConfig, clip_priorities, draw_switches, load_group, load_groups, make_groups, train_group
 from superpadl.runtime import PolicyController, load_controller
 from synthetic import write_synthetic_library
 
@@ -77,6 +77,24 @@ def test_heading_features_measure_turn_and_sideways_offset_in_the_start_frame():
 @pytest.fixture(scope="module")
 def small_env(lib) -> ImitationEnv:
     return ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", num_threads=1, action_mode="absolute"))
+
+
+def test_anchored_start_is_where_the_reanchored_clip_begins(lib):
+    """A group student's command start after a switch, `anchored(clip start, anchor)`, is the `root_frame` of the
+    re-anchored reference's first frame (`padl.env.anchor_ref`)."""
+    from padl.env import RefWindow, anchor_ref
+
+    n = len(lib.clip_ids)
+    r = lib.sample(jnp.arange(n), jnp.zeros(n, jnp.float32))
+    away = jnp.asarray([1.0, 0.5, 0.0])  # clips that begin off the origin, so the turn moves their start too
+    qpos, body_pos = r.qpos.at[:, :3].add(away), r.body_pos + away
+    anchor = jnp.asarray([[2.5, 1.0, -3.0], [-1.0, 0.2, 0.7]], jnp.float32)[:n]
+    moved = anchor_ref(RefWindow(*(x[:, None] for x in (qpos, r.qvel, body_pos, r.body_rot))), anchor)
+    start = S.root_frame(qpos)
+    got, want = S.anchored(start, anchor), S.root_frame(moved.qpos[:, 0])
+    np.testing.assert_allclose(got[:, :2], want[:, :2], atol=1e-5)
+    np.testing.assert_allclose(np.sin(got[:, 2] - want[:, 2]), 0.0, atol=1e-5)
+    assert np.linalg.norm(np.asarray(got[:, :2] - start[:, :2]), axis=-1).min() > 0.3
 
 
 def test_restart_history_is_the_reference_past_or_the_first_frame(small_env):
@@ -147,7 +165,7 @@ def _tiny_group_config(**kw) -> GroupConfig:
         env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, action_mode="absolute"), rollout_steps=8,
         history=S.HistoryConfig(clock=True, heading=True),
         iterations=12, bc_warmup_iterations=10, beta_iterations=3, bc_steps=48, critic_warmup_iterations=1,
-        eval_every=1000, eval_episodes=1, checkpoint_every=4, disc_updates=1), **kw)
+        eval_every=1000, eval_episodes=1, checkpoint_every=4, disc_updates=1, switch_rate=2.0), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +196,7 @@ def test_group_warmup_lowers_bc_loss_and_keeps_the_character_up(lib, groups_dir)
     assert trained["frames"] >= 2 * untrained["frames"], (trained, untrained)
     assert any((groups_dir / "group_000" / "logs").iterdir())
     assert curve and curve[-1]["phase"] == "padl"  # the PPO + discriminator + BC phase ran after the warm-up
+    assert curve[-1]["switches_per_s"] > 0  # commands switched mid-episode, and training went on through them
     # The clips' reset weights follow the last evaluation and are kept for a resume.
     state, _ = checkpoint.load(groups_dir / "group_000" / "train_state")
     assert np.allclose(state["['clip_weights']"], clip_priorities(curve[-1]["clip_success"], cfg.prioritise))
@@ -194,6 +213,23 @@ def test_group_run_resumes_to_more_iterations(lib, groups_dir, tmp_path):
                 log=lambda m: None)
     _, meta = checkpoint.load(run / "train_state")
     assert meta["iteration"] == 14 and meta["samples"] == 14 * 8 * 8
+
+
+def test_switches_come_at_the_rate_and_at_clip_ends_and_change_the_clip():
+    """`draw_switches`: none in a clip's first 0.5 s; `rate` per second after that; `end_share` of non-looping clips
+    switch at their last step; the new clip is always another one, drawn by weight (never a zero-weight clip)."""
+    n, dt = 40000, 1.0 / 30.0
+    group, loop, ends = jnp.asarray([0, 1, 2]), jnp.asarray([True, False, False]), jnp.asarray([jnp.inf, 1.0, 2.0])
+    clip = jnp.asarray(np.repeat([0, 0, 1, 2], n // 4))
+    time = jnp.asarray(np.repeat([0.4, 1.0, 1.0 - dt, 1.0], n // 4), jnp.float32)
+    mask, new = draw_switches(jax.random.key(0), clip, time, jnp.asarray([1.0, 0.0, 3.0]), group, loop, ends,
+                              rate=3.0, end_share=0.25, dt=dt)
+    mask, new = np.asarray(mask).reshape(4, -1), np.asarray(new).reshape(4, -1)
+    assert not mask[0].any()  # looping, 0.4 s in
+    assert abs(mask[1].mean() - 3.0 * dt) < 0.01 and abs(mask[3].mean() - 3.0 * dt) < 0.01  # 0.1 per step
+    assert abs(mask[2].mean() - 0.25) < 0.02  # the squat-like clip ends at this step
+    assert (new[:2] == 2).all() and (new[3] == 0).all()  # from clip 0 or 2: the one other with weight > 0
+    assert set(np.unique(new[2])) == {0, 2} and abs((new[2] == 2).mean() - 0.75) < 0.02  # weights 1 : 3
 
 
 def test_clip_priorities_favour_failed_clips():

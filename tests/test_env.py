@@ -221,6 +221,48 @@ def test_mjx_small_batch_runs(xenv):
     assert s.obs.dtype == jnp.float32 and s.qpos.dtype == jnp.float32
 
 
+def _yaw(q):
+    fwd = K.quat_rotate(jnp.asarray(q, jnp.float32), jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), q.shape[:-1] + (3,)))
+    return np.arctan2(np.asarray(fwd[..., 1]), np.asarray(fwd[..., 0]))
+
+
+def test_switch_reanchors_the_new_clip_where_the_character_stands(cenv, synth):
+    """A switched env's new reference begins at the character's root (xy and heading) with the clip's own height
+    and joint angles, and keeps that anchor as it steps; the other envs are untouched."""
+    s = cenv.reset(3)
+    for _ in range(3):
+        s = cenv.step(s, np.zeros((N, 28), np.float32))
+    q = s.qpos.copy()  # turn every character by 100 degrees and move it, so an unanchored reference would be far off
+    turn = np.array([np.cos(np.radians(50)), 0.0, 0.0, np.sin(np.radians(50))])
+    q[:, 3:7] = np.asarray(K.quat_mul(jnp.asarray(np.tile(turn, (N, 1)), jnp.float32), jnp.asarray(q[:, 3:7], jnp.float32)))
+    q[:, :2] += [2.0, -1.5]
+    s = s._replace(qpos=q)
+    mask, new = np.array([True, False, True, False]), np.full(N, 1 - np.asarray(s.clip)[0])
+    w = cenv.switch(s, mask, new)
+    assert np.array_equal(np.asarray(w.clip), np.where(mask, new, s.clip))
+    np.testing.assert_allclose(np.asarray(w.clip_time)[mask], 0.0)
+    for name in ("anchor", "obs", "clip_time"):
+        np.testing.assert_array_equal(np.asarray(getattr(w, name))[~mask], np.asarray(getattr(s, name))[~mask])
+    np.testing.assert_array_equal(np.asarray(w.ref.body_pos)[~mask], np.asarray(s.ref.body_pos)[~mask])
+    clip = jnp.asarray(w.clip)
+    first = cenv.core.refs(clip, jnp.zeros((N, 1)), jnp.asarray(w.anchor))
+    plain = cenv.core.refs(clip, jnp.zeros((N, 1)))
+    np.testing.assert_allclose(np.asarray(first.qpos)[mask, 0, :2], q[mask, :2], atol=1e-5)
+    dyaw = _yaw(np.asarray(first.qpos)[mask, 0, 3:7]) - _yaw(q[mask, 3:7].astype(np.float32))
+    np.testing.assert_allclose(np.sin(dyaw), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(first.qpos)[mask, 0, 2], np.asarray(plain.qpos)[mask, 0, 2], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(first.qpos)[mask, 0, 7:], np.asarray(plain.qpos)[mask, 0, 7:])
+    np.testing.assert_allclose(np.asarray(first.body_pos)[mask, 0, :, 2], np.asarray(plain.body_pos)[mask, 0, :, 2],
+                               atol=1e-5)
+    assert np.abs(np.asarray(first.qpos)[mask, 0, :2] - np.asarray(plain.qpos)[mask, 0, :2]).min() > 1.0
+    stepped = cenv.step(w, np.zeros((N, 28), np.float32))
+    k = cenv.config.ref_frames
+    window = cenv.core.refs(clip, jnp.asarray(stepped.clip_time)[:, None] + jnp.arange(1, k + 1) / cenv.config.control_hz,
+                            jnp.asarray(w.anchor))
+    np.testing.assert_allclose(np.asarray(stepped.ref.body_pos)[mask], np.asarray(window.body_pos)[mask], atol=1e-5)
+    assert not np.asarray(stepped.done)[mask].any()  # the new reference is where the character is: no body error
+
+
 # -- terminations -----------------------------------------------------------------------------------------------
 
 def test_fall_detector_fires_when_knocked_over(synth):
