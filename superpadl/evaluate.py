@@ -79,10 +79,11 @@ class GroupAgent(Agent):
 class GlobalAgent(Agent):
     kind = "global"
 
-    def __init__(self, path, library):
+    def __init__(self, path, library, loaded: tuple[dict, dict] | None = None):
+        """From a checkpoint at `path`, or from an already loaded (tree, metadata) (a run's current policy)."""
         from superpadl.global_policy import GlobalConfig, load_global, policy_act
 
-        tree, meta = load_global(path)
+        tree, meta = loaded or load_global(path)
         cfg = from_dict(GlobalConfig, meta["global"])
         self.env_config, self.history = cfg.env, from_dict(S.HistoryConfig, meta["history"])
         self.emb, self.act = jnp.asarray(tree["caption_emb"]), policy_act(tree, cfg)

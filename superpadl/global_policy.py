@@ -12,7 +12,7 @@ The environment's reference motion only starts episodes (reference-state initial
 after a switch the character no longer follows it, so the body-error termination is off.
 
 A run folder holds `train_state.*` (the latest), `policy.*` (kind "superpadl-global": the network with the best
-evaluation so far (success, then G-MPJPE), its normaliser, the caption table and a start pose, everything the
+evaluation so far (the mean of success and transition success, then G-MPJPE), its normaliser, the caption table and a start pose, everything the
 runtime needs), `progress.jsonl` and `logs/`. Evaluations of 2 episodes per clip scatter by 10-20 points between
 neighbouring iterations, so the latest is rarely the best.
 """
@@ -37,6 +37,7 @@ from padl.env import EnvConfig, ImitationEnv, weighted_choice
 from padl.evaluate import evaluate_policy
 from padl.normalizer import update as update_normalizer
 from superpadl import student as S
+from superpadl.evaluate import GlobalAgent, transition_success
 from superpadl.groups import GroupTeachers, clip_priorities
 
 KIND = "superpadl-global"
@@ -63,6 +64,9 @@ class GlobalConfig:
     eval_every: int = 25
     eval_episodes: int = 2
     eval_noise: float = 0.02
+    # random command pairs whose transitions each evaluation also scores (`superpadl.evaluate`; 0: none); the policy
+    # kept is the one with the best mean of success and transition success, then G-MPJPE
+    eval_transitions: int = 40
     checkpoint_every: int = 10
     seed: int = 0
 
@@ -187,7 +191,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     state = {"ppo": ppo.init(jax.random.key(cfg.seed), in_size, env.action_size, cfg.ppo),
              "key": jax.random.key_data(jax.random.key(cfg.seed + 1)), "iteration": np.int64(0),
              "samples": np.int64(0), "clip_weights": np.ones(len(clips), np.float32),
-             "best": np.asarray([-1.0, -np.inf])}  # (success, -G-MPJPE) of the evaluation saved as the policy
+             "best": np.asarray([-1.0, -np.inf])}  # (score, -G-MPJPE) of the evaluation saved as the policy
     start_qpos = np.asarray(library.sample(jnp.asarray([library.index(clips[0])]), jnp.zeros(1)).qpos[0], np.float32)
     meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips, "captions": captions,
             "caption_clips": owners, "input_size": in_size, "action_size": env.action_size,
@@ -222,10 +226,13 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     t_start = time.time()
     bar = tqdm(total=total, initial=it, disable=not progress, desc="global", dynamic_ncols=True)
 
-    def save_policy(ts):
-        tree = {"policy_params": ts.policy_params, "normalizer": ts.normalizer, "caption_emb": emb,
+    def policy_tree(ts):
+        return {"policy_params": ts.policy_params, "normalizer": ts.normalizer, "caption_emb": emb,
                 "start_qpos": start_qpos}
-        checkpoint.save(out / POLICY, tree, {**meta, "iteration": it, "samples": samples, "eval": last_eval})
+
+    def save_policy(ts):
+        checkpoint.save(out / POLICY, policy_tree(ts), {**meta, "iteration": it, "samples": samples,
+                                                         "eval": last_eval})
 
     while it < total:
         t0 = time.time()
@@ -262,6 +269,10 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
                 env_config=dataclasses.replace(env_cfg, backend="mujoco", max_body_error=EnvConfig.max_body_error,
                                                end_with_clip=True))  # as `superpadl eval`
             last_eval, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
+            if cfg.eval_transitions:
+                agent = GlobalAgent(None, library, (policy_tree(ts), meta))
+                last_eval["transition_success"] = transition_success(
+                    agent, library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(it))["success"]
             state["clip_weights"] = clip_priorities(success, cfg.prioritise)
             env_state = env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))
             for k, v in last_eval.items():
@@ -269,7 +280,8 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
             curve.write(json.dumps({"iteration": it, "samples": samples, "wall_s": time.time() - t_start,
                                     **last_eval, **scalars, "clip_success": success}) + "\n")
             curve.flush()
-            score = (last_eval["success"], -last_eval["g_mpjpe_mm"])
+            score = (0.5 * (last_eval["success"] + last_eval.get("transition_success", last_eval["success"])),
+                     -last_eval["g_mpjpe_mm"])
             if score > tuple(state["best"]):
                 state["best"] = np.asarray(score, np.float64)
                 save_policy(ts)
