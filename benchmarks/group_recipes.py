@@ -10,6 +10,8 @@ transition success per recipe, and each one's G-MPJPE over the default recipe's,
 The recipes (everything else is `GroupConfig()`):
 - default: the (1024, 512) LayerNorm network, prioritised clips, first-frame starts, reference-past restarts, and
   the heading features (turn and sideways offset since the command began);
+- switches: the default with commands switched mid-episode (0.3 per second, half of the clip ends), the new
+  clip's reference re-anchored at the character and labelled by its expert;
 - no_heading: the default without the heading features (the recipe before them);
 - no_reference_restarts: no heading features, and restarts repeat their first frame only;
 - small_network: the (512, 256) network without LayerNorm, neither start change (first_frame_share 0,
@@ -37,6 +39,7 @@ def recipes(base: GroupConfig) -> dict[str, GroupConfig]:
                                 ppo=dataclasses.replace(base.ppo, policy_hidden=(512, 256), layer_norm=False))
     return {
         "default": base,
+        "switches": dataclasses.replace(base, switch_rate=0.3, end_switch=0.5),
         "no_heading": dataclasses.replace(base, history=no_heading),
         "no_reference_restarts": dataclasses.replace(
             base, history=dataclasses.replace(no_heading, reference_restarts=0.0)),

@@ -12,9 +12,9 @@ The environment's reference motion only starts episodes (reference-state initial
 after a switch the character no longer follows it, so the body-error termination is off.
 
 A run folder holds `train_state.*` (the latest), `policy.*` (kind "superpadl-global": the network with the best
-evaluation so far (the mean of success and transition success, then G-MPJPE), its normaliser, the caption table and a start pose, everything the
-runtime needs), `progress.jsonl` and `logs/`. Evaluations of 2 episodes per clip scatter by 10-20 points between
-neighbouring iterations, so the latest is rarely the best.
+evaluation so far (the mean of success and transition success, then G-MPJPE), its normaliser, the caption table
+and a start pose, everything the runtime needs), `progress.jsonl` and `logs/`. Evaluations of 2 episodes per clip
+scatter by 10-20 points between neighbouring iterations, so the latest is rarely the best.
 """
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ from padl.expert import ExpertConfig
 from superpadl import student as S
 from superpadl.cli import main as superpadl_main
 from superpadl.global_policy import Carry, GlobalConfig, dagger_rollout, load_global, train_global
-from superpadl.groups import GroupConfig, clip_priorities, draw_switches, load_group, load_groups, make_groups, train_group
+from superpadl.groups import (GroupConfig, clip_priorities, draw_switches, load_group, load_groups, make_groups,
+                              train_group)
 from superpadl.runtime import PolicyController, load_controller
 from synthetic import write_synthetic_library
 

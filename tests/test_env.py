@@ -234,7 +234,8 @@ def test_switch_reanchors_the_new_clip_where_the_character_stands(cenv, synth):
         s = cenv.step(s, np.zeros((N, 28), np.float32))
     q = s.qpos.copy()  # turn every character by 100 degrees and move it, so an unanchored reference would be far off
     turn = np.array([np.cos(np.radians(50)), 0.0, 0.0, np.sin(np.radians(50))])
-    q[:, 3:7] = np.asarray(K.quat_mul(jnp.asarray(np.tile(turn, (N, 1)), jnp.float32), jnp.asarray(q[:, 3:7], jnp.float32)))
+    q[:, 3:7] = np.asarray(K.quat_mul(jnp.asarray(np.tile(turn, (N, 1)), jnp.float32),
+                                      jnp.asarray(q[:, 3:7], jnp.float32)))
     q[:, :2] += [2.0, -1.5]
     s = s._replace(qpos=q)
     mask, new = np.array([True, False, True, False]), np.full(N, 1 - np.asarray(s.clip)[0])
@@ -257,8 +258,8 @@ def test_switch_reanchors_the_new_clip_where_the_character_stands(cenv, synth):
     assert np.abs(np.asarray(first.qpos)[mask, 0, :2] - np.asarray(plain.qpos)[mask, 0, :2]).min() > 1.0
     stepped = cenv.step(w, np.zeros((N, 28), np.float32))
     k = cenv.config.ref_frames
-    window = cenv.core.refs(clip, jnp.asarray(stepped.clip_time)[:, None] + jnp.arange(1, k + 1) / cenv.config.control_hz,
-                            jnp.asarray(w.anchor))
+    times = jnp.asarray(stepped.clip_time)[:, None] + jnp.arange(1, k + 1) / cenv.config.control_hz
+    window = cenv.core.refs(clip, times, jnp.asarray(w.anchor))
     np.testing.assert_allclose(np.asarray(stepped.ref.body_pos)[mask], np.asarray(window.body_pos)[mask], atol=1e-5)
     assert not np.asarray(stepped.done)[mask].any()  # the new reference is where the character is: no body error
 
