@@ -1,0 +1,76 @@
+"""How well experts recover from a command switch: falls of experts tracking their clips with and without switches.
+
+    python benchmarks/expert_switches.py LIB --experts DIR [DIR ...] [--rate 0.5] [--seconds 10]
+
+A batch of 64 envs on the experts' clips (reference-state starts) is driven by the experts alone
+(`student.ExpertTeachers`), once without switches and once with envs switching at `--rate` per second (once 0.3 s
+into a clip) to another clip, whose reference `ImitationEnv.switch` re-anchors where the character stands, as the
+expert controller does at run time and group training with `switch_rate` does. The body-error termination is off,
+so a fall is the only end. The table gives switches, falls, falls per switch and falls over the baseline's.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from motions.library import MotionLibrary  # noqa: E402
+from padl.env import EnvConfig, ImitationEnv  # noqa: E402
+from padl.expert import load_policy  # noqa: E402
+from superpadl import student as S  # noqa: E402
+
+
+def run(lib, teachers, clips, rate: float, seconds: float, seed: int = 0) -> dict:
+    base = teachers.env_config()
+    cfg = EnvConfig(num_envs=64, backend="mujoco", action_mode="absolute", clips=tuple(clips),
+                    ref_frames=base.ref_frames, disc_frames=base.disc_frames, max_body_error=1e6)
+    env = ImitationEnv(lib, cfg)
+    idx = jnp.asarray([lib.index(c) for c in clips])
+    key = jax.random.key(seed)
+    state = env.reset(key)
+    switches = falls = 0
+    t0 = time.time()
+    steps = int(seconds * cfg.control_hz)
+    for _ in range(steps):
+        key, k1, k2 = jax.random.split(key, 3)
+        if rate > 0:
+            new = idx[jax.random.randint(k2, (env.num_envs,), 0, len(clips))]
+            mask = ((jax.random.uniform(k1, (env.num_envs,)) < rate / cfg.control_hz) & (state.clip_time > 0.3)
+                    & (new != state.clip))
+            state, switches = env.switch(state, mask, new), switches + int(mask.sum())
+        state = env.step(state, teachers.act(state))
+        falls += int(np.sum(state.info["fell"]))
+    return {"env_s": steps * env.num_envs / cfg.control_hz, "switches": switches, "falls": falls,
+            "wall_s": time.time() - t0}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("lib", type=Path)
+    p.add_argument("--experts", type=Path, nargs="+", required=True)
+    p.add_argument("--rate", type=float, default=0.5, help="switches per second")
+    p.add_argument("--seconds", type=float, default=10.0)
+    args = p.parse_args()
+    lib = MotionLibrary(args.lib, include_flagged=True)
+    teachers = S.ExpertTeachers(lib, [load_policy(e) for e in S.find_experts(args.experts)], lib.character)
+    clips = teachers.clips(lib)
+    rows = {"no switches": run(lib, teachers, clips, 0.0, args.seconds),
+            f"{args.rate:g} switches/s": run(lib, teachers, clips, args.rate, args.seconds)}
+    base = max(rows["no switches"]["falls"], 1)
+    header = f"{'run':<18} {'env s':>7} {'switches':>9} {'falls':>6} {'falls/switch':>13} {'falls / baseline':>17}"
+    print(header + "\n" + "-" * len(header))
+    for name, r in rows.items():
+        per = r["falls"] / r["switches"] if r["switches"] else float("nan")
+        print(f"{name:<18} {r['env_s']:>7.0f} {r['switches']:>9d} {r['falls']:>6d} {per:>13.2f} {r['falls'] / base:>17.1f}")
+
+
+if __name__ == "__main__":
+    main()
