@@ -63,10 +63,15 @@ def quat_to_tan_norm(q):
     return jnp.concatenate([x, z], axis=-1)
 
 
+def heading_yaw(q):
+    """The yaw of q's forward (x) axis about z: the heading of the field's observations."""
+    fwd = quat_rotate(q, jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0], q.dtype), q.shape[:-1] + (3,)))
+    return jnp.arctan2(fwd[..., 1], fwd[..., 0])
+
+
 def heading_quat_inv(q):
     """Rotation about z that removes the yaw of q (the heading frame of the field's observations)."""
-    fwd = quat_rotate(q, jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0], q.dtype), q.shape[:-1] + (3,)))
-    yaw = jnp.arctan2(fwd[..., 1], fwd[..., 0])
+    yaw = heading_yaw(q)
     axis = jnp.broadcast_to(jnp.array([0.0, 0.0, 1.0], q.dtype), q.shape[:-1] + (3,))
     return axis_angle_to_quat(axis, -yaw)
 

@@ -147,15 +147,10 @@ def anchor_ref(ref: RefWindow, anchor) -> RefWindow:
     return RefWindow(qpos, qvel, pos, rot)
 
 
-def _heading_yaw(quat):
-    fwd = K.quat_rotate(quat, jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0], quat.dtype), quat.shape[:-1] + (3,)))
-    return jnp.arctan2(fwd[..., 1], fwd[..., 0])
-
-
 def anchor_between(ref_qpos, qpos):
     """(N, 3) the anchor that puts reference roots (N, 35) where the character's roots (N, 35) are, in xy and
     heading (the yaw of the root's forward axis, as the observations' heading frame)."""
-    yaw = _heading_yaw(qpos[:, 3:7]) - _heading_yaw(ref_qpos[:, 3:7])
+    yaw = K.heading_yaw(qpos[:, 3:7]) - K.heading_yaw(ref_qpos[:, 3:7])
     c, s = jnp.cos(yaw), jnp.sin(yaw)
     x, y = ref_qpos[:, 0], ref_qpos[:, 1]
     return jnp.stack([yaw, qpos[:, 0] - (c * x - s * y), qpos[:, 1] - (s * x + c * y)], -1)

@@ -262,8 +262,9 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
         xs, actions, logps, values, teacher, tracking, dones, truncs, disc_obs = ([] for _ in range(9))
         switches = 0
         for _ in range(T):
-            key, k_act, k_switch = jax.random.split(key, 3)
+            key, k_act = jax.random.split(key)
             if G > 1 and (cfg.switch_rate > 0 or cfg.end_switch > 0):
+                key, k_switch = jax.random.split(key)
                 mask, new_clip = switch_draw(env_state.clip, env_state.clip_time, env_state.clip_weights, k_switch)
                 env_state, switches = env.switch(env_state, mask, new_clip), switches + int(mask.sum())
             x = student_x(env_state, hist)

@@ -221,11 +221,6 @@ def test_mjx_small_batch_runs(xenv):
     assert s.obs.dtype == jnp.float32 and s.qpos.dtype == jnp.float32
 
 
-def _yaw(q):
-    fwd = K.quat_rotate(jnp.asarray(q, jnp.float32), jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), q.shape[:-1] + (3,)))
-    return np.arctan2(np.asarray(fwd[..., 1]), np.asarray(fwd[..., 0]))
-
-
 def test_switch_reanchors_the_new_clip_where_the_character_stands(cenv, synth):
     """A switched env's new reference begins at the character's root (xy and heading) with the clip's own height
     and joint angles, and keeps that anchor as it steps; the other envs are untouched."""
@@ -249,7 +244,7 @@ def test_switch_reanchors_the_new_clip_where_the_character_stands(cenv, synth):
     first = cenv.core.refs(clip, jnp.zeros((N, 1)), jnp.asarray(w.anchor))
     plain = cenv.core.refs(clip, jnp.zeros((N, 1)))
     np.testing.assert_allclose(np.asarray(first.qpos)[mask, 0, :2], q[mask, :2], atol=1e-5)
-    dyaw = _yaw(np.asarray(first.qpos)[mask, 0, 3:7]) - _yaw(q[mask, 3:7].astype(np.float32))
+    dyaw = np.asarray(K.heading_yaw(first.qpos[mask, 0, 3:7]) - K.heading_yaw(jnp.asarray(q[mask, 3:7], jnp.float32)))
     np.testing.assert_allclose(np.sin(dyaw), 0.0, atol=1e-5)
     np.testing.assert_allclose(np.asarray(first.qpos)[mask, 0, 2], np.asarray(plain.qpos)[mask, 0, 2], atol=1e-6)
     np.testing.assert_allclose(np.asarray(first.qpos)[mask, 0, 7:], np.asarray(plain.qpos)[mask, 0, 7:])
