@@ -313,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("policy", type=Path, help="a global policy or expert folder, or a groups folder")
     e.add_argument("lib", type=Path, help="motion library folder")
     e.add_argument("--episodes", type=int, default=2)
-    e.add_argument("--transitions", type=int, default=20, help="random command pairs to switch between")
+    e.add_argument("--transitions", type=int, default=100,
+                   help="random command pairs to switch between (20 scatter by +-10 points)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", type=Path, help="write the full result here")
     e.set_defaults(func=cmd_eval)

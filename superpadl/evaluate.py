@@ -152,7 +152,7 @@ def _reference_windows(library: MotionLibrary, clip: str, seconds: float):
 
 
 def evaluate(agent: Agent, library: MotionLibrary, episodes: int = 2, noise: float = 0.02, seconds: float = 10.0,
-             transitions: int = 20, switch_s: float = 2.0, after_s: float = 3.0, seed: int = 0) -> dict:
+             transitions: int = 100, switch_s: float = 2.0, after_s: float = 3.0, seed: int = 0) -> dict:
     """{"commands": {name: metrics}, "clips": {clip: mean metrics}, "mean": {...}}."""
     rng = np.random.default_rng(seed)
     cfg = dataclasses.replace(agent.env_config, backend="mujoco", num_threads=0, max_body_error=0.5,
