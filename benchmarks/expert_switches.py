@@ -3,9 +3,9 @@
     python benchmarks/expert_switches.py LIB --experts DIR [DIR ...] [--rate 0.5] [--seconds 10]
 
 A batch of 64 envs on the experts' clips (reference-state starts) is driven by the experts alone
-(`student.ExpertTeachers`), once without switches and once with envs switching at `--rate` per second (once 0.3 s
-into a clip) to another clip, whose reference `ImitationEnv.switch` re-anchors where the character stands, as the
-expert controller does at run time and group training with `switch_rate` does. The body-error termination is off,
+(`student.ExpertTeachers`), once without switches and once with envs switching as group training with
+`switch_rate` does (`groups.draw_switches`: at `--rate` per second once 0.5 s into a clip, to another clip), whose
+reference `ImitationEnv.switch` re-anchors where the character stands, as the expert controller does at run time. The body-error termination is off,
 so a fall is the only end. The table gives switches, falls, falls per switch and falls over the baseline's.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from motions.library import MotionLibrary  # noqa: E402
 from padl.env import EnvConfig, ImitationEnv  # noqa: E402
 from padl.expert import load_policy  # noqa: E402
 from superpadl import student as S  # noqa: E402
+from superpadl.groups import draw_switches  # noqa: E402
 
 
 def run(lib, teachers, clips, rate: float, seconds: float, seed: int = 0) -> dict:
@@ -33,18 +34,19 @@ def run(lib, teachers, clips, rate: float, seconds: float, seed: int = 0) -> dic
     cfg = EnvConfig(num_envs=64, backend="mujoco", action_mode="absolute", clips=tuple(clips),
                     ref_frames=base.ref_frames, disc_frames=base.disc_frames, max_body_error=1e6)
     env = ImitationEnv(lib, cfg)
-    idx = jnp.asarray([lib.index(c) for c in clips])
+    idx, ends = jnp.asarray([lib.index(c) for c in clips]), S.clip_ends(lib)
+    draw = jax.jit(lambda k, clip, time: draw_switches(k, clip, time, jnp.ones(len(clips)), idx,
+                                                       jnp.asarray(lib.data.loop), ends, rate, 0.0,
+                                                       1.0 / cfg.control_hz))
     key = jax.random.key(seed)
     state = env.reset(key)
     switches = falls = 0
     t0 = time.time()
     steps = int(seconds * cfg.control_hz)
     for _ in range(steps):
-        key, k1, k2 = jax.random.split(key, 3)
+        key, k = jax.random.split(key)
         if rate > 0:
-            new = idx[jax.random.randint(k2, (env.num_envs,), 0, len(clips))]
-            mask = ((jax.random.uniform(k1, (env.num_envs,)) < rate / cfg.control_hz) & (state.clip_time > 0.3)
-                    & (new != state.clip))
+            mask, new = draw(k, state.clip, state.clip_time)
             state, switches = env.switch(state, mask, new), switches + int(mask.sum())
         state = env.step(state, teachers.act(state))
         falls += int(np.sum(state.info["fell"]))

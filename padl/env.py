@@ -374,6 +374,7 @@ class ImitationEnv:
         self.backend = backend
         self.core = _Core(library, config, self.character)
         self._ref_disc = {}
+        self._switch = jax.jit(self.core.switch)
         self.num_envs = config.num_envs
         self.obs_size = self.core.sizes["obs"]
         self.action_size = model.nu
@@ -416,8 +417,6 @@ class ImitationEnv:
     def switch(self, state: EnvState, mask, clip) -> EnvState:
         """Envs (N,) bool `mask` begin library clips `clip` (N,) from their first frame, re-anchored at where the
         character stands and faces (`_Core.switch`); the others are unchanged."""
-        if not hasattr(self, "_switch"):
-            self._switch = jax.jit(self.core.switch)
         mask = jnp.asarray(mask, bool)
         return state._replace(**self._switch(state._replace(pool=None), mask, jnp.asarray(clip, jnp.int32)))
 

@@ -103,27 +103,21 @@ def _commanded(policy, hcfg, command, switch, control_hz):
     """act(state) for a batch whose env i follows command[i % len] (then switch[1][i % len] from control step
     switch[0][i % len] on, when given, with the clock and the start frame restarted), keeping the strided history:
     policy(pobs, hist, command, clock, heading)."""
-    hist = start = None
+    see = S.command_frames(hcfg)
     step = 0
 
     def act(state):
-        nonlocal hist, start, step
-        pobs, frame = S.env_proprio(state)
-        n = frame.shape[0]
-        root = S.root_frame(state.qpos)
-        if hist is None:
-            hist, start = S.init_history(frame, hcfg), root
-        else:
-            hist = S.push_history(hist, frame, jnp.zeros(n, bool))
-        cmd, clock = np.resize(command, n), np.asarray(state.clip_time, np.float32)
+        nonlocal step
+        n = state.qpos.shape[0]
+        cmd, clock, new_command = np.resize(command, n), np.asarray(state.clip_time, np.float32), None
         if switch is not None:
             at = np.resize(switch[0], n)
-            start = jnp.where(jnp.asarray(step == at)[:, None], root, start)
-            after = step >= at
+            new_command, after = step == at, step >= at
             cmd = np.where(after, np.resize(switch[1], n), cmd)
             clock = np.where(after, (step - at) / control_hz, clock).astype(np.float32)
+        pobs, hist, heading = see(state, new_command)
         step += 1
-        return policy(pobs, hist, jnp.asarray(cmd), jnp.asarray(clock), S.heading_features(start, root))
+        return policy(pobs, hist, jnp.asarray(cmd), jnp.asarray(clock), heading)
 
     return act
 

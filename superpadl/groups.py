@@ -82,8 +82,8 @@ class GroupConfig:
     # episode; the new clip's reference begins where the character stands (`ImitationEnv.switch`) and its expert
     # labels the states. Off by default: on 11 clips (0.3 per second, half the ends) transitions fell from 70 % to
     # 50 % (20 pairs) and success from 91 % to 82 % (kick and punch 0 %), since the experts, trained from reference
-    # states, recover badly from a switch: acting alone they fell after 43 % of 253 switches, against 14 falls in
-    # as long without switches (benchmarks/expert_switches.py).
+    # states, recover badly from a switch: acting alone they fell 95 times in 241 switches, against 14 falls in as
+    # long without switches (benchmarks/expert_switches.py).
     switch_rate: float = 0.0
     end_switch: float = 0.0
     prioritise: float = 4.0  # after each evaluation a clip's chance at a reset is 1 + prioritise x its failure rate

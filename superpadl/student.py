@@ -196,13 +196,13 @@ def from_absolute(action, low, high):
     return (low + 0.5 * (jnp.clip(action, -1.0, 1.0) + 1.0) * (high - low)).clip(low, high)
 
 
-def student_actor(policy, cfg: HistoryConfig, condition, clock=lambda state: state.clip_time):
-    """A stateful `act(env_state)` for `padl.evaluate`: keeps the history and the command's start frame (both from
-    the first state it sees) and calls policy(student input) with condition(env_state) and clock(env_state)
-    (default: the time in the clip, i.e. since the command when episodes start at the clip's start)."""
+def command_frames(cfg: HistoryConfig):
+    """A stateful see(env_state, new_command=None) -> (policy observation, history, heading features) for an env
+    batch a student drives: the history and the command's start frame both begin at the first state seen; the start
+    frame restarts where the (N,) bool `new_command` is set."""
     hist = start = None
 
-    def act(state):
+    def see(state, new_command=None):
         nonlocal hist, start
         pobs, frame = env_proprio(state)
         root = root_frame(state.qpos)
@@ -210,7 +210,22 @@ def student_actor(policy, cfg: HistoryConfig, condition, clock=lambda state: sta
             hist, start = init_history(frame, cfg), root
         else:
             hist = push_history(hist, frame, jnp.zeros(frame.shape[0], bool))
-        return policy(student_input(pobs, hist, condition(state), cfg, clock(state), heading_features(start, root)))
+        if new_command is not None:
+            start = jnp.where(jnp.asarray(new_command)[:, None], root, start)
+        return pobs, hist, heading_features(start, root)
+
+    return see
+
+
+def student_actor(policy, cfg: HistoryConfig, condition, clock=lambda state: state.clip_time):
+    """A stateful `act(env_state)` for `padl.evaluate` (`command_frames`) that calls policy(student input) with
+    condition(env_state) and clock(env_state) (default: the time in the clip, i.e. since the command when episodes
+    start at the clip's start)."""
+    see = command_frames(cfg)
+
+    def act(state):
+        pobs, hist, heading = see(state)
+        return policy(student_input(pobs, hist, condition(state), cfg, clock(state), heading))
 
     return act
 
