@@ -1,12 +1,16 @@
 """How well experts recover from a command switch: falls of experts tracking their clips with and without switches.
 
-    python benchmarks/expert_switches.py LIB --experts DIR [DIR ...] [--rate 0.5] [--seconds 10]
+    python benchmarks/expert_switches.py LIB --experts DIR [DIR ...] [--candidate DIR [DIR ...]]
+        [--rate 0.5] [--end-share 1] [--seconds 10]
 
 A batch of 64 envs on the experts' clips (reference-state starts) is driven by the experts alone
 (`student.ExpertTeachers`), once without switches and once with envs switching as group training with
-`switch_rate` does (`groups.draw_switches`: at `--rate` per second once 0.5 s into a clip, to another clip), whose
-reference `ImitationEnv.switch` re-anchors where the character stands, as the expert controller does at run time. The body-error termination is off,
-so a fall is the only end. The table gives switches, falls, falls per switch and falls over the baseline's.
+`switch_rate` does (`groups.draw_switches`: at `--rate` per second once 0.5 s into a clip, and at a share
+`--end-share` of non-looping clip ends, to another clip), whose reference `ImitationEnv.switch` re-anchors where the
+character stands, as a user's command does at run time. The body-error termination is off, so a fall is the only
+end. `--candidate` runs the same for another set of experts of the same clips (e.g. fine-tuned with foreign starts,
+`padl train-expert --init-from`). The table gives switches, falls, falls per switch, and falls per switch over the
+baseline experts' (`--experts`) with switches.
 """
 from __future__ import annotations
 
@@ -29,14 +33,14 @@ from superpadl import student as S  # noqa: E402
 from superpadl.groups import draw_switches  # noqa: E402
 
 
-def run(lib, teachers, clips, rate: float, seconds: float, seed: int = 0) -> dict:
+def run(lib, teachers, clips, rate: float, end_share: float, seconds: float, seed: int = 0) -> dict:
     base = teachers.env_config()
     cfg = EnvConfig(num_envs=64, backend="mujoco", action_mode="absolute", clips=tuple(clips),
                     ref_frames=base.ref_frames, disc_frames=base.disc_frames, max_body_error=1e6)
     env = ImitationEnv(lib, cfg)
     idx, ends = jnp.asarray([lib.index(c) for c in clips]), S.clip_ends(lib)
     draw = jax.jit(lambda k, clip, time: draw_switches(k, clip, time, jnp.ones(len(clips)), idx,
-                                                       jnp.asarray(lib.data.loop), ends, rate, 0.0,
+                                                       jnp.asarray(lib.data.loop), ends, rate, end_share,
                                                        1.0 / cfg.control_hz))
     key = jax.random.key(seed)
     state = env.reset(key)
@@ -45,7 +49,7 @@ def run(lib, teachers, clips, rate: float, seconds: float, seed: int = 0) -> dic
     steps = int(seconds * cfg.control_hz)
     for _ in range(steps):
         key, k = jax.random.split(key)
-        if rate > 0:
+        if rate > 0 or end_share > 0:
             mask, new = draw(k, state.clip, state.clip_time)
             state, switches = env.switch(state, mask, new), switches + int(mask.sum())
         state = env.step(state, teachers.act(state))
@@ -58,20 +62,29 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("lib", type=Path)
     p.add_argument("--experts", type=Path, nargs="+", required=True)
+    p.add_argument("--candidate", type=Path, nargs="+", help="other experts of the same clips, to compare")
     p.add_argument("--rate", type=float, default=0.5, help="switches per second")
+    p.add_argument("--end-share", type=float, default=1.0, help="share of non-looping clip ends that switch")
     p.add_argument("--seconds", type=float, default=10.0)
     args = p.parse_args()
     lib = MotionLibrary(args.lib, include_flagged=True)
-    teachers = S.ExpertTeachers(lib, [load_policy(e) for e in S.find_experts(args.experts)], lib.character)
-    clips = teachers.clips(lib)
-    rows = {"no switches": run(lib, teachers, clips, 0.0, args.seconds),
-            f"{args.rate:g} switches/s": run(lib, teachers, clips, args.rate, args.seconds)}
-    base = max(rows["no switches"]["falls"], 1)
-    header = f"{'run':<18} {'env s':>7} {'switches':>9} {'falls':>6} {'falls/switch':>13} {'falls / baseline':>17}"
+    sets = {"experts": args.experts, **({"candidate": args.candidate} if args.candidate else {})}
+    rows, clips = {}, None
+    for name, paths in sets.items():
+        teachers = S.ExpertTeachers(lib, [load_policy(e) for e in S.find_experts(paths)], lib.character)
+        if clips is not None and teachers.clips(lib) != clips:
+            raise SystemExit(f"{name}: its experts cover other clips than --experts")
+        clips = teachers.clips(lib)
+        rows[f"{name}, no switches"] = run(lib, teachers, clips, 0.0, 0.0, args.seconds)
+        rows[f"{name}, switches"] = run(lib, teachers, clips, args.rate, args.end_share, args.seconds)
+    per = {k: r["falls"] / r["switches"] if r["switches"] else float("nan") for k, r in rows.items()}
+    base = per["experts, switches"]
+    print(f"{len(clips)} clips, {args.rate:g} switches/s and {args.end_share:.0%} of clip ends")
+    header = (f"{'run':<24} {'env s':>7} {'switches':>9} {'falls':>6} {'falls/switch':>13} {'ratio':>6}")
     print(header + "\n" + "-" * len(header))
     for name, r in rows.items():
-        per = r["falls"] / r["switches"] if r["switches"] else float("nan")
-        print(f"{name:<18} {r['env_s']:>7.0f} {r['switches']:>9d} {r['falls']:>6d} {per:>13.2f} {r['falls'] / base:>17.1f}")
+        ratio = per[name] / base if base else float("nan")
+        print(f"{name:<24} {r['env_s']:>7.0f} {r['switches']:>9d} {r['falls']:>6d} {per[name]:>13.2f} {ratio:>6.2f}")
 
 
 if __name__ == "__main__":

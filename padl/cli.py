@@ -47,6 +47,27 @@ def _expert_config(args, clips: tuple[str, ...], threads: int = 0):
     return cfg
 
 
+def _finetune_config(args, cfg):
+    """The config of a run started from `--init-from`: that run's (networks and rewards must match), with this
+    call's environment choices and starts; early stopping is off, since its evaluation from the clip's start does
+    not see what fine-tuning is for."""
+    from padl.checkpoint import resume_meta
+    from padl.config import from_dict
+    from padl.expert import KIND, TRAIN_STATE, ExpertConfig
+
+    meta = resume_meta(args.init_from, TRAIN_STATE, KIND, "PADL expert run")
+    if meta is None:
+        raise CliError(f"{args.init_from / TRAIN_STATE}.json: no expert run to start from")
+    source = from_dict(ExpertConfig, meta["expert"])
+    env = dataclasses.replace(source.env, clips=cfg.env.clips, backend=cfg.env.backend, num_threads=cfg.env.num_threads,
+                              num_envs=args.num_envs or source.env.num_envs, foreign_share=args.foreign_starts,
+                              recover_s=args.recover_s,
+                              foreign_clips=tuple(args.foreign_clips) if args.foreign_clips else None)
+    iterations = math.ceil(args.steps / (source.rollout_steps * env.num_envs)) if args.steps else source.iterations
+    return dataclasses.replace(source, env=env, seed=cfg.seed, iterations=iterations, stop_success=2.0,
+                               eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every)
+
+
 def train_one(lib_path: str, clip: str, out: str, args: dict, threads: int = 0) -> dict:
     """Train (or resume) the expert of one clip; importable by worker processes and Ray tasks."""
     from padl.expert import train
@@ -63,14 +84,17 @@ def train_one(lib_path: str, clip: str, out: str, args: dict, threads: int = 0) 
 def cmd_train_expert(args) -> None:
     from padl.expert import train
 
-    lib = _library(args.lib, args.clip)
+    lib = _library(args.lib, list(args.clip) + list(args.foreign_clips or []))
     out = args.out
     if (out / "train_state.json").exists() and not args.resume:
         raise CliError(f"{out}: a run already exists here; pass --resume to continue it or choose another --out")
     cfg = _expert_config(args, tuple(args.clip), args.threads)
+    if args.init_from and not args.resume:
+        cfg = _finetune_config(args, cfg)
     result = train(lib, out, cfg, resume=args.resume, iterations=cfg.iterations if args.steps else None,
                    progress=not args.quiet and sys.stderr.isatty(),
-                   time_limit_s=args.minutes * 60 if args.minutes else None)
+                   time_limit_s=args.minutes * 60 if args.minutes else None,
+                   init_from=None if args.resume else args.init_from)
     print(json.dumps({"clips": args.clip, **result}))
 
 
@@ -162,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true")
     t.add_argument("--threads", type=int, default=0, help="MuJoCo C threads (default: all CPUs)")
     t.add_argument("--quiet", action="store_true")
+    t.add_argument("--init-from", type=Path, help="a finished expert run of these clips to fine-tune (a new run)")
+    t.add_argument("--foreign-starts", type=float, default=0.0,
+                   help="with --init-from: share of starts in another clip's state (practice for command switches)")
+    t.add_argument("--foreign-clips", nargs="+", help="with --foreign-starts: the clips whose states they take "
+                   "(default: all of the library)")
+    t.add_argument("--recover-s", type=float, default=1.0,
+                   help="with --init-from: seconds into a clip without body-error terminations (default 1)")
     training(t)
     t.set_defaults(func=cmd_train_expert)
 

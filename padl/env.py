@@ -58,6 +58,13 @@ class EnvConfig:
     first_frame_share: float = 0.0  # with init "random": the share of starts at a clip's first frame, where
     # evaluation and a student's commands begin (uniform times alone rarely start there)
     init_noise: float = 0.0  # std of Gaussian noise on joint angles (rad) and joint velocities (rad/s / 10) at a start
+    # With init "random": the share of starts in a foreign state, a reference state of another library clip at a
+    # random time, with the own clip beginning at its first frame re-anchored at the character (as after a user's
+    # command switch, `switch`). Experts trained only from their own reference states fall after a switch.
+    foreign_share: float = 0.0
+    foreign_clips: tuple[str, ...] | None = None  # library clips whose states are foreign starts; None: all
+    recover_s: float = 0.0  # body-error terminations are waived in a clip's first recover_s (after a foreign start
+    # or a switch the character cannot be on the new reference at once); falls still end the episode
     reset_pool: int = 0  # new episode starts drawn ahead, refilled when used up (0: max(8, N/4)); see _Core.post
     reward: RewardConfig = field(default_factory=RewardConfig)
     mjx_iterations: int = 2
@@ -185,6 +192,10 @@ class _Core:
         if missing:
             raise ValueError(f"clip {missing[0]!r} is not in the library")
         self.clips = jnp.asarray([library.index(c) for c in ids], jnp.int32)
+        foreign = list(config.foreign_clips) if config.foreign_clips is not None else library.clip_ids
+        if missing := [c for c in foreign if c not in library.clip_ids]:
+            raise ValueError(f"foreign clip {missing[0]!r} is not in the library")
+        self.foreign = jnp.asarray([library.index(c) for c in foreign], jnp.int32)
         self.duration = jnp.asarray(np.maximum(library.durations, 1e-6), jnp.float32)
         self.dt = 1.0 / config.control_hz
         self.max_steps = int(round(config.episode_length_s * config.control_hz))
@@ -245,6 +256,7 @@ class _Core:
         clip. The discriminator history is filled from the reference's past frames, as ASE does."""
         h, k = self.cfg.disc_frames, self.cfg.ref_frames
         key, noise_key = jax.random.split(key)
+        anchor = jnp.zeros((m, 3), jnp.float32)
         if self.cfg.init == "start":
             clip, time = self.clips[jnp.arange(m) % len(self.clips)], jnp.zeros((m,), jnp.float32)
         else:
@@ -252,8 +264,19 @@ class _Core:
             if self.cfg.first_frame_share > 0:
                 first = jax.random.uniform(jax.random.fold_in(noise_key, 1), (m,)) < self.cfg.first_frame_share
                 time = jnp.where(first, 0.0, time)
-        frames = self.refs(clip, time[:, None] + jnp.concatenate([-jnp.arange(h), jnp.arange(1, k + 1)]) * self.dt)
-        past, ref = _take(frames, slice(0, h)), _take(frames, slice(h, None))
+        if self.cfg.init != "start" and self.cfg.foreign_share > 0:
+            u = jax.random.uniform(jax.random.fold_in(noise_key, 2), (3, m))
+            other = self.foreign[jnp.minimum((u[0] * len(self.foreign)).astype(jnp.int32), len(self.foreign) - 1)]
+            foreign = (u[1] < self.cfg.foreign_share) & (other != clip)
+            src_clip, src_time = jnp.where(foreign, other, clip), jnp.where(foreign, u[2] * self.duration[other], time)
+            time = jnp.where(foreign, 0.0, time)
+            past = self.refs(src_clip, src_time[:, None] - jnp.arange(h) * self.dt)
+            own = self.refs(clip, time[:, None] + jnp.arange(k + 1) * self.dt)
+            anchor = jnp.where(foreign[:, None], anchor_between(own.qpos[:, 0], past.qpos[:, 0]), anchor)
+            ref = anchor_ref(_take(own, slice(1, None)), anchor)
+        else:
+            frames = self.refs(clip, time[:, None] + jnp.concatenate([-jnp.arange(h), jnp.arange(1, k + 1)]) * self.dt)
+            past, ref = _take(frames, slice(0, h)), _take(frames, slice(h, None))
         hist = O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies])
         qpos, qvel = past.qpos[:, 0], past.qvel[:, 0]
         body = K.BodyState(past.body_pos[:, 0], past.body_rot[:, 0])
@@ -262,8 +285,7 @@ class _Core:
             qpos, qvel, body = qpos.at[:, 7:].add(eps[0]), qvel.at[:, 6:].add(10.0 * eps[1]), None
         obs, _, _ = self.observe(qpos, qvel, clip, time, ref, body)
         return dict(qpos=qpos, qvel=qvel, warmstart=jnp.zeros_like(qvel), time=jnp.zeros_like(time), clip=clip,
-                    clip_time=time, step=jnp.zeros((m,), jnp.int32), disc_hist=hist, ref=ref, obs=obs,
-                    anchor=jnp.zeros((m, 3), jnp.float32))
+                    clip_time=time, step=jnp.zeros((m,), jnp.int32), disc_hist=hist, ref=ref, obs=obs, anchor=anchor)
 
     def switch(self, state: EnvState, mask, clip) -> dict:
         """EnvState fields after envs (N,) bool `mask` switch to library clips `clip` (N,) at their first frame,
@@ -320,7 +342,7 @@ class _Core:
         terms = {name: jnp.where(failed, 0.0, v) for name, v in terms.items()}
         err = mean_body_pos_error(body.pos, now.body_pos)
         fell = fallen(body.pos, now.body_pos, self.non_foot, cfg.fall_height, cfg.fall_margin)
-        too_far = err > cfg.max_body_error
+        too_far = (err > cfg.max_body_error) & (clip_time >= cfg.recover_s)
         done = fell | too_far | failed
         clip_end = cfg.end_with_clip & ~self.data.loop[state.clip] & (clip_time >= self.duration[state.clip] - 1e-6)
         truncated = ~done & ((step >= self.max_steps) | clip_end)
@@ -364,6 +386,8 @@ class ImitationEnv:
             raise ValueError(f"init must be 'random' or 'start', not {config.init!r}")
         if not 0.0 <= config.first_frame_share <= 1.0:
             raise ValueError(f"first_frame_share must be in [0, 1], not {config.first_frame_share}")
+        if not 0.0 <= config.foreign_share <= 1.0:
+            raise ValueError(f"foreign_share must be in [0, 1], not {config.foreign_share}")
         if config.action_mode not in ("residual", "absolute"):
             raise ValueError(f"action_mode must be 'residual' or 'absolute', not {config.action_mode!r}")
         backend = config.backend

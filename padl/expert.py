@@ -127,11 +127,14 @@ def disc_phase(ds, replay, real, fake, key):
 
 
 def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertConfig(), resume: bool = False,
-          iterations: int | None = None, progress: bool = True, log=print, time_limit_s: float | None = None) -> dict:
+          iterations: int | None = None, progress: bool = True, log=print, time_limit_s: float | None = None,
+          init_from: str | Path | None = None) -> dict:
     """Train (or resume) an expert on `cfg.env.clips` of the library into `out`; returns the last evaluation.
 
     `iterations` overrides cfg.iterations (the total, counted from the start of the run, also on resume);
-    `time_limit_s` ends this call (after an evaluation and a checkpoint) once that much wall time has passed."""
+    `time_limit_s` ends this call (after an evaluation and a checkpoint) once that much wall time has passed;
+    `init_from` (another expert run of the same clips and networks) starts a new run from that run's networks,
+    discriminator and replay (fine-tuning, e.g. with `foreign_share`), its counters at zero."""
     from tensorboardX import SummaryWriter
     from tqdm import tqdm
 
@@ -145,6 +148,15 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     if saved:
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
+    elif init_from is not None:
+        source = checkpoint.resume_meta(init_from, TRAIN_STATE, KIND, "PADL expert run")
+        if source is None:
+            raise checkpoint.CheckpointError(f"{Path(init_from) / TRAIN_STATE}.json: no expert run to start from")
+        if source["clips"] != meta["clips"]:
+            raise checkpoint.CheckpointError(f"{init_from}: its clips {source['clips']} are not {meta['clips']}")
+        loaded, _ = checkpoint.load(Path(init_from) / TRAIN_STATE, state)
+        state.update(ppo=loaded["ppo"], disc=loaded["disc"], replay=loaded["replay"])
+        log(f"starting from {init_from} (iteration {source['iteration']})")
     out.mkdir(parents=True, exist_ok=True)
     total = cfg.iterations if iterations is None else iterations
     writer = SummaryWriter(str(out / "logs"))

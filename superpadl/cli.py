@@ -204,7 +204,10 @@ def cmd_distill_groups(args) -> None:
     _fresh_run(args.out, "groups.json", args.resume)
     cfg = _training(args, GroupConfig())
     cfg = dataclasses.replace(cfg, group_size=args.group_size, grouping=args.grouping,
+                              switch_rate=args.switch_rate, end_switch=args.end_switch,
                               **({"bc_warmup_iterations": args.warmup} if args.warmup is not None else {}))
+    if args.switch_rate or args.end_switch:  # a switched env cannot be on its new reference at once
+        cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, recover_s=max(cfg.env.recover_s, 1.0)))
     lib = _library(args.lib)
     results = distill_groups(lib, args.experts, args.out, cfg, clips=args.clips, resume=True,
                              iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None)
@@ -220,7 +223,8 @@ def cmd_distill_global(args) -> None:
     lib = _library(args.lib)
     teachers = load_groups(args.groups, lib)
     r = train_global(lib, teachers, args.out, _training(args, GlobalConfig()), clips=args.clips, resume=args.resume,
-                     iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None)
+                     iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None,
+                     init_from=None if args.resume else args.init_from)
     print(f"global: success {r.get('success', float('nan')):.0%}, G-MPJPE {r.get('g_mpjpe_mm', float('nan')):.1f} mm")
 
 
@@ -292,10 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--group-size", type=int, default=20)
     g.add_argument("--grouping", choices=("random", "cluster"), default="random")
     g.add_argument("--warmup", type=int, help="BC warm-up iterations (default: the config's)")
+    g.add_argument("--switch-rate", type=float, default=0.0,
+                   help="command switches per second in training (default 0: none; see GroupConfig)")
+    g.add_argument("--end-switch", type=float, default=0.0,
+                   help="share of non-looping clip ends that switch command instead of ending the episode")
     g.set_defaults(func=cmd_distill_groups)
     gl = dsub.add_parser("global", help="stage 3: the global text-conditioned policy, by DAgger from the groups")
     gl.add_argument("lib", type=Path, help="motion library folder")
     gl.add_argument("groups", type=Path, help="a `distill groups` output folder")
+    gl.add_argument("--init-from", type=Path, help="a global policy (same inputs) to fine-tune instead of a new one")
     gl.set_defaults(func=cmd_distill_global)
     for q in (g, gl):
         q.add_argument("--out", type=Path, required=True)

@@ -159,8 +159,11 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
 
 def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Path, cfg: GlobalConfig = GlobalConfig(),
                  clips: list[str] | None = None, resume: bool = False, iterations: int | None = None,
-                 progress: bool = True, log=print, time_limit_s: float | None = None, encoder=None) -> dict:
-    """Train (or resume) the global policy on the clips the group teachers cover; returns its last evaluation."""
+                 progress: bool = True, log=print, time_limit_s: float | None = None, encoder=None,
+                 init_from: str | Path | None = None) -> dict:
+    """Train (or resume) the global policy on the clips the group teachers cover; returns its last evaluation.
+    `init_from` (a global policy with the same inputs) starts a new run from its network and normaliser: new
+    teachers are distilled into it by fine-tuning, not from scratch."""
     from tensorboardX import SummaryWriter
     from tqdm import tqdm
 
@@ -199,6 +202,13 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     if saved:
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
+    elif init_from is not None:
+        tree, source = load_global(init_from)
+        if (source["input_size"], source["history"]) != (in_size, meta["history"]):
+            raise checkpoint.CheckpointError(f"{init_from}: its inputs ({source['input_size']}, history "
+                                             f"{source['history']}) are not this run's ({in_size}, {meta['history']})")
+        state["ppo"] = state["ppo"].replace(policy_params=tree["policy_params"], normalizer=tree["normalizer"])
+        log(f"starting from {init_from} (iteration {source['iteration']})")
     out.mkdir(parents=True, exist_ok=True)
     total = cfg.iterations if iterations is None else iterations
     writer, curve = SummaryWriter(str(out / "logs")), open(out / "progress.jsonl", "a")

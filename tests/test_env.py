@@ -342,6 +342,39 @@ def test_clip_weights_and_first_frame_share_steer_episode_starts(tmp_path):
     assert abs(np.mean(t == 0) - 0.5) < 0.04 and (t > 0.1).mean() > 0.4
 
 
+def test_foreign_starts_begin_the_own_clip_in_another_clips_state(tmp_path):
+    """A foreign start puts the character in another clip's reference state and begins the own clip at its first
+    frame, re-anchored at the character; for `recover_s` a body error does not end it, while a fall still would."""
+    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("sway", "squat", "balance")))
+    own, others = "synthetic_squat", ("synthetic_sway", "synthetic_balance")
+    env = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco", clips=(own,), foreign_share=0.5,
+                                      foreign_clips=others, recover_s=1.0))
+    c = jax.jit(env.core.start, static_argnums=1)(jax.random.key(0), 1000)
+    assert np.all(np.asarray(c["clip"]) == lib.index(own))
+    on_ref = np.asarray(lib.sample(np.asarray(c["clip"]), np.asarray(c["clip_time"])).qpos)
+    foreign = np.abs(np.asarray(c["qpos"])[:, 7:] - on_ref[:, 7:]).max(-1) > 1e-3  # not on the own reference
+    assert abs(foreign.mean() - 0.5) < 0.05 and np.all(np.asarray(c["clip_time"])[foreign] == 0)
+    qpos = np.asarray(c["qpos"])[foreign]
+    first = env.core.refs(jnp.full(int(foreign.sum()), lib.index(own)), jnp.zeros((int(foreign.sum()), 1)),
+                          jnp.asarray(c["anchor"])[foreign])
+    np.testing.assert_allclose(np.asarray(first.qpos)[:, 0, :2], qpos[:, :2], atol=1e-5)
+    dyaw = np.asarray(K.heading_yaw(first.qpos[:, 0, 3:7]) - K.heading_yaw(jnp.asarray(qpos[:, 3:7])))
+    np.testing.assert_allclose(np.sin(dyaw), 0.0, atol=1e-5)
+    # The character's pose is one of the other clips' (at some time of it).
+    times = np.linspace(0, lib.durations[lib.index(others[0])], 200, dtype=np.float32)
+    poses = np.concatenate([np.asarray(lib.sample(np.full(200, lib.index(o)), times).qpos)[:, 7:] for o in others])
+    assert np.abs(qpos[:, None, 7:] - poses[None]).max(-1).min(1).max() < 0.05
+    # recover_s: a character 2 m off its reference goes on for its first second, then the body error ends it.
+    s = env.reset(1)
+    s = s._replace(qpos=s.qpos + np.r_[2.0, np.zeros(34)], clip_time=np.zeros(N, np.float32))
+    ended_at = np.full(N, -1)
+    for t in range(40):
+        s = env.step(s, np.zeros((N, 28), np.float32))
+        ended_at = np.where((ended_at < 0) & np.asarray(s.done), t, ended_at)
+    assert np.all(ended_at >= 29), ended_at
+    assert int(s.info["body_error_terminations"]) >= N
+
+
 # -- bad input --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", ["mujoco", "mjx"])

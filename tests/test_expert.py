@@ -118,6 +118,24 @@ def test_corrupted_and_foreign_checkpoints_are_refused(lib, lib_path, tmp_path, 
     assert code == 1 and "no such checkpoint" in capsys.readouterr().err
 
 
+def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib_path, tmp_path, capsys):
+    train(lib, tmp_path / "src", tiny_config(), iterations=2, progress=False)
+    code = padl_main(["train-expert", str(lib_path), "synthetic_sway", "--out", str(tmp_path / "ft"), *TINY,
+                      "--init-from", str(tmp_path / "src"), "--foreign-starts", "0.5", "--steps", "64", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    meta = json.loads((tmp_path / "ft" / "train_state.json").read_text())["config"]
+    assert meta["iteration"] == 2 and meta["expert"]["env"]["foreign_share"] == 0.5
+    assert meta["expert"]["env"]["recover_s"] == 1.0 and meta["expert"]["stop_success"] > 1.0
+    ts, _ = load_policy(tmp_path / "ft")
+    assert int(ts.step) == 4  # the source's 2 PPO updates, then 2 of its own: the networks came from the source
+    capsys.readouterr()
+    code = padl_main(["train-expert", str(lib_path), "synthetic_squat", "--out", str(tmp_path / "other"), *TINY,
+                      "--init-from", str(tmp_path / "src"), "--steps", "64"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "synthetic_sway" in err and "\n" not in err
+    assert not (tmp_path / "other" / "train_state.json").exists()
+
+
 def test_recorder_writes_expert_actions_on_visited_states(lib, tmp_path):
     train(lib, tmp_path / "expert", tiny_config(), iterations=2, progress=False)
     path = rollouts.record(tmp_path / "expert", lib, tmp_path / "rec", steps=12, num_envs=3, noise=1.0)
