@@ -249,14 +249,17 @@ def test_group_split_random_and_cluster():
     assert sorted(map(sorted, clustered)) == [["c0", "c1"], ["c2", "c3", "c4"]]
 
 
+def _tiny_global_config(**kw) -> GlobalConfig:
+    return GlobalConfig(env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, action_mode="absolute",
+                                      max_body_error=1e6, end_with_clip=False),
+                        rollout_steps=8, iterations=16, beta_iterations=4, sgd_steps=32, eval_every=8,
+                        eval_episodes=1, checkpoint_every=8, eval_transitions=6, **kw)
+
+
 @pytest.fixture(scope="module")
 def global_dir(lib, groups_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("global")
-    cfg = GlobalConfig(env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, action_mode="absolute",
-                                     max_body_error=1e6, end_with_clip=False),
-                       rollout_steps=8, iterations=16, beta_iterations=4, sgd_steps=32, eval_every=8,
-                       eval_episodes=1, checkpoint_every=8, eval_transitions=6)
-    train_global(lib, load_groups(groups_dir, lib), out, cfg, progress=False, log=lambda m: None)
+    train_global(lib, load_groups(groups_dir, lib), out, _tiny_global_config(), progress=False, log=lambda m: None)
     return out
 
 
@@ -270,6 +273,21 @@ def test_global_dagger_lowers_bc_loss(global_dir):
     # the policy kept is the best evaluated: skills and switches alike, then the closest to its clips
     best = max(curve, key=lambda c: (c["success"] + c["transition_success"], -c["g_mpjpe_mm"]))
     assert meta["iteration"] == best["iteration"] and meta["eval"]["g_mpjpe_mm"] == best["g_mpjpe_mm"]
+
+
+@pytest.mark.slow
+def test_global_init_from_fine_tunes_a_trained_policy(lib, global_dir, groups_dir, tmp_path):
+    """A run started from a trained global policy begins where that one ended: its first BC loss is below what the
+    run from scratch reached after 8 iterations. A checkpoint of another kind is refused."""
+    cfg = dataclasses.replace(_tiny_global_config(), iterations=1, eval_every=1, eval_transitions=0, beta_iterations=0)
+    train_global(lib, load_groups(groups_dir, lib), tmp_path / "ft", cfg, progress=False, log=lambda m: None,
+                 init_from=global_dir)
+    first = json.loads((tmp_path / "ft" / "progress.jsonl").read_text().splitlines()[0])
+    scratch = json.loads((global_dir / "progress.jsonl").read_text().splitlines()[0])
+    assert first["iteration"] == 1 and first["bc/loss"] < scratch["bc/loss"]
+    with pytest.raises(checkpoint.CheckpointError, match="not a SuperPADL global policy"):
+        train_global(lib, load_groups(groups_dir, lib), tmp_path / "bad", cfg, progress=False, log=lambda m: None,
+                     init_from=groups_dir / "group_000")
 
 
 @pytest.mark.slow  # the shipped policy's regression tests run PolicyController in the default suite
