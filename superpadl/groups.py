@@ -83,7 +83,9 @@ class GroupConfig:
     # labels the states. Off by default: on 11 clips (0.3 per second, half the ends) transitions fell from 70 % to
     # 50 % (20 pairs) and success from 91 % to 82 % (kick and punch 0 %), since the experts, trained from reference
     # states, recover badly from a switch: acting alone they fell 95 times in 241 switches, against 14 falls in as
-    # long without switches (benchmarks/expert_switches.py).
+    # long without switches (benchmarks/expert_switches.py). Experts fine-tuned with 40 % foreign starts for 60-150
+    # iterations (`padl train-expert --init-from`) fell hardly less (0.44 per switch against 0.47), and switches
+    # with them gave 91 % / 94.3 mm but 50 % transitions against 60 % (100 pairs).
     switch_rate: float = 0.0
     end_switch: float = 0.0
     prioritise: float = 4.0  # after each evaluation a clip's chance at a reset is 1 + prioritise x its failure rate
