@@ -1,16 +1,19 @@
 """How well experts recover from a command switch: falls of experts tracking their clips with and without switches.
 
     python benchmarks/expert_switches.py LIB --experts DIR [DIR ...] [--candidate DIR [DIR ...]]
-        [--rate 0.5] [--end-share 1] [--seconds 10]
+        [--rate 0.5] [--end-share 1] [--seconds 10] [--foreign-clips CLIP ...]
 
 A batch of 64 envs on the experts' clips (reference-state starts) is driven by the experts alone
 (`student.ExpertTeachers`), once without switches and once with envs switching as group training with
 `switch_rate` does (`groups.draw_switches`: at `--rate` per second once 0.5 s into a clip, and at a share
 `--end-share` of non-looping clip ends, to another clip), whose reference `ImitationEnv.switch` re-anchors where the
 character stands, as a user's command does at run time. The body-error termination is off, so a fall is the only
-end. `--candidate` runs the same for another set of experts of the same clips (e.g. fine-tuned with foreign starts,
-`padl train-expert --init-from`). The table gives switches, falls, falls per switch, and falls per switch over the
-baseline experts' (`--experts`) with switches.
+end. With `--foreign-clips`, a third row starts every env in a reference state of one of those clips (e.g. a sprint)
+at its own clip's first frame (`EnvConfig.foreign_share`) and counts falls within 3 s: the switches the experts' own
+clips cannot produce. The reference follows the character in a clip's first second when the experts were trained so
+(`recover_follow`), as `ExpertController` does at run time. `--candidate` runs the same for another set of experts of
+the same clips (e.g. fine-tuned with foreign starts, `padl train-expert --init-from`). The table gives switches,
+falls, falls per switch, and falls per switch over the baseline experts' (`--experts`) in the same row kind.
 """
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ from superpadl.groups import draw_switches  # noqa: E402
 def run(lib, teachers, clips, rate: float, end_share: float, seconds: float, seed: int = 0) -> dict:
     base = teachers.env_config()
     cfg = EnvConfig(num_envs=64, backend="mujoco", action_mode="absolute", clips=tuple(clips),
-                    ref_frames=base.ref_frames, disc_frames=base.disc_frames, max_body_error=1e6)
+                    ref_frames=base.ref_frames, disc_frames=base.disc_frames, max_body_error=1e6, recover_s=1.0,
+                    recover_follow=base.recover_follow)
     env = ImitationEnv(lib, cfg)
     idx, ends = jnp.asarray([lib.index(c) for c in clips]), S.clip_ends(lib)
     draw = jax.jit(lambda k, clip, time: draw_switches(k, clip, time, jnp.ones(len(clips)), idx,
@@ -58,6 +62,23 @@ def run(lib, teachers, clips, rate: float, end_share: float, seconds: float, see
             "wall_s": time.time() - t0}
 
 
+def foreign(lib, teachers, clips, foreign_clips, after_s: float = 3.0, envs: int = 128) -> dict:
+    """Falls within after_s of a start in another clip's state, the own clip beginning at its first frame."""
+    base = teachers.env_config()
+    cfg = EnvConfig(num_envs=envs, backend="mujoco", action_mode="absolute", clips=tuple(clips),
+                    ref_frames=base.ref_frames, disc_frames=base.disc_frames, max_body_error=1e6, recover_s=1.0,
+                    recover_follow=base.recover_follow, foreign_share=1.0, foreign_clips=tuple(foreign_clips),
+                    end_with_clip=False, episode_length_s=after_s + 1.0)
+    env = ImitationEnv(lib, cfg)
+    state, fell = env.reset(jax.random.key(1)), np.zeros(envs, bool)
+    t0, steps = time.time(), int(after_s * cfg.control_hz)
+    for _ in range(steps):
+        state = env.step(state, teachers.act(state))
+        fell |= np.asarray(state.info["fell"])
+    return {"env_s": steps * envs / cfg.control_hz, "switches": envs, "falls": int(fell.sum()),
+            "wall_s": time.time() - t0}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("lib", type=Path)
@@ -66,6 +87,7 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=0.5, help="switches per second")
     p.add_argument("--end-share", type=float, default=1.0, help="share of non-looping clip ends that switch")
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--foreign-clips", nargs="+", help="also: starts in these clips' states (falls within 3 s)")
     args = p.parse_args()
     lib = MotionLibrary(args.lib, include_flagged=True)
     sets = {"experts": args.experts, **({"candidate": args.candidate} if args.candidate else {})}
@@ -76,15 +98,18 @@ def main() -> None:
             raise SystemExit(f"{name}: its experts cover other clips than --experts")
         clips = teachers.clips(lib)
         rows[f"{name}, no switches"] = run(lib, teachers, clips, 0.0, 0.0, args.seconds)
-        rows[f"{name}, switches"] = run(lib, teachers, clips, args.rate, args.end_share, args.seconds)
+        if len(clips) > 1:  # a switch goes to another of the experts' clips
+            rows[f"{name}, switches"] = run(lib, teachers, clips, args.rate, args.end_share, args.seconds)
+        if args.foreign_clips:
+            rows[f"{name}, foreign starts"] = foreign(lib, teachers, clips, args.foreign_clips)
     per = {k: r["falls"] / r["switches"] if r["switches"] else float("nan") for k, r in rows.items()}
-    base = per["experts, switches"]
     print(f"{len(clips)} clips, {args.rate:g} switches/s and {args.end_share:.0%} of clip ends")
-    header = (f"{'run':<24} {'env s':>7} {'switches':>9} {'falls':>6} {'falls/switch':>13} {'ratio':>6}")
+    header = (f"{'run':<29} {'env s':>7} {'switches':>9} {'falls':>6} {'falls/switch':>13} {'ratio':>6}")
     print(header + "\n" + "-" * len(header))
     for name, r in rows.items():
+        base = per["experts, " + name.split(", ", 1)[1]]
         ratio = per[name] / base if base else float("nan")
-        print(f"{name:<24} {r['env_s']:>7.0f} {r['switches']:>9d} {r['falls']:>6d} {per[name]:>13.2f} {ratio:>6.2f}")
+        print(f"{name:<29} {r['env_s']:>7.0f} {r['switches']:>9d} {r['falls']:>6d} {per[name]:>13.2f} {ratio:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def _finetune_config(args, cfg):
     source = from_dict(ExpertConfig, meta["expert"])
     env = dataclasses.replace(source.env, clips=cfg.env.clips, backend=cfg.env.backend, num_threads=cfg.env.num_threads,
                               num_envs=args.num_envs or source.env.num_envs, foreign_share=args.foreign_starts,
-                              recover_s=args.recover_s,
+                              recover_s=args.recover_s, recover_follow=args.recover_follow,
                               foreign_clips=tuple(args.foreign_clips) if args.foreign_clips else None)
     iterations = math.ceil(args.steps / (source.rollout_steps * env.num_envs)) if args.steps else source.iterations
     return dataclasses.replace(source, env=env, seed=cfg.seed, iterations=iterations, stop_success=2.0,
@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: all of the library)")
     t.add_argument("--recover-s", type=float, default=1.0,
                    help="with --init-from: seconds into a clip without body-error terminations (default 1)")
+    t.add_argument("--recover-follow", action="store_true",
+                   help="with --init-from: in those seconds the reference stays anchored at the character (room to brake)")
     training(t)
     t.set_defaults(func=cmd_train_expert)
 

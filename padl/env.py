@@ -65,6 +65,10 @@ class EnvConfig:
     foreign_clips: tuple[str, ...] | None = None  # library clips whose states are foreign starts; None: all
     recover_s: float = 0.0  # body-error terminations are waived in a clip's first recover_s (after a foreign start
     # or a switch the character cannot be on the new reference at once); falls still end the episode
+    # In a clip's first recover_s, re-anchor the reference at the character's root and heading every step (it then
+    # stays where the character got to): momentum carried over from the last skill (a sprint) may take steps to
+    # brake, and a reference left where the command began would reward running back to that spot instead.
+    recover_follow: bool = False
     reset_pool: int = 0  # new episode starts drawn ahead, refilled when used up (0: max(8, N/4)); see _Core.post
     reward: RewardConfig = field(default_factory=RewardConfig)
     mjx_iterations: int = 2
@@ -332,6 +336,14 @@ class _Core:
         now = _take(state.ref, 0)  # the reference at clip_time, sampled K steps ago
         entering = self.refs(state.clip, (clip_time + cfg.ref_frames * self.dt)[:, None], state.anchor)
         ref = jax.tree.map(lambda a, b: jnp.concatenate([a[:, 1:], b], axis=1), state.ref, entering)
+        anchor = state.anchor
+        if cfg.recover_follow and cfg.recover_s > 0:
+            follow = state.clip_time < cfg.recover_s
+            times = clip_time[:, None] + jnp.arange(cfg.ref_frames + 1) * self.dt
+            anchor = jnp.where(follow[:, None], anchor_between(self.refs(state.clip, times[:, :1]).qpos[:, 0],
+                                                               jnp.where(bad[:, None], now.qpos, qpos)), anchor)
+            window = self.refs(state.clip, times, anchor)
+            now, ref = _where(follow, (_take(window, 0), jax.tree.map(lambda x: x[:, 1:], window)), (now, ref))
         # A blown-up env is shown the reference instead, so no NaN reaches observations or statistics.
         qpos, qvel = _where(bad, (now.qpos, now.qvel), (qpos, qvel))
         warmstart = jnp.where(bad[:, None], 0.0, warmstart)
@@ -358,7 +370,7 @@ class _Core:
         first = jnp.where(refill, 0, state.pool_next)
         slot = (first + jnp.cumsum(reset) - 1) % self.pool
         kept = dict(qpos=qpos, qvel=qvel, warmstart=warmstart, time=state.time + self.dt, clip=state.clip,
-                    clip_time=clip_time, step=step, disc_hist=hist, ref=ref, obs=obs, anchor=state.anchor)
+                    clip_time=clip_time, step=step, disc_hist=hist, ref=ref, obs=obs, anchor=anchor)
         new = _where(reset, jax.tree.map(lambda x: x[slot], pool), kept)
         info = {"fell": fell, "body_error_exceeded": too_far, "blowup": bad, "nan_action": nan_action,
                 "body_error": err}

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from motions import kinematics as K
 from motions.library import MotionLibrary
 from padl import metrics as M
 from padl import checkpoint, ppo
@@ -30,8 +31,7 @@ EPS = np.linspace(0.0, 0.3, 31)
 
 
 def _yaw(qpos):
-    w, x, y, z = np.moveaxis(np.asarray(qpos)[..., 3:7], -1, 0)
-    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return np.asarray(K.heading_yaw(jnp.asarray(qpos)[..., 3:7]))
 
 
 class Agent:
@@ -79,11 +79,10 @@ class GroupAgent(Agent):
 class GlobalAgent(Agent):
     kind = "global"
 
-    def __init__(self, path, library, loaded: tuple[dict, dict] | None = None):
-        """From a checkpoint at `path`, or from an already loaded (tree, metadata) (a run's current policy)."""
-        from superpadl.global_policy import GlobalConfig, load_global, policy_act
+    def __init__(self, tree: dict, meta: dict, library):
+        """A loaded policy (`global_policy.load_global`, or a training run's current one) and its metadata."""
+        from superpadl.global_policy import GlobalConfig, policy_act
 
-        tree, meta = loaded or load_global(path)
         cfg = from_dict(GlobalConfig, meta["global"])
         self.env_config, self.history = cfg.env, from_dict(S.HistoryConfig, meta["history"])
         self.emb, self.act = jnp.asarray(tree["caption_emb"]), policy_act(tree, cfg)
@@ -131,7 +130,9 @@ def load_agent(path: str | Path, library: MotionLibrary) -> Agent:
     if not spec.is_file():
         raise ValueError(f"{path}: not a policy (no policy.json or groups.json)")
     kind = checkpoint.kind_of(spec)
-    agents = {"padl-expert": ExpertAgent, "superpadl-global": GlobalAgent}
+    from superpadl.global_policy import load_global
+
+    agents = {"padl-expert": ExpertAgent, "superpadl-global": lambda p, lib: GlobalAgent(*load_global(p), lib)}
     if kind not in agents:
         raise ValueError(f"{spec}: not a policy this command knows (kind={kind!r})")
     return agents[kind](path, library)

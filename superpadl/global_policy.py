@@ -19,6 +19,7 @@ scatter by 10-20 points between neighbouring iterations, so the latest is rarely
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -101,12 +102,17 @@ def load_global(path: str | Path) -> tuple[dict, dict]:
     return tree, meta
 
 
+@jax.jit
+def _mean_action(ts, x):
+    return ppo.act(ts, x, jax.random.key(0), deterministic=True)[0]
+
+
 def policy_act(tree: dict, cfg: GlobalConfig):
-    """A jitted x -> mean action of a loaded global policy."""
+    """x -> mean action of a loaded global policy (one compilation per network shape, not per policy: a training
+    run builds one at every evaluation)."""
     ts = ppo.init(jax.random.key(0), tree["normalizer"].mean.shape[0],
                   tree["policy_params"]["params"]["mean"]["out"]["bias"].shape[0], cfg.ppo)
-    ts = ts.replace(policy_params=tree["policy_params"], normalizer=tree["normalizer"])
-    return jax.jit(lambda x: ppo.act(ts, x, jax.random.key(0), deterministic=True)[0])
+    return functools.partial(_mean_action, ts.replace(policy_params=tree["policy_params"], normalizer=tree["normalizer"]))
 
 
 class Carry(NamedTuple):
@@ -280,7 +286,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
                                                end_with_clip=True))  # as `superpadl eval`
             last_eval, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
             if cfg.eval_transitions:
-                agent = GlobalAgent(None, library, (policy_tree(ts), meta))
+                agent = GlobalAgent(policy_tree(ts), meta, library)
                 last_eval["transition_success"] = transition_success(
                     agent, library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(it))["success"]
             state["clip_weights"] = clip_priorities(success, cfg.prioritise)

@@ -201,7 +201,8 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
         cfg, clips = from_dict(GroupConfig, saved["group"]), saved["clips"]
     base = teachers.env_config()
     env_cfg = dataclasses.replace(cfg.env, clips=tuple(clips), ref_frames=base.ref_frames,
-                                  disc_frames=base.disc_frames, control_hz=base.control_hz)
+                                  disc_frames=base.disc_frames, control_hz=base.control_hz,
+                                  recover_follow=base.recover_follow)  # the labels after a switch, as they learnt
     cfg = dataclasses.replace(cfg, env=env_cfg)
     env = ImitationEnv(library, env_cfg)
     G = len(clips)

@@ -33,11 +33,6 @@ FORMAT = "padl-expert-controller"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
-def _yaw(q) -> float:
-    w, x, y, z = q
-    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
-
-
 def _yaw_quat(a: float) -> np.ndarray:
     return np.array([np.cos(a / 2), 0.0, 0.0, np.sin(a / 2)])
 
@@ -61,7 +56,7 @@ class Anchor:
     @staticmethod
     def between(ref_qpos: np.ndarray, qpos: np.ndarray) -> "Anchor":
         """The transform that puts the reference root (xy, heading) where the character's root is."""
-        yaw = _yaw(qpos[3:7]) - _yaw(ref_qpos[3:7])
+        yaw = float(K.heading_yaw(jnp.asarray(qpos[3:7])) - K.heading_yaw(jnp.asarray(ref_qpos[3:7])))
         a = Anchor(yaw)
         return Anchor(yaw, (qpos[:3] - a.rot @ ref_qpos[:3])[:2])
 
@@ -173,6 +168,8 @@ class ExpertController:
         if not bool(self.library.data.loop[i]) and self.clip_time + cfg.ref_frames / self.control_hz > duration:
             self.clip_time = 0.0  # a gesture ended: play it again from where the character now stands
             self._reanchor()
+        elif cfg.recover_follow and self.clip_time < cfg.recover_s:
+            self._reanchor()  # as the expert learnt it (`EnvConfig.recover_follow`)
         times = self.clip_time + np.arange(1, cfg.ref_frames + 1) / self.control_hz
         ref_qpos, _, ref_pos, ref_rot = self._ref(times)
         ref_pos, ref_rot = self.anchor.points(ref_pos), self.anchor.rotations(ref_rot)

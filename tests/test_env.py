@@ -375,6 +375,25 @@ def test_foreign_starts_begin_the_own_clip_in_another_clips_state(tmp_path):
     assert int(s.info["body_error_terminations"]) >= N
 
 
+def test_recover_follow_keeps_the_reference_at_the_character_then_leaves_it_there(tmp_path):
+    """With `recover_follow`, a character 2 m off its reference has it re-anchored at its root and heading through
+    the clip's first recover_s (no body-error end, where the test above ends at recover_s); then the anchor stays."""
+    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("squat",)))
+    env = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco", recover_s=0.5, recover_follow=True))
+    s = env.reset(1)
+    s = s._replace(qpos=s.qpos + np.r_[2.0, np.zeros(34)], clip_time=np.zeros(N, np.float32))
+    anchors = []
+    for t in range(40):
+        s = env.step(s, np.zeros((N, 28), np.float32))
+        assert not np.asarray(s.done | s.truncated).any(), f"ended at step {t}"
+        anchors.append(np.asarray(s.anchor))
+        if t < 14:  # clip_time < 0.5 s before this step: the reference's root is where the character's is
+            now = env.core.refs(jnp.asarray(s.clip), jnp.asarray(s.clip_time)[:, None], jnp.asarray(s.anchor))
+            np.testing.assert_allclose(np.asarray(now.qpos)[:, 0, :2], np.asarray(s.qpos)[:, :2], atol=1e-4)
+    assert np.abs(anchors[5] - anchors[0]).max() > 1e-4  # it followed the character
+    assert np.array_equal(anchors[-1], anchors[15])  # then stayed
+    assert np.all(anchors[-1][:, 1] > 1.5)  # near where the character stands, 2 m off the clip
+
 # -- bad input --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", ["mujoco", "mjx"])
