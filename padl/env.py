@@ -339,10 +339,10 @@ class _Core:
         anchor = state.anchor
         if cfg.recover_follow and cfg.recover_s > 0:
             follow = state.clip_time < cfg.recover_s
-            times = clip_time[:, None] + jnp.arange(cfg.ref_frames + 1) * self.dt
-            anchor = jnp.where(follow[:, None], anchor_between(self.refs(state.clip, times[:, :1]).qpos[:, 0],
-                                                               jnp.where(bad[:, None], now.qpos, qpos)), anchor)
-            window = self.refs(state.clip, times, anchor)
+            window = self.refs(state.clip, clip_time[:, None] + jnp.arange(cfg.ref_frames + 1) * self.dt)
+            anchor = jnp.where(follow[:, None], anchor_between(window.qpos[:, 0], jnp.where(bad[:, None], now.qpos, qpos)),
+                               anchor)
+            window = anchor_ref(window, anchor)
             now, ref = _where(follow, (_take(window, 0), jax.tree.map(lambda x: x[:, 1:], window)), (now, ref))
         # A blown-up env is shown the reference instead, so no NaN reaches observations or statistics.
         qpos, qvel = _where(bad, (now.qpos, now.qvel), (qpos, qvel))

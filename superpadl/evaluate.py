@@ -194,7 +194,8 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
                        rng: np.random.Generator) -> dict:
     """No fall within `after_s` after switching commands, over random pairs (first != second clip): the switch
     comes `switch_s` into the first command, or when its non-looping clip ends, if sooner (as a user would command
-    the next skill once one is done; the teachers never learnt what follows a clip's end)."""
+    the next skill once one is done; the teachers never learnt what follows a clip's end). `by_clip`: per clip,
+    [succeeded, pairs] of the pairs that leave it ("from") and that go to it ("to")."""
     names, clips = zip(*agent.commands)
     first, second = [], []
     while len(first) < pairs:
@@ -219,6 +220,9 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
         fell_before |= fell & (t < at)
         fell_after |= fell & (t >= at)
     ok = ~fell_before & ~fell_after
+    sides = {"from": np.asarray([clips[a] for a in first]), "to": np.asarray([clips[b] for b in second])}
+    by_clip = {c: {side: [int(ok[of == c].sum()), int((of == c).sum())] for side, of in sides.items()}
+               for c in dict.fromkeys(clips)}
     return {"success": float(ok.mean()), "fell_before_switch": int(fell_before.sum()),
-            "fell_after_switch": int(fell_after.sum()), "pairs": [
+            "fell_after_switch": int(fell_after.sum()), "by_clip": by_clip, "pairs": [
                 {"from": names[a], "to": names[b], "ok": bool(o)} for a, b, o in zip(first, second, ok)]}

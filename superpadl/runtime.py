@@ -26,11 +26,12 @@ from motions.library import MotionLibrary, sample_reference
 from padl import observations as O
 from padl import checkpoint, ppo
 from padl.config import from_dict
-from padl.env import pd_targets
+from padl.env import anchor_between, pd_targets
 from padl.expert import ExpertConfig, load_policy
 
 FORMAT = "padl-expert-controller"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+_anchor_between = jax.jit(anchor_between)  # the training env's anchor; every step while an expert recovers
 
 
 def _yaw_quat(a: float) -> np.ndarray:
@@ -56,9 +57,8 @@ class Anchor:
     @staticmethod
     def between(ref_qpos: np.ndarray, qpos: np.ndarray) -> "Anchor":
         """The transform that puts the reference root (xy, heading) where the character's root is."""
-        yaw = float(K.heading_yaw(jnp.asarray(qpos[3:7])) - K.heading_yaw(jnp.asarray(ref_qpos[3:7])))
-        a = Anchor(yaw)
-        return Anchor(yaw, (qpos[:3] - a.rot @ ref_qpos[:3])[:2])
+        yaw, x, y = np.asarray(_anchor_between(jnp.asarray(ref_qpos[None]), jnp.asarray(qpos[None])), np.float64)[0]
+        return Anchor(float(yaw), (x, y))
 
     def points(self, p):
         return p @ self.rot.T + self.shift

@@ -354,6 +354,10 @@ def test_transitions_switch_at_two_seconds_or_when_a_short_clip_ends(tmp_path):
 
     out = transition_success(Recorder(), lib, 4, 2.0, 0.5, np.random.default_rng(0))
     assert len(out["pairs"]) == 4
+    for side in ("from", "to"):  # the per-clip counts add up to the pairs, and those that succeeded
+        assert sum(v[side][1] for v in out["by_clip"].values()) == 4
+        assert sum(v[side][0] for v in out["by_clip"].values()) == sum(p["ok"] for p in out["pairs"])
+    assert out["by_clip"]["synthetic_balance"]["from"][1] == seen["first"].count("synthetic_balance")
     assert lib.durations[lib.index("synthetic_balance")] == pytest.approx(1.0)
     expected = [30 if c == "synthetic_balance" else 60 for c in seen["first"]]
     assert seen["at"].tolist() == expected and 30 in expected and 60 in expected
