@@ -18,7 +18,6 @@ falls, falls per switch, and falls per switch over the baseline experts' (`--exp
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path

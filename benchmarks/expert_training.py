@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from env_throughput import mjx_raw_rate, raw_rate  # noqa: E402
 
 from motions.library import MotionLibrary  # noqa: E402
-from padl.env import EnvConfig, ImitationEnv  # noqa: E402
+from padl.env import ImitationEnv  # noqa: E402
 from padl.expert import ExpertConfig, train  # noqa: E402
 
 

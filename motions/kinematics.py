@@ -102,22 +102,48 @@ class BodyState(NamedTuple):
     rot: jnp.ndarray  # (..., B, 4)
 
 
+def _fk_plan(skel: Skeleton):
+    """Static plan of a level-by-level pass: the bodies of each tree depth, with their parents' places in the
+    concatenation of earlier levels; each body's hinges padded to a common count with an identity slot (J)."""
+    parent = np.asarray(skel.parent)
+    depth = np.zeros(len(parent), int)
+    for b, p in enumerate(parent):  # MuJoCo lists a parent before its children
+        depth[b] = 0 if p < 0 else depth[p] + 1
+    levels = [np.flatnonzero(depth == d) for d in range(depth.max() + 1)]
+    order = np.concatenate(levels)
+    place = np.empty(len(parent), int)
+    place[order] = np.arange(len(parent))
+    joints = [np.flatnonzero(np.asarray(skel.joint_body) == b) for b in range(len(parent))]
+    width = max(1, max(len(j) for j in joints))
+    slots = np.full((len(parent), width), len(skel.joint_body))
+    for b, j in enumerate(joints):
+        slots[b, :len(j)] = j
+    return levels, [place[parent[lv]] for lv in levels], place, slots
+
+
 def forward_kinematics(skel: Skeleton, qpos) -> BodyState:
-    """World positions and rotations of all bodies for qpos (..., 7 + J), MuJoCo's convention."""
+    """World positions and rotations of all bodies for qpos (..., 7 + J), MuJoCo's convention.
+
+    Bodies of one tree depth are composed together (one quaternion product per depth rather than per body), which
+    keeps the traced program, and so its compile time, small."""
+    levels, parents, place, slots = _fk_plan(skel)
+    dt = qpos.dtype
+    lead = qpos.shape[:-1]
     root_pos, root_rot, angles = qpos[..., :3], quat_normalize(qpos[..., 3:7]), qpos[..., 7:]
-    joint_q = axis_angle_to_quat(jnp.asarray(skel.joint_axis, qpos.dtype), angles)  # (..., J, 4)
-    pos, rot = [], []
-    for b, p in enumerate(skel.parent):
-        if p < 0:
-            r, x = root_rot, root_pos
-        else:
-            r = quat_mul(rot[p], jnp.broadcast_to(jnp.asarray(skel.local_quat[b], qpos.dtype), root_rot.shape))
-            x = pos[p] + quat_rotate(rot[p], jnp.broadcast_to(jnp.asarray(skel.offset[b], qpos.dtype), root_pos.shape))
-        for j in np.flatnonzero(skel.joint_body == b):  # MuJoCo composes a body's joints left to right
-            r = quat_mul(r, joint_q[..., j, :])
-        pos.append(x)
-        rot.append(r)
-    return BodyState(jnp.stack(pos, axis=-2), jnp.stack(rot, axis=-2))
+    joint_q = axis_angle_to_quat(jnp.asarray(skel.joint_axis, dt), angles)  # (..., J, 4)
+    joint_q = jnp.concatenate([joint_q, jnp.broadcast_to(jnp.asarray([1.0, 0, 0, 0], dt), lead + (1, 4))], axis=-2)
+    joints = joint_q[..., slots[:, 0], :]  # MuJoCo composes a body's joints left to right
+    for k in range(1, slots.shape[1]):
+        joints = quat_mul(joints, joint_q[..., slots[:, k], :])
+    local = quat_mul(jnp.broadcast_to(jnp.asarray(skel.local_quat, dt), joints.shape), joints)
+    offset = jnp.asarray(skel.offset, dt)
+    (root,) = levels[0]  # one root, whose frame is qpos's free joint
+    rot, pos = quat_mul(root_rot, joints[..., root, :])[..., None, :], root_pos[..., None, :]
+    for lv, par in zip(levels[1:], parents[1:]):
+        prot, ppos = rot[..., par, :], pos[..., par, :]
+        rot = jnp.concatenate([rot, quat_mul(prot, local[..., lv, :])], axis=-2)
+        pos = jnp.concatenate([pos, ppos + quat_rotate(prot, jnp.broadcast_to(offset[lv], ppos.shape))], axis=-2)
+    return BodyState(pos[..., place, :], rot[..., place, :])
 
 
 def points(state: BodyState, bodies: np.ndarray, offsets: np.ndarray):

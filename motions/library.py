@@ -102,6 +102,7 @@ class MotionLibrary:
             fps=float(self.manifest["fps"]),
         )
         self._sample = jax.jit(lambda data, clip, time: sample_reference(data, self.skeleton, clip, time))
+        self._bodies = jax.jit(lambda qpos: K.forward_kinematics(self.skeleton, qpos))
 
     @property
     def clip_ids(self) -> list[str]:
@@ -128,3 +129,8 @@ class MotionLibrary:
 
     def sample(self, clip, time) -> RefState:
         return self._sample(self.data, jnp.asarray(clip, jnp.int32), jnp.asarray(time, jnp.float32))
+
+    def bodies(self, qpos) -> K.BodyState:
+        """Body positions and rotations of poses (..., 35) of this library's character (compiled once per shape,
+        where eager JAX would compile each of forward kinematics' operations)."""
+        return self._bodies(jnp.asarray(qpos, jnp.float32))

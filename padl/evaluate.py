@@ -11,11 +11,9 @@ import dataclasses
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from motions import kinematics as K
-from motions.library import MotionLibrary, sample_reference
+from motions.library import MotionLibrary
 from padl import metrics
 from padl.env import EnvConfig, ImitationEnv
 
@@ -57,10 +55,9 @@ def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noi
     steps = qpos.shape[1]
     times = (np.arange(steps) + 1) / cfg.control_hz
     clip_idx = np.asarray(env.core.clips)[np.arange(n) % len(clips)]
-    ref = sample_reference(library.data, library.skeleton, jnp.repeat(jnp.asarray(clip_idx), steps),
-                           jnp.tile(jnp.asarray(times, jnp.float32), n))
+    ref = library.sample(np.repeat(clip_idx, steps), np.tile(times, n))
     ref_pos = np.asarray(ref.body_pos).reshape(n, steps, -1, 3)
-    sim_pos = np.asarray(K.forward_kinematics(library.skeleton, jnp.asarray(qpos)).pos)
+    sim_pos = np.asarray(library.bodies(qpos).pos)
     out = []
     for i in range(n):
         t = valid[i]

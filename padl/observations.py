@@ -95,20 +95,40 @@ def disc_obs_frame(qpos, qvel, key_body_pos):
 def body_velocities(skel: K.Skeleton, qpos, qvel, body_pos, body_rot):
     """World linear and angular velocities (..., B, 3) of the body origins from qvel, by propagating down the
     tree (hinges sit at their body's origin). Both backends derive them from (qpos, qvel) with this one
-    function, so their observations agree for the same state. body_pos/rot come from forward_kinematics."""
-    angles = qpos[..., 7:]
-    joint_q = K.axis_angle_to_quat(jnp.asarray(skel.joint_axis, qpos.dtype), angles)
-    lin, ang = [qvel[..., :3]], [K.quat_rotate(body_rot[..., 0, :], qvel[..., 3:6])]
-    for b in range(1, len(skel.parent)):
-        p = int(skel.parent[b])
-        w = ang[p]
-        # Joints compose left to right (r = r_pre Rx Ry Rz): the world axis of joint k is the body rotation
-        # with the joints after k undone, applied to its local axis.
-        r = body_rot[..., b, :]
-        for j in np.flatnonzero(skel.joint_body == b)[::-1]:
-            axis = jnp.broadcast_to(jnp.asarray(skel.joint_axis[j], qpos.dtype), w.shape)
-            w = w + K.quat_rotate(r, axis) * qvel[..., 6 + j, None]
-            r = K.quat_mul(r, K.quat_conj(joint_q[..., j, :]))
-        lin.append(lin[p] + jnp.cross(ang[p], body_pos[..., b, :] - body_pos[..., p, :]))
-        ang.append(w)
-    return jnp.stack(lin, axis=-2), jnp.stack(ang, axis=-2)
+    function, so their observations agree for the same state. body_pos/rot come from forward_kinematics.
+
+    All bodies at once: each body's own angular velocity relative to its parent, then sums over its ancestors
+    (a constant matrix), which keeps the traced program small."""
+    levels, _, _, slots = K._fk_plan(skel)
+    dt, lead = qpos.dtype, qpos.shape[:-1]
+    ident = jnp.broadcast_to(jnp.asarray([1.0, 0, 0, 0], dt), lead + (1, 4))
+    joint_q = jnp.concatenate([K.axis_angle_to_quat(jnp.asarray(skel.joint_axis, dt), qpos[..., 7:]), ident], -2)
+    axis = jnp.concatenate([jnp.asarray(skel.joint_axis, dt), jnp.zeros((1, 3), dt)])
+    rate = jnp.concatenate([qvel[..., 6:], jnp.zeros(lead + (1,), dt)], axis=-1)
+    # Joints compose left to right (r = r_pre Rx Ry Rz): the world axis of a body's joint k is the body rotation
+    # with its joints after k undone, applied to the joint's local axis.
+    r, rel = body_rot, 0.0
+    for k in reversed(range(slots.shape[1])):
+        j = slots[:, k]
+        rel = rel + K.quat_rotate(r, jnp.broadcast_to(axis[j], body_pos.shape)) * rate[..., j, None]
+        r = K.quat_mul(r, K.quat_conj(joint_q[..., j, :]))
+    parent = np.asarray(skel.parent)
+    root = levels[0][0]
+    rel = rel.at[..., root, :].add(K.quat_rotate(body_rot[..., root, :], qvel[..., 3:6]))
+    up = ancestors(parent)  # (B, B): up[b, a] = 1 when a is b or one of its ancestors
+    ang = jnp.einsum("ba,...ai->...bi", up, rel)
+    p = np.where(parent < 0, np.arange(len(parent)), parent)
+    edge = jnp.cross(ang[..., p, :], body_pos - body_pos[..., p, :])  # zero for the root
+    edge = edge.at[..., root, :].add(qvel[..., :3])
+    return jnp.einsum("ba,...ai->...bi", up, edge), ang
+
+
+def ancestors(parent: np.ndarray) -> np.ndarray:
+    """(B, B) float32: row b marks b and every body above it."""
+    up = np.zeros((len(parent), len(parent)), np.float32)
+    for b in range(len(parent)):
+        a = b
+        while a >= 0:
+            up[b, a] = 1.0
+            a = parent[a]
+    return up

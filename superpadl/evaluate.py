@@ -30,10 +30,6 @@ from superpadl import student as S
 EPS = np.linspace(0.0, 0.3, 31)
 
 
-def _yaw(qpos):
-    return np.asarray(K.heading_yaw(jnp.asarray(qpos)[..., 3:7]))
-
-
 class Agent:
     """A policy with a uniform interface: `commands` (name, clip id) rows, an env config, and
     `actor(rows)` -> act(state) for envs whose env i performs command rows[i % len(rows)]."""
@@ -138,12 +134,26 @@ def load_agent(path: str | Path, library: MotionLibrary) -> Agent:
     return agents[kind](path, library)
 
 
-def _reference_windows(library: MotionLibrary, clip: str, seconds: float):
-    i = library.index(clip)
-    duration = float(library.durations[i]) if not library.data.loop[i] else seconds
-    t = np.arange(0, duration + 1e-9, 1.0 / 30.0, dtype=np.float32)
-    ref = library.sample(jnp.full(len(t), i), jnp.asarray(t))
-    return W.window_features(np.asarray(ref.body_pos), _yaw(ref.qpos))
+def _yaws(qpos_list):
+    """Heading yaws of several (T_i, 35) trajectories in one query (one compile, whatever their lengths)."""
+    if not qpos_list:
+        return []
+    yaw = np.asarray(K.heading_yaw(jnp.asarray(np.concatenate(qpos_list))[:, 3:7]))
+    return np.split(yaw, np.cumsum([len(q) for q in qpos_list])[:-1])
+
+
+def _reference_windows(library: MotionLibrary, clips: list[str], seconds: float) -> dict:
+    """{clip: its reference's motion windows} (a looping clip over `seconds`), from one library query."""
+    times = []
+    for k in clips:
+        i = library.index(k)
+        duration = float(library.durations[i]) if not library.data.loop[i] else seconds
+        times.append(np.arange(0, duration + 1e-9, 1.0 / 30.0, dtype=np.float32))
+    index = np.concatenate([np.full(len(t), library.index(k)) for k, t in zip(clips, times)])
+    ref = library.sample(jnp.asarray(index), jnp.asarray(np.concatenate(times)))
+    cuts = np.cumsum([len(t) for t in times])[:-1]
+    pos = np.split(np.asarray(ref.body_pos), cuts)
+    return {k: W.window_features(p, y) for k, p, y in zip(clips, pos, _yaws(np.split(np.asarray(ref.qpos), cuts)))}
 
 
 def evaluate(agent: Agent, library: MotionLibrary, episodes: int = 2, noise: float = 0.02, seconds: float = 10.0,
@@ -155,15 +165,16 @@ def evaluate(agent: Agent, library: MotionLibrary, episodes: int = 2, noise: flo
     names = [n for n, _ in agent.commands]
     clips = [k for _, k in agent.commands]
     rows = list(range(len(names)))
-    ref_windows = {k: _reference_windows(library, k, seconds) for k in dict.fromkeys(clips)}
+    ref_windows = _reference_windows(library, list(dict.fromkeys(clips)), seconds)
     per_cmd: dict[str, list] = {n: [] for n in names}
     gen_windows: dict[str, list] = {n: [] for n in names}
     episodes_out = rollout(library, agent.actor(rows), clips, episodes, noise, seconds, cfg, seed)
-    for i, (clip, sim, ref, failed, qpos) in enumerate(episodes_out):
+    yaws = _yaws([qpos for *_, qpos in episodes_out])
+    for i, ((clip, sim, ref, failed, qpos), yaw) in enumerate(zip(episodes_out, yaws)):
         name = names[i % len(names)]
         m = M.episode_metrics(sim, ref, failed)
         if len(sim):
-            gen = W.window_features(sim, _yaw(qpos))
+            gen = W.window_features(sim, yaw)
             gen_windows[name].append(gen)
             p, r = W.precision_recall(gen, ref_windows[clip], EPS)
             m.update(precision_auc=W.auc(p, EPS), recall_auc=W.auc(r, EPS))

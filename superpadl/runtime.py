@@ -107,7 +107,7 @@ class ExpertController:
         low, high = (np.asarray(self.model.actuator_ctrlrange[:, i], np.float32) for i in (0, 1))
         self._pd = lambda ref_joints, a, cfg: pd_targets(ref_joints, a, cfg.action_mode, cfg.action_scale, act,
                                                           low, high)
-        skel, key_bodies = library.skeleton, np.asarray(self.character.key_bodies)
+        skel = library.skeleton
 
         @jax.jit
         def observe(qpos, qvel, ref_pos, ref_rot, phase):

@@ -1,11 +1,8 @@
 """Expert training learns: a short run on a real clip that PD control of the reference alone cannot follow (the
 Bandai bow topples within about two seconds) measurably lengthens the episodes and raises the tracking reward."""
-import dataclasses
-from pathlib import Path
 
 import jax
 import numpy as np
-import pytest
 
 from motions.library import MotionLibrary
 from padl import ppo

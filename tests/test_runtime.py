@@ -9,7 +9,7 @@ import pytest
 from motions.library import MotionLibrary
 from padl.env import EnvConfig
 from padl.expert import ExpertConfig, train
-from superpadl.runtime import Anchor, ExpertController, load_controller
+from superpadl.runtime import Anchor, load_controller
 from superpadl.cli import main as superpadl_main
 from synthetic import write_synthetic_library
 
