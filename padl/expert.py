@@ -235,6 +235,8 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
             save(it, samples, key)
         if out_of_time:
             break
+    if it == start_iter and not (out / POLICY).with_suffix(".json").exists():
+        save(it, samples, key)  # a run of no iterations still leaves its (initial) policy, e.g. as a baseline
     bar.close()
     writer.close()
     curve.close()

@@ -323,9 +323,9 @@ def test_clip_weights_and_first_frame_share_steer_episode_starts(tmp_path):
     cenv = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco"))
     core, c = cenv.core, len(cenv.core.clips)
     assert c == 3
-    start = jax.jit(core.start, static_argnums=1)
+    start = jax.jit(core.start, static_argnums=1)  # one draw size throughout: one compile per configuration
     only_last = jnp.zeros(c).at[c - 1].set(1.0)
-    assert set(np.asarray(start(jax.random.key(0), 256, only_last)["clip"]).tolist()) == {int(core.clips[-1])}
+    assert set(np.asarray(start(jax.random.key(0), 4000, only_last)["clip"]).tolist()) == {int(core.clips[-1])}
     clip = np.asarray(start(jax.random.key(1), 4000, jnp.ones(c).at[0].set(3.0))["clip"])
     assert abs(np.mean(clip == int(core.clips[0])) - 3 / 5) < 0.03
     # Through the env: the weights ride in the state, and the next pool is drawn with them.
@@ -338,7 +338,7 @@ def test_clip_weights_and_first_frame_share_steer_episode_starts(tmp_path):
     assert np.allclose(np.asarray(s.clip_weights), np.asarray(only_last))
     # A share of the starts at a clip's first frame, the rest at uniform times.
     half = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco", first_frame_share=0.5)).core
-    t = np.asarray(jax.jit(half.start, static_argnums=1)(jax.random.key(2), 2000)["clip_time"])
+    t = np.asarray(jax.jit(half.start, static_argnums=1)(jax.random.key(2), 4000)["clip_time"])
     assert abs(np.mean(t == 0) - 0.5) < 0.04 and (t > 0.1).mean() > 0.4
 
 

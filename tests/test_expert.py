@@ -37,9 +37,10 @@ def lib(lib_path) -> MotionLibrary:
 
 
 def tiny_config(**kw) -> ExpertConfig:
+    """The config `padl train-expert LIB synthetic_sway TINY --threads 1` builds: in-process runs and the CLI's
+    subprocesses then compile the same programs, once for the suite (the persistent compilation cache)."""
     cfg = ExpertConfig(env=EnvConfig(num_envs=4, backend="mujoco", clips=("synthetic_sway",), num_threads=1),
-                       rollout_steps=8, eval_every=1000, checkpoint_every=2, eval_episodes=1,
-                       stop_g_mpjpe_mm=0.0)  # never stop early: these tests count steps
+                       eval_every=1000, checkpoint_every=2)
     return dataclasses.replace(cfg, **kw)
 
 
@@ -64,21 +65,10 @@ def test_evaluation_scores_a_good_and_a_bad_policy(lib):
     assert good["mean"]["success"] == 1.0
 
 
-def test_resume_continues_the_same_run(lib, tmp_path):
-    cfg = tiny_config()
-    train(lib, tmp_path / "a", cfg, iterations=4, progress=False)
-    train(lib, tmp_path / "b", cfg, iterations=2, progress=False)
-    train(lib, tmp_path / "b", cfg, iterations=4, progress=False, resume=True)
-    meta_a = json.loads((tmp_path / "a" / "train_state.json").read_text())["config"]
-    meta_b = json.loads((tmp_path / "b" / "train_state.json").read_text())["config"]
-    assert (meta_a["iteration"], meta_a["samples"]) == (meta_b["iteration"], meta_b["samples"]) == (4, 4 * 8 * 4)
-    ts, _ = load_policy(tmp_path / "b")
-    assert int(ts.step) == 4  # PPO's own update counter (the optimiser schedule) went on, not restarted
-
-
-def test_killed_training_resumes_to_the_same_step_count(lib, lib_path, tmp_path):
+def test_killed_training_resumes_to_the_same_step_count(lib_path, tmp_path):
     """A `padl train-expert` process SIGKILLed after a checkpoint resumes with --resume and ends where an
-    uninterrupted run of the same length ends (6 iterations of 4 envs x 32 steps)."""
+    uninterrupted run ends: 6 iterations of 4 envs x 32 steps, and 6 PPO updates (the optimiser's schedule goes
+    on rather than restarting)."""
     cmd = [sys.executable, "-m", "padl.cli", "train-expert", str(lib_path), "synthetic_sway", "--steps", "768",
            *TINY, "--threads", "1", "--quiet", "--out", str(tmp_path / "killed")]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -93,10 +83,10 @@ def test_killed_training_resumes_to_the_same_step_count(lib, lib_path, tmp_path)
     assert 2 <= first < 6, "killed after the end of the run"
     resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    cfg = dataclasses.replace(tiny_config(), rollout_steps=32)
-    train(lib, tmp_path / "full", cfg, iterations=6, progress=False)
-    end = [json.loads((tmp_path / d / "train_state.json").read_text())["config"] for d in ("full", "killed")]
-    assert (end[0]["iteration"], end[0]["samples"]) == (end[1]["iteration"], end[1]["samples"]) == (6, 768)
+    end = json.loads(state.read_text())["config"]
+    assert (end["iteration"], end["samples"]) == (6, 6 * 4 * 32)
+    ts, _ = load_policy(tmp_path / "killed")
+    assert int(ts.step) == 6
 
 
 def test_corrupted_and_foreign_checkpoints_are_refused(lib, lib_path, tmp_path, capsys):
@@ -121,7 +111,7 @@ def test_corrupted_and_foreign_checkpoints_are_refused(lib, lib_path, tmp_path, 
 def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib_path, tmp_path, capsys):
     train(lib, tmp_path / "src", tiny_config(), iterations=2, progress=False)
     code = padl_main(["train-expert", str(lib_path), "synthetic_sway", "--out", str(tmp_path / "ft"), *TINY,
-                      "--init-from", str(tmp_path / "src"), "--foreign-starts", "0.5", "--steps", "64", "--quiet"])
+                      "--init-from", str(tmp_path / "src"), "--foreign-starts", "0.5", "--steps", "256", "--quiet"])
     assert code == 0, capsys.readouterr().err
     meta = json.loads((tmp_path / "ft" / "train_state.json").read_text())["config"]
     assert meta["iteration"] == 2 and meta["expert"]["env"]["foreign_share"] == 0.5
@@ -153,6 +143,7 @@ def test_recorder_writes_expert_actions_on_visited_states(lib, tmp_path):
         rollouts.load(tmp_path / "expert" / "policy")
 
 
+@pytest.mark.slow  # starts a Ray cluster (the optional `dist` extra); the local --jobs path is the same function
 def test_train_experts_on_a_local_ray_cluster(lib_path, tmp_path):
     pytest.importorskip("ray", reason="Ray is the `dist` extra")
     out = tmp_path / "experts"

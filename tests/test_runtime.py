@@ -22,7 +22,7 @@ def folder(tmp_path_factory) -> Path:
     cfg = ExpertConfig(env=EnvConfig(num_envs=4, backend="mujoco", num_threads=1,
                                      clips=("synthetic_sway", "synthetic_squat")),
                        rollout_steps=8, eval_every=1000, checkpoint_every=1000)
-    train(lib, root / "expert", cfg, iterations=1, progress=False)
+    train(lib, root / "expert", cfg, iterations=0, progress=False)  # an untrained expert: PD on the reference
     (root / "controller.json").write_text(json.dumps(
         {"format": "padl-expert-controller", "library": "lib", "experts": ["expert"]}))
     return root
