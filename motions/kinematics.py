@@ -102,7 +102,7 @@ class BodyState(NamedTuple):
     rot: jnp.ndarray  # (..., B, 4)
 
 
-def _fk_plan(skel: Skeleton):
+def tree_plan(skel: Skeleton):
     """Static plan of a level-by-level pass: the bodies of each tree depth, with their parents' places in the
     concatenation of earlier levels; each body's hinges padded to a common count with an identity slot (J)."""
     parent = np.asarray(skel.parent)
@@ -121,12 +121,23 @@ def _fk_plan(skel: Skeleton):
     return levels, [place[parent[lv]] for lv in levels], place, slots
 
 
+def ancestors(parent: np.ndarray) -> np.ndarray:
+    """(B, B) float32: row b marks b and every body above it (a sum down the tree is one product with it)."""
+    up = np.zeros((len(parent), len(parent)), np.float32)
+    for b in range(len(parent)):
+        a = b
+        while a >= 0:
+            up[b, a] = 1.0
+            a = parent[a]
+    return up
+
+
 def forward_kinematics(skel: Skeleton, qpos) -> BodyState:
     """World positions and rotations of all bodies for qpos (..., 7 + J), MuJoCo's convention.
 
     Bodies of one tree depth are composed together (one quaternion product per depth rather than per body), which
     keeps the traced program, and so its compile time, small."""
-    levels, parents, place, slots = _fk_plan(skel)
+    levels, parents, place, slots = tree_plan(skel)
     dt = qpos.dtype
     lead = qpos.shape[:-1]
     root_pos, root_rot, angles = qpos[..., :3], quat_normalize(qpos[..., 3:7]), qpos[..., 7:]

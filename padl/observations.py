@@ -99,7 +99,7 @@ def body_velocities(skel: K.Skeleton, qpos, qvel, body_pos, body_rot):
 
     All bodies at once: each body's own angular velocity relative to its parent, then sums over its ancestors
     (a constant matrix), which keeps the traced program small."""
-    levels, _, _, slots = K._fk_plan(skel)
+    levels, _, _, slots = K.tree_plan(skel)
     dt, lead = qpos.dtype, qpos.shape[:-1]
     ident = jnp.broadcast_to(jnp.asarray([1.0, 0, 0, 0], dt), lead + (1, 4))
     joint_q = jnp.concatenate([K.axis_angle_to_quat(jnp.asarray(skel.joint_axis, dt), qpos[..., 7:]), ident], -2)
@@ -115,20 +115,10 @@ def body_velocities(skel: K.Skeleton, qpos, qvel, body_pos, body_rot):
     parent = np.asarray(skel.parent)
     root = levels[0][0]
     rel = rel.at[..., root, :].add(K.quat_rotate(body_rot[..., root, :], qvel[..., 3:6]))
-    up = ancestors(parent)  # (B, B): up[b, a] = 1 when a is b or one of its ancestors
+    up = K.ancestors(parent)
     ang = jnp.einsum("ba,...ai->...bi", up, rel)
     p = np.where(parent < 0, np.arange(len(parent)), parent)
     edge = jnp.cross(ang[..., p, :], body_pos - body_pos[..., p, :])  # zero for the root
     edge = edge.at[..., root, :].add(qvel[..., :3])
     return jnp.einsum("ba,...ai->...bi", up, edge), ang
 
-
-def ancestors(parent: np.ndarray) -> np.ndarray:
-    """(B, B) float32: row b marks b and every body above it."""
-    up = np.zeros((len(parent), len(parent)), np.float32)
-    for b in range(len(parent)):
-        a = b
-        while a >= 0:
-            up[b, a] = 1.0
-            a = parent[a]
-    return up
