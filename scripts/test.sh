@@ -9,4 +9,6 @@ if ! command -v Xvfb >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ 
 fi
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 export XLA_FLAGS=${XLA_FLAGS:---xla_cpu_enable_concurrency_optimized_scheduler=false}
-exec .venv/bin/python -m pytest -m "not slow" -q --durations=25 "$@"
+# Two workers, one test file each at a time (module fixtures are built once); they share the persistent JAX
+# compilation cache, so a program compiled by one is loaded by the other. PYTEST_WORKERS=0 runs in one process.
+exec .venv/bin/python -m pytest -m "not slow" -q --durations=25 -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
