@@ -121,6 +121,13 @@ def tree_plan(skel: Skeleton):
     return levels, [place[parent[lv]] for lv in levels], place, slots
 
 
+def joint_quats(skel: Skeleton, qpos):
+    """(..., J + 1, 4) each hinge's rotation, then an identity in slot J (where `tree_plan` pads a body's hinges)."""
+    dt = qpos.dtype
+    q = axis_angle_to_quat(jnp.asarray(skel.joint_axis, dt), qpos[..., 7:])
+    return jnp.concatenate([q, jnp.broadcast_to(jnp.asarray([1.0, 0, 0, 0], dt), qpos.shape[:-1] + (1, 4))], -2)
+
+
 def ancestors(parent: np.ndarray) -> np.ndarray:
     """(B, B) float32: row b marks b and every body above it (a sum down the tree is one product with it)."""
     up = np.zeros((len(parent), len(parent)), np.float32)
@@ -139,10 +146,8 @@ def forward_kinematics(skel: Skeleton, qpos) -> BodyState:
     keeps the traced program, and so its compile time, small."""
     levels, parents, place, slots = tree_plan(skel)
     dt = qpos.dtype
-    lead = qpos.shape[:-1]
-    root_pos, root_rot, angles = qpos[..., :3], quat_normalize(qpos[..., 3:7]), qpos[..., 7:]
-    joint_q = axis_angle_to_quat(jnp.asarray(skel.joint_axis, dt), angles)  # (..., J, 4)
-    joint_q = jnp.concatenate([joint_q, jnp.broadcast_to(jnp.asarray([1.0, 0, 0, 0], dt), lead + (1, 4))], axis=-2)
+    root_pos, root_rot = qpos[..., :3], quat_normalize(qpos[..., 3:7])
+    joint_q = joint_quats(skel, qpos)
     joints = joint_q[..., slots[:, 0], :]  # MuJoCo composes a body's joints left to right
     for k in range(1, slots.shape[1]):
         joints = quat_mul(joints, joint_q[..., slots[:, k], :])

@@ -100,11 +100,10 @@ def body_velocities(skel: K.Skeleton, qpos, qvel, body_pos, body_rot):
     All bodies at once: each body's own angular velocity relative to its parent, then sums over its ancestors
     (a constant matrix), which keeps the traced program small."""
     levels, _, _, slots = K.tree_plan(skel)
-    dt, lead = qpos.dtype, qpos.shape[:-1]
-    ident = jnp.broadcast_to(jnp.asarray([1.0, 0, 0, 0], dt), lead + (1, 4))
-    joint_q = jnp.concatenate([K.axis_angle_to_quat(jnp.asarray(skel.joint_axis, dt), qpos[..., 7:]), ident], -2)
+    dt = qpos.dtype
+    joint_q = K.joint_quats(skel, qpos)
     axis = jnp.concatenate([jnp.asarray(skel.joint_axis, dt), jnp.zeros((1, 3), dt)])
-    rate = jnp.concatenate([qvel[..., 6:], jnp.zeros(lead + (1,), dt)], axis=-1)
+    rate = jnp.concatenate([qvel[..., 6:], jnp.zeros(qvel.shape[:-1] + (1,), dt)], axis=-1)
     # Joints compose left to right (r = r_pre Rx Ry Rz): the world axis of a body's joint k is the body rotation
     # with its joints after k undone, applied to the joint's local axis.
     r, rel = body_rot, 0.0
@@ -121,4 +120,3 @@ def body_velocities(skel: K.Skeleton, qpos, qvel, body_pos, body_rot):
     edge = jnp.cross(ang[..., p, :], body_pos - body_pos[..., p, :])  # zero for the root
     edge = edge.at[..., root, :].add(qvel[..., :3])
     return jnp.einsum("ba,...ai->...bi", up, edge), ang
-

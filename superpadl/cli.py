@@ -229,7 +229,6 @@ def cmd_distill_global(args) -> None:
 
 
 def cmd_eval(args) -> None:
-
     from superpadl.evaluate import evaluate, load_agent
 
     lib = _library(args.lib)

@@ -144,12 +144,10 @@ def _yaws(qpos_list):
 
 def _reference_windows(library: MotionLibrary, clips: list[str], seconds: float) -> dict:
     """{clip: its reference's motion windows} (a looping clip over `seconds`), from one library query."""
-    times = []
-    for k in clips:
-        i = library.index(k)
-        duration = float(library.durations[i]) if not library.data.loop[i] else seconds
-        times.append(np.arange(0, duration + 1e-9, 1.0 / 30.0, dtype=np.float32))
-    index = np.concatenate([np.full(len(t), library.index(k)) for k, t in zip(clips, times)])
+    idx = [library.index(k) for k in clips]
+    times = [np.arange(0, (seconds if library.data.loop[i] else float(library.durations[i])) + 1e-9, 1.0 / 30.0,
+                       dtype=np.float32) for i in idx]
+    index = np.concatenate([np.full(len(t), i) for i, t in zip(idx, times)])
     ref = library.sample(jnp.asarray(index), jnp.asarray(np.concatenate(times)))
     cuts = np.cumsum([len(t) for t in times])[:-1]
     pos = np.split(np.asarray(ref.body_pos), cuts)

@@ -66,8 +66,8 @@ def test_evaluation_scores_a_good_and_a_bad_policy(lib):
 
 
 def test_killed_training_resumes_to_the_same_step_count(lib_path, tmp_path):
-    """A `padl train-expert` process SIGKILLed after a checkpoint resumes with --resume and ends where an
-    uninterrupted run ends: 6 iterations of 4 envs x 32 steps, and 6 PPO updates (the optimiser's schedule goes
+    """A `padl train-expert` process SIGKILLed after a checkpoint resumes with --resume and ends where the run would
+    have ended uninterrupted: 6 iterations of 4 envs x 32 steps, and 6 PPO updates (the optimiser's schedule goes
     on rather than restarting)."""
     cmd = [sys.executable, "-m", "padl.cli", "train-expert", str(lib_path), "synthetic_sway", "--steps", "768",
            *TINY, "--threads", "1", "--quiet", "--out", str(tmp_path / "killed")]

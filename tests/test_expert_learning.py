@@ -16,7 +16,7 @@ ITERATIONS = 60  # 60 x 64 envs x 32 steps = 123k samples, about two minutes on 
 def score(lib: MotionLibrary, ts) -> tuple[float, float]:
     """(mean episode length in steps, mean tracking reward per step over the horizon with 0 after the end) of the
     deterministic policy over 8 slightly perturbed starts. The environment is configured as the training run's own
-    evaluation is (4 envs from the clip's start), so the two compile one program."""
+    evaluation is (4 envs from the clip's start), so the two can share a compiled program."""
     env = ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", clips=tuple(lib.clip_ids), num_threads=2,
                                       init="start", init_noise=0.02, reset_pool=1))
     length, reward = [], []

@@ -20,8 +20,7 @@ def folder(tmp_path_factory) -> Path:
     lib_path = write_synthetic_library(root / "lib", kinds=("sway", "squat"))
     lib = MotionLibrary(lib_path)
     cfg = ExpertConfig(env=EnvConfig(num_envs=4, backend="mujoco", num_threads=1,
-                                     clips=("synthetic_sway", "synthetic_squat")),
-                       rollout_steps=8, eval_every=1000, checkpoint_every=1000)
+                                     clips=("synthetic_sway", "synthetic_squat")))
     train(lib, root / "expert", cfg, iterations=0, progress=False)  # an untrained expert: PD on the reference
     (root / "controller.json").write_text(json.dumps(
         {"format": "padl-expert-controller", "library": "lib", "experts": ["expert"]}))
