@@ -51,13 +51,10 @@ def _finetune_config(args, cfg):
     """The config of a run started from `--init-from`: that run's (networks and rewards must match), with this
     call's environment choices and starts; early stopping is off, since its evaluation from the clip's start does
     not see what fine-tuning is for."""
-    from padl.checkpoint import resume_meta
     from padl.config import from_dict
-    from padl.expert import KIND, TRAIN_STATE, ExpertConfig
+    from padl.expert import ExpertConfig, source_meta
 
-    meta = resume_meta(args.init_from, TRAIN_STATE, KIND, "PADL expert run")
-    if meta is None:
-        raise CliError(f"{args.init_from / TRAIN_STATE}.json: no expert run to start from")
+    meta = source_meta(args.init_from)
     source = from_dict(ExpertConfig, meta["expert"])
     env = dataclasses.replace(source.env, clips=cfg.env.clips, backend=cfg.env.backend, num_threads=cfg.env.num_threads,
                               num_envs=args.num_envs or source.env.num_envs, foreign_share=args.foreign_starts,
@@ -186,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true")
     t.add_argument("--threads", type=int, default=0, help="MuJoCo C threads (default: all CPUs)")
     t.add_argument("--quiet", action="store_true")
-    t.add_argument("--init-from", type=Path, help="a finished expert run of these clips to fine-tune (a new run)")
+    t.add_argument("--init-from", type=Path, help="an expert run or policy export of these clips to fine-tune (a new run)")
     t.add_argument("--foreign-starts", type=float, default=0.0,
                    help="with --init-from: share of starts in another clip's state (practice for command switches)")
     t.add_argument("--foreign-clips", nargs="+", help="with --foreign-starts: the clips whose states they take "

@@ -4,7 +4,9 @@ One iteration: roll the batched `ImitationEnv` out for `rollout_steps` control s
 score each transition with r = tracking_weight * tracking + disc_weight * (-log(1 - sigmoid(D(disc_obs))));
 train the discriminator on reference windows ("real") against the rollout and a replay buffer ("fake"); one
 PPO update. Every `eval_every` iterations the deterministic policy is evaluated from the start of each clip
-(`padl.evaluate`), and training stops early once every episode succeeds with G-MPJPE below the threshold.
+(`padl.evaluate`): the best evaluation so far (success, then G-MPJPE) is kept as `policy`, since evaluations
+scatter and a run's last one is often not its best, and training stops early once every episode succeeds with
+G-MPJPE below the threshold.
 
 The whole run state (networks, optimisers, normalisers, replay buffer, RNG, counters) is one pytree saved with
 `padl.checkpoint` every `checkpoint_every` iterations, so `train(..., resume=True)` continues the same run;
@@ -29,7 +31,7 @@ from padl.env import EnvConfig, ImitationEnv
 from padl.evaluate import evaluate_policy
 
 TRAIN_STATE = "train_state"  # <out>/train_state.{npz,json}: the whole run, for --resume
-POLICY = "policy"  # <out>/policy.{npz,json}: the policy alone, for evaluation, recording and distillation
+POLICY = "policy"  # <out>/policy.{npz,json}: the best-evaluated policy, for evaluation, recording and distillation
 KIND = "padl-expert"
 
 
@@ -51,6 +53,7 @@ class ExpertConfig:
     stop_success: float = 1.0
     stop_g_mpjpe_mm: float = 60.0
     checkpoint_every: int = 10
+    critic_warmup: int = 20  # iterations the new critic learns alone when a run starts from a policy-only export
     seed: int = 0
 
 
@@ -65,8 +68,9 @@ def _initial_state(cfg: ExpertConfig, env: ImitationEnv) -> dict:
         "key": jax.random.key_data(key),
         "iteration": np.int64(0),
         "samples": np.int64(0),
-        "best_g_mpjpe_mm": np.float64(np.inf),
+        "best": np.asarray([-1.0, -np.inf]),  # (success, -G-MPJPE) of the evaluation saved as the policy
         "stopped": np.int64(0),  # 1 once early stopping fired
+        "policy_frozen_until": np.int64(0),  # the policy does not move before this iteration (a new critic learns)
     }
 
 
@@ -74,6 +78,13 @@ def _config_json(cfg: ExpertConfig, library: MotionLibrary, env: ImitationEnv) -
     return {"kind": KIND, "expert": to_dict(cfg), "clips": list(cfg.env.clips or library.clip_ids),
             "obs_size": env.obs_size, "action_size": env.action_size, "obs_layout": env.core.sizes,
             "character": env.character.name}
+
+
+def source_meta(path: str | Path) -> dict:
+    """The metadata of what `init_from` names: an expert run (its `train_state`) or an expert policy (an export
+    of one, as shipped)."""
+    meta = checkpoint.resume_meta(path, TRAIN_STATE, KIND, "PADL expert run")
+    return meta if meta is not None else load_policy(path)[1]
 
 
 def load_policy(path: str | Path) -> tuple[ppo.TrainState, dict]:
@@ -133,7 +144,9 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     `iterations` overrides cfg.iterations (the total, counted from the start of the run, also on resume);
     `time_limit_s` ends this call (after an evaluation and a checkpoint) once that much wall time has passed;
     `init_from` (another expert run of the same clips and networks) starts a new run from that run's networks,
-    discriminator and replay (fine-tuning, e.g. with `foreign_share`), its counters at zero."""
+    discriminator and replay (fine-tuning, e.g. with `foreign_share`), its counters at zero. From a policy-only
+    export, the critic and discriminator are new: the policy then holds still for `critic_warmup` iterations, so
+    that the first updates it sees do not come from an untrained value function."""
     from tensorboardX import SummaryWriter
     from tqdm import tqdm
 
@@ -148,13 +161,16 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
     elif init_from is not None:
-        source = checkpoint.resume_meta(init_from, TRAIN_STATE, KIND, "PADL expert run")
-        if source is None:
-            raise checkpoint.CheckpointError(f"{Path(init_from) / TRAIN_STATE}.json: no expert run to start from")
+        source = source_meta(init_from)
         if source["clips"] != meta["clips"]:
             raise checkpoint.CheckpointError(f"{init_from}: its clips {source['clips']} are not {meta['clips']}")
-        loaded, _ = checkpoint.load(Path(init_from) / TRAIN_STATE, state)
-        state.update(ppo=loaded["ppo"], disc=loaded["disc"], replay=loaded["replay"])
+        if source.get("policy_only"):
+            policy, _ = load_policy(init_from)
+            state["ppo"] = state["ppo"].replace(policy_params=policy.policy_params, normalizer=policy.normalizer)
+            state["policy_frozen_until"] = np.int64(cfg.critic_warmup)
+        else:
+            loaded, _ = checkpoint.load(Path(init_from) / TRAIN_STATE, state)
+            state.update(ppo=loaded["ppo"], disc=loaded["disc"], replay=loaded["replay"])
         log(f"starting from {init_from} (iteration {source['iteration']})")
     out.mkdir(parents=True, exist_ok=True)
     total = cfg.iterations if iterations is None else iterations
@@ -172,8 +188,10 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     def save(it, samples, key):
         state.update(ppo=ts, disc=ds, replay=replay, key=jax.random.key_data(key), iteration=np.int64(it),
                      samples=np.int64(samples))
-        checkpoint.save(out / POLICY, ts, {**meta, "iteration": it, "samples": samples, "eval": last_eval})
         checkpoint.save(out / TRAIN_STATE, state, {**meta, "iteration": it, "samples": samples})
+
+    def save_policy(it, samples):
+        checkpoint.save(out / POLICY, ts, {**meta, "iteration": it, "samples": samples, "eval": last_eval})
 
     it, samples = start_iter, int(state["samples"])
     while it < total and not int(state["stopped"]):
@@ -200,7 +218,9 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
         rollout = ppo.Rollout(stack(obs), stack(actions), stack(logps), stack(values), rewards, stack(dones),
                               stack(truncs), ppo.value(ts, env_state.obs),
                               ppo.value(ts, stack(final_obs).reshape(T * N, -1)).reshape(T, N))
-        ts, p_metrics = ppo.update(ts, rollout, k_ppo)
+        moved, p_metrics = ppo.update(ts, rollout, k_ppo)
+        ts = moved if it >= int(state["policy_frozen_until"]) else moved.replace(
+            policy_params=ts.policy_params, policy_opt_state=ts.policy_opt_state)
         it, samples = it + 1, samples + T * N
         dt = time.time() - t0
         ends = float(jnp.sum(rollout.dones) + jnp.sum(rollout.truncations))
@@ -222,7 +242,10 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
                                         env_config=dataclasses.replace(cfg.env, backend="mujoco"))["mean"]
             for k, v in last_eval.items():
                 writer.add_scalar(f"eval/{k}", v, samples)
-            state["best_g_mpjpe_mm"] = np.float64(min(float(state["best_g_mpjpe_mm"]), last_eval["g_mpjpe_mm"]))
+            score = (last_eval["success"], -last_eval["g_mpjpe_mm"])
+            if score > tuple(state["best"]):
+                state["best"] = np.asarray(score, np.float64)
+                save_policy(it, samples)
             wall = time.time() - t_start
             curve.write(json.dumps({"iteration": it, "samples": samples, "wall_s": wall, **last_eval,
                                     "tracking": scalars["reward/tracking"]}) + "\n")
@@ -237,6 +260,7 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
             break
     if it == start_iter and not (out / POLICY).with_suffix(".json").exists():
         save(it, samples, key)  # a run of no iterations still leaves its (initial) policy, e.g. as a baseline
+        save_policy(it, samples)
     bar.close()
     writer.close()
     curve.close()

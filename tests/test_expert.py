@@ -19,7 +19,7 @@ from padl.cli import main as padl_main
 from padl.config import from_dict, to_dict
 from padl.env import EnvConfig
 from padl.evaluate import evaluate_policy
-from padl.expert import ExpertConfig, load_policy, train
+from padl.expert import ExpertConfig, export_policy, load_policy, train
 from synthetic import write_synthetic_library
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,6 +124,24 @@ def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib
     err = capsys.readouterr().err.strip()
     assert code == 1 and "synthetic_sway" in err and "\n" not in err
     assert not (tmp_path / "other" / "train_state.json").exists()
+
+
+def test_init_from_a_policy_export_holds_the_policy_while_its_new_critic_learns(lib, lib_path, tmp_path, capsys):
+    """A shipped export has no critic or discriminator: the run makes new ones and leaves the policy exactly as it
+    was for `critic_warmup` iterations. With an evaluation every iteration, `policy` is the best one (success,
+    then G-MPJPE; the earliest of ties), not the latest."""
+    train(lib, tmp_path / "src", tiny_config(), iterations=2, progress=False)
+    export_policy(tmp_path / "src", tmp_path / "export")
+    code = padl_main(["train-expert", str(lib_path), "synthetic_sway", "--out", str(tmp_path / "ft"), *TINY,
+                      "--init-from", str(tmp_path / "export"), "--steps", "384", "--eval-every", "1", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    source, _ = load_policy(tmp_path / "export")
+    tuned, meta = load_policy(tmp_path / "ft")
+    assert jax.tree.all(jax.tree.map(np.array_equal, source.policy_params, tuned.policy_params))
+    curve = [json.loads(line) for line in (tmp_path / "ft" / "progress.jsonl").read_text().splitlines()]
+    assert [c["iteration"] for c in curve] == [1, 2, 3]
+    best = max(curve, key=lambda c: (c["success"], -c["g_mpjpe_mm"], -c["iteration"]))
+    assert meta["iteration"] == best["iteration"] and meta["eval"]["g_mpjpe_mm"] == best["g_mpjpe_mm"]
 
 
 def test_recorder_writes_expert_actions_on_visited_states(lib, tmp_path):
