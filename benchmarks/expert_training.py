@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     samples0 = json.loads(meta.read_text())["config"]["samples"] if args.resume and meta.exists() else 0
     t0 = time.time()
     # only early stopping or the time budget end the run (the default iteration cap ended a 60-minute run at 41)
-    last = train(library, args.out, cfg, resume=args.resume, iterations=10**9, time_limit_s=args.minutes * 60,
+    kept = train(library, args.out, cfg, resume=args.resume, iterations=10**9, time_limit_s=args.minutes * 60,
                  progress=False)
     wall = time.time() - t0
     curve = [json.loads(line) for line in (args.out / "progress.jsonl").read_text().splitlines() if line.strip()]
@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     head = f"{'backend':<8} {'envs':>5} {'samples/s':>10} {'phys/s (x4)':>12} {'raw phys/s':>11} {'train/raw':>10}"
     print("\n" + head + "\n" + "-" * len(head))
     print(f"{args.backend:<8} {args.num_envs:>5} {rate:>10,.0f} {4 * rate:>12,.0f} {raw:>11,.0f} {4 * rate / raw:>10.0%}")
-    print(f"\nlast evaluation: success {last.get('success', 0):.0%}, G-MPJPE {last.get('g_mpjpe_mm', float('nan')):.1f} mm; "
+    print(f"\nkept policy (best evaluation): success {kept.get('success', 0):.0%}, "
+          f"G-MPJPE {kept.get('g_mpjpe_mm', float('nan')):.1f} mm; "
           + (f"target (100 % success, G-MPJPE <= {cfg.stop_g_mpjpe_mm:.0f} mm) reached after "
              f"{first['wall_s'] / 60:.1f} min of this run's curve" if first else "target not reached"))
     return 0

@@ -139,7 +139,8 @@ def disc_phase(ds, replay, real, fake, key):
 def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertConfig(), resume: bool = False,
           iterations: int | None = None, progress: bool = True, log=print, time_limit_s: float | None = None,
           init_from: str | Path | None = None) -> dict:
-    """Train (or resume) an expert on `cfg.env.clips` of the library into `out`; returns the last evaluation.
+    """Train (or resume) an expert on `cfg.env.clips` of the library into `out`; returns the evaluation of the
+    policy kept (the best so far; {} when none was evaluated).
 
     `iterations` overrides cfg.iterations (the total, counted from the start of the run, also on resume);
     `time_limit_s` ends this call (after an evaluation and a checkpoint) once that much wall time has passed;
@@ -264,4 +265,4 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     bar.close()
     writer.close()
     curve.close()
-    return last_eval
+    return checkpoint.resume_meta(out, POLICY, KIND, "PADL expert policy")["eval"]
