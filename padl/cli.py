@@ -52,9 +52,9 @@ def _finetune_config(args, cfg):
     call's environment choices and starts; early stopping is off, since its evaluation from the clip's start does
     not see what fine-tuning is for."""
     from padl.config import from_dict
-    from padl.expert import ExpertConfig, source_meta
+    from padl.expert import ExpertConfig, load_source
 
-    meta = source_meta(args.init_from)
+    meta, _ = load_source(args.init_from)
     source = from_dict(ExpertConfig, meta["expert"])
     env = dataclasses.replace(source.env, clips=cfg.env.clips, backend=cfg.env.backend, num_threads=cfg.env.num_threads,
                               num_envs=args.num_envs or source.env.num_envs, foreign_share=args.foreign_starts,

@@ -53,7 +53,7 @@ class ExpertConfig:
     stop_success: float = 1.0
     stop_g_mpjpe_mm: float = 60.0
     checkpoint_every: int = 10
-    critic_warmup: int = 20  # iterations the new critic learns alone when a run starts from a policy-only export
+    critic_warmup_iterations: int = 20  # iterations the new critic learns alone when a run starts from a policy-only export
     seed: int = 0
 
 
@@ -80,11 +80,14 @@ def _config_json(cfg: ExpertConfig, library: MotionLibrary, env: ImitationEnv) -
             "character": env.character.name}
 
 
-def source_meta(path: str | Path) -> dict:
-    """The metadata of what `init_from` names: an expert run (its `train_state`) or an expert policy (an export
-    of one, as shipped)."""
+def load_source(path: str | Path) -> tuple[dict, ppo.TrainState | None]:
+    """What `init_from` names: (its metadata, None) for an expert run (its `train_state`), or (metadata, policy)
+    for an expert policy alone, such as a shipped export."""
     meta = checkpoint.resume_meta(path, TRAIN_STATE, KIND, "PADL expert run")
-    return meta if meta is not None else load_policy(path)[1]
+    if meta is not None:
+        return meta, None
+    policy, meta = load_policy(path)
+    return meta, policy
 
 
 def load_policy(path: str | Path) -> tuple[ppo.TrainState, dict]:
@@ -146,7 +149,7 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     `time_limit_s` ends this call (after an evaluation and a checkpoint) once that much wall time has passed;
     `init_from` (another expert run of the same clips and networks) starts a new run from that run's networks,
     discriminator and replay (fine-tuning, e.g. with `foreign_share`), its counters at zero. From a policy-only
-    export, the critic and discriminator are new: the policy then holds still for `critic_warmup` iterations, so
+    export, the critic and discriminator are new: the policy then holds still for `critic_warmup_iterations`, so
     that the first updates it sees do not come from an untrained value function."""
     from tensorboardX import SummaryWriter
     from tqdm import tqdm
@@ -162,13 +165,12 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
     elif init_from is not None:
-        source = source_meta(init_from)
+        source, policy = load_source(init_from)
         if source["clips"] != meta["clips"]:
             raise checkpoint.CheckpointError(f"{init_from}: its clips {source['clips']} are not {meta['clips']}")
-        if source.get("policy_only"):
-            policy, _ = load_policy(init_from)
+        if policy is not None:
             state["ppo"] = state["ppo"].replace(policy_params=policy.policy_params, normalizer=policy.normalizer)
-            state["policy_frozen_until"] = np.int64(cfg.critic_warmup)
+            state["policy_frozen_until"] = np.int64(cfg.critic_warmup_iterations)
         else:
             loaded, _ = checkpoint.load(Path(init_from) / TRAIN_STATE, state)
             state.update(ppo=loaded["ppo"], disc=loaded["disc"], replay=loaded["replay"])
@@ -220,8 +222,7 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
                               stack(truncs), ppo.value(ts, env_state.obs),
                               ppo.value(ts, stack(final_obs).reshape(T * N, -1)).reshape(T, N))
         moved, p_metrics = ppo.update(ts, rollout, k_ppo)
-        ts = moved if it >= int(state["policy_frozen_until"]) else moved.replace(
-            policy_params=ts.policy_params, policy_opt_state=ts.policy_opt_state)
+        ts = moved if it >= int(state["policy_frozen_until"]) else ppo.hold_policy(moved, ts)
         it, samples = it + 1, samples + T * N
         dt = time.time() - t0
         ends = float(jnp.sum(rollout.dones) + jnp.sum(rollout.truncations))

@@ -249,6 +249,12 @@ def update(ts: TrainState, rollout: Rollout, key: jax.Array) -> tuple[TrainState
     return ts.replace(step=ts.step + 1), metrics
 
 
+def hold_policy(updated: TrainState, before: TrainState) -> TrainState:
+    """`updated` with `before`'s policy and policy optimiser: the critic (and normaliser) learnt from an update, the
+    policy waits, as while a new critic warms up under a trained policy."""
+    return updated.replace(policy_params=before.policy_params, policy_opt_state=before.policy_opt_state)
+
+
 def bc_loss(policy_params, ts: TrainState, obs: jax.Array, targets: jax.Array) -> jax.Array:
     """Mean squared error between the policy mean on (normalised) obs and target actions."""
     mean, _ = _policy(ts.config, targets.shape[-1]).apply(policy_params, obs)

@@ -305,7 +305,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
                                   ppo.value(ts, student_x(env_state, hist)), teacher_actions=teacher)
             new_ts, p_metrics = ppo.update(ts.replace(config=padl_ppo), rollout, k_ppo)
             if it - cfg.bc_warmup_iterations < cfg.critic_warmup_iterations:  # the critic learns, the policy waits
-                new_ts = new_ts.replace(policy_params=ts.policy_params, policy_opt_state=ts.policy_opt_state)
+                new_ts = ppo.hold_policy(new_ts, ts)
             ts = new_ts.replace(config=cfg.ppo)
             scalars.update({"reward/disc": float(r_disc.mean()), "reward/total": float(rewards.mean()),
                             **{f"disc/{k}": float(v) for k, v in d_metrics.items()},

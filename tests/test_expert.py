@@ -128,7 +128,7 @@ def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib
 
 def test_init_from_a_policy_export_holds_the_policy_while_its_new_critic_learns(lib, lib_path, tmp_path, capsys):
     """A shipped export has no critic or discriminator: the run makes new ones and leaves the policy exactly as it
-    was for `critic_warmup` iterations. With an evaluation every iteration, `policy` is the best one (success,
+    was for `critic_warmup_iterations`. With an evaluation every iteration, `policy` is the best one (success,
     then G-MPJPE; the earliest of ties), not the latest."""
     train(lib, tmp_path / "src", tiny_config(), iterations=2, progress=False)
     export_policy(tmp_path / "src", tmp_path / "export")
