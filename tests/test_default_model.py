@@ -44,6 +44,21 @@ def test_default_prompt_script_runs_without_a_fall(controller):
     assert loop.falls == 0 and min(heights) > 0.5
 
 
+def test_shipped_teachers_load_and_cover_the_default_models_clips():
+    """models/teachers are the experts the default was distilled from; a renamed config field must not strand them."""
+    from padl.expert import load_policy
+    from superpadl.student import find_experts
+
+    clips = set()
+    for path in find_experts([REPO / "models" / "teachers"]):
+        ts, meta = load_policy(path)
+        assert np.isfinite(np.asarray(ts.normalizer.mean)).all(), path
+        clips |= set(meta["clips"])
+    from superpadl.global_policy import load_global
+
+    assert clips == set(load_global(DEFAULT_MODEL)[1]["clips"])
+
+
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     if not DATA.is_dir():
