@@ -46,7 +46,8 @@ class RefState(NamedTuple):
 
 
 def sample_reference(data: MotionData, skel: K.Skeleton, clip, time) -> RefState:
-    """Reference state of clip (N,) int at time (N,) seconds; non-looping clips hold their last frame."""
+    """Reference state of clip (N,) int at time (N,) seconds; non-looping clips hold their last frame, still (zero
+    velocities) once it is past."""
     length = data.length[clip]
     duration = (length - 1) / data.fps
     loop = data.loop[clip]
@@ -64,7 +65,12 @@ def sample_reference(data: MotionData, skel: K.Skeleton, clip, time) -> RefState
     root_rot = K.quat_slerp(q0[:, 3:7], q1[:, 3:7], a[:, 0])
     joints = q0[:, 7:] * (1 - a) + q1[:, 7:] * a
     qpos = jnp.concatenate([root_pos, root_rot, joints], axis=-1)
-    lerp = lambda x: x[g0] * (1 - a.reshape(a.shape + (1,) * (x.ndim - 2))) + x[g1] * a.reshape(a.shape + (1,) * (x.ndim - 2))
+    moving = (loop | (time <= duration)).astype(jnp.float32)
+
+    def lerp(x):  # velocities
+        w = a.reshape(a.shape + (1,) * (x.ndim - 2))
+        return (x[g0] * (1 - w) + x[g1] * w) * moving.reshape((-1,) + (1,) * (x.ndim - 1))
+
     body = K.forward_kinematics(skel, qpos)
     return RefState(qpos, lerp(data.qvel), body.pos, body.rot, lerp(data.body_vel), lerp(data.body_angvel))
 

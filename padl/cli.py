@@ -37,6 +37,7 @@ def _expert_config(args, clips: tuple[str, ...], threads: int = 0):
 
     cfg = ExpertConfig()
     env = dataclasses.replace(cfg.env, clips=clips, backend=args.backend, num_threads=threads,
+                              hold_s=getattr(args, "hold_s", cfg.env.hold_s),
                               **({"num_envs": args.num_envs} if args.num_envs else {}))
     cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
     for name in ("eval_every", "checkpoint_every"):
@@ -58,7 +59,7 @@ def _finetune_config(args, cfg):
     source = from_dict(ExpertConfig, meta["expert"])
     env = dataclasses.replace(source.env, clips=cfg.env.clips, backend=cfg.env.backend, num_threads=cfg.env.num_threads,
                               num_envs=args.num_envs or source.env.num_envs, foreign_share=args.foreign_starts,
-                              recover_s=args.recover_s, recover_follow=args.recover_follow,
+                              recover_s=args.recover_s, recover_follow=args.recover_follow, hold_s=args.hold_s,
                               foreign_clips=tuple(args.foreign_clips) if args.foreign_clips else None)
     iterations = math.ceil(args.steps / (source.rollout_steps * env.num_envs)) if args.steps else source.iterations
     return dataclasses.replace(source, env=env, seed=cfg.seed, iterations=iterations, stop_success=2.0,
@@ -192,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --init-from: seconds into a clip without body-error terminations (default 1)")
     t.add_argument("--recover-follow", action="store_true",
                    help="with --init-from: in those seconds the reference stays anchored at the character (room to brake)")
+    t.add_argument("--hold-s", type=float, default=0.0,
+                   help="episodes of a non-looping clip go on this long past its end, its last frame held still "
+                        "(practice for standing after the skill; default 0: they end with the clip)")
     training(t)
     t.set_defaults(func=cmd_train_expert)
 

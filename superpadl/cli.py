@@ -187,7 +187,7 @@ def _training(args, cfg):
     """Apply the common training options to a GroupConfig / GlobalConfig."""
     import dataclasses
 
-    env = dataclasses.replace(cfg.env, backend=args.backend, num_threads=args.threads,
+    env = dataclasses.replace(cfg.env, backend=args.backend, num_threads=args.threads, hold_s=args.hold_s,
                               **({"num_envs": args.num_envs} if args.num_envs else {}))
     cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
     for name in ("iterations", "eval_every"):
@@ -205,24 +205,29 @@ def cmd_distill_groups(args) -> None:
     cfg = _training(args, GroupConfig())
     cfg = dataclasses.replace(cfg, group_size=args.group_size, grouping=args.grouping,
                               switch_rate=args.switch_rate, end_switch=args.end_switch,
+                              eval_transitions=args.eval_transitions,
                               **({"bc_warmup_iterations": args.warmup} if args.warmup is not None else {}))
     if args.switch_rate or args.end_switch:  # a switched env cannot be on its new reference at once
         cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, recover_s=max(cfg.env.recover_s, 1.0)))
     lib = _library(args.lib)
     results = distill_groups(lib, args.experts, args.out, cfg, clips=args.clips, resume=True,
-                             iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None)
+                             iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None,
+                             init_from=args.init_from)
     for name, r in results.items():
         print(f"{name}: success {r.get('success', float('nan')):.0%}, G-MPJPE {r.get('g_mpjpe_mm', float('nan')):.1f} mm")
 
 
 def cmd_distill_global(args) -> None:
+    import dataclasses
+
     from superpadl.global_policy import GlobalConfig, train_global
     from superpadl.groups import load_groups
 
     _fresh_run(args.out, "train_state.json", args.resume)
     lib = _library(args.lib)
     teachers = load_groups(args.groups, lib)
-    r = train_global(lib, teachers, args.out, _training(args, GlobalConfig()), clips=args.clips, resume=args.resume,
+    cfg = dataclasses.replace(_training(args, GlobalConfig()), end_switch=args.end_switch)
+    r = train_global(lib, teachers, args.out, cfg, clips=args.clips, resume=args.resume,
                      iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None,
                      init_from=None if args.resume else args.init_from)
     print(f"global: success {r.get('success', float('nan')):.0%}, G-MPJPE {r.get('g_mpjpe_mm', float('nan')):.1f} mm")
@@ -298,11 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="command switches per second in training (default 0: none; see GroupConfig)")
     g.add_argument("--end-switch", type=float, default=0.0,
                    help="share of non-looping clip ends that switch command instead of ending the episode")
+    g.add_argument("--eval-transitions", type=int, default=0,
+                   help="command pairs each evaluation also switches between; the controller kept is then the best "
+                        "by the mean of success and transition success (default 0: success alone)")
+    g.add_argument("--init-from", type=Path,
+                   help="a groups folder (same clips) whose controllers new group runs start from, e.g. to fine-tune "
+                        "them on switches (with --warmup 0)")
     g.set_defaults(func=cmd_distill_groups)
     gl = dsub.add_parser("global", help="stage 3: the global text-conditioned policy, by DAgger from the groups")
     gl.add_argument("lib", type=Path, help="motion library folder")
     gl.add_argument("groups", type=Path, help="a `distill groups` output folder")
     gl.add_argument("--init-from", type=Path, help="a global policy (same inputs) to fine-tune instead of a new one")
+    gl.add_argument("--end-switch", type=float, default=1.0,
+                    help="share of non-looping clip ends that switch command in the rollouts; the others keep it "
+                         "(for groups whose experts learnt to stand after the skill, --hold-s; default 1)")
     gl.set_defaults(func=cmd_distill_global)
     for q in (g, gl):
         q.add_argument("--out", type=Path, required=True)
@@ -315,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--backend", choices=("auto", "mujoco", "mjx"), default="auto")
         q.add_argument("--threads", type=int, default=0, help="MuJoCo C threads (0: all CPUs)")
         q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--hold-s", type=float, default=0.0,
+                       help="episodes of a non-looping clip go on this long past its end, standing in its last frame; "
+                            "also in the evaluations (default 0: they end with the clip)")
 
     e = sub.add_parser("eval", help="success, G-MPJPE, motion precision/recall, retrieval and transitions")
     e.add_argument("policy", type=Path, help="a global policy or expert folder, or a groups folder")

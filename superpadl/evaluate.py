@@ -59,10 +59,9 @@ class ExpertAgent(Agent):
 class GroupAgent(Agent):
     kind = "group"
 
-    def __init__(self, path, library):
-        from superpadl.groups import load_groups
-
-        self.teachers, self.library = load_groups(path, library), library
+    def __init__(self, teachers, library):
+        """Group controllers (`groups.load_groups`, or a training run's current one) as one agent."""
+        self.teachers, self.library = teachers, library
         self.env_config = self.teachers.groups[0][1].env
         self.commands = [(c, c) for i, c in enumerate(library.clip_ids) if self.teachers.clip_owner[i] >= 0]
 
@@ -121,7 +120,9 @@ def load_agent(path: str | Path, library: MotionLibrary) -> Agent:
     """The agent for a policy path: a groups folder (groups.json), or an expert or global policy checkpoint."""
     path = Path(path)
     if (path / "groups.json").is_file():
-        return GroupAgent(path, library)
+        from superpadl.groups import load_groups
+
+        return GroupAgent(load_groups(path, library), library)
     spec = path / "policy.json" if path.is_dir() else path.with_suffix(".json")
     if not spec.is_file():
         raise ValueError(f"{path}: not a policy (no policy.json or groups.json)")
@@ -214,20 +215,8 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
     hz = agent.env_config.control_hz
     ends = np.asarray(S.clip_ends(library))[[library.index(clips[a]) for a in first]]
     at = np.round(hz * np.minimum(switch_s, ends)).astype(int)
-    after = int(round(after_s * hz))
-    cfg = dataclasses.replace(agent.env_config, backend="mujoco", num_threads=0, num_envs=pairs, init="start",
-                              clips=tuple(clips[a] for a in first), max_body_error=1e6, end_with_clip=False,
-                              episode_length_s=switch_s + after_s + 1.0, reset_pool=1, init_noise=0.02)
-    env = ImitationEnv(library, cfg)
-    act = agent.actor(first, switch=(at, np.asarray(second)))
-    state = env.reset(jax.random.key(0))
-    fell_before, fell_after = np.zeros(pairs, bool), np.zeros(pairs, bool)
-    for t in range(int(at.max()) + after):
-        state = env.step(state, act(state))
-        live = t < at + after  # a pair's 3 s after its switch
-        fell = np.asarray(state.done) & ~(fell_before | fell_after) & live
-        fell_before |= fell & (t < at)
-        fell_after |= fell & (t >= at)
+    fall = switch_falls(agent, library, first, second, at, at + int(round(after_s * hz)))
+    fell_before, fell_after = (fall >= 0) & (fall < at), fall >= at
     ok = ~fell_before & ~fell_after
     sides = {"from": np.asarray([clips[a] for a in first]), "to": np.asarray([clips[b] for b in second])}
     by_clip = {c: {side: [int(ok[of == c].sum()), int((of == c).sum())] for side, of in sides.items()}
@@ -235,3 +224,23 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
     return {"success": float(ok.mean()), "fell_before_switch": int(fell_before.sum()),
             "fell_after_switch": int(fell_after.sum()), "by_clip": by_clip, "pairs": [
                 {"from": names[a], "to": names[b], "ok": bool(o)} for a, b, o in zip(first, second, ok)]}
+
+
+def switch_falls(agent: Agent, library: MotionLibrary, first, second, at, horizon) -> np.ndarray:
+    """(P,) the control step of each pair's first fall, -1 for none: env i performs command row first[i] from its
+    clip's start, switches to row second[i] at step at[i] (never, if at[i] >= horizon[i]) and is watched until step
+    horizon[i]. Only a fall ends an episode (no body-error or clip-end termination)."""
+    first, horizon = list(first), np.asarray(horizon)
+    clips = [agent.commands[a][1] for a in first]
+    cfg = dataclasses.replace(agent.env_config, backend="mujoco", num_threads=0, num_envs=len(first), init="start",
+                              clips=tuple(clips), max_body_error=1e6, end_with_clip=False,
+                              episode_length_s=float(horizon.max()) / agent.env_config.control_hz + 1.0,
+                              reset_pool=1, init_noise=0.02)
+    env = ImitationEnv(library, cfg)
+    act = agent.actor(first, switch=(np.asarray(at), np.asarray(second)))
+    state = env.reset(jax.random.key(0))
+    fall = np.full(len(first), -1)
+    for t in range(int(horizon.max())):
+        state = env.step(state, act(state))
+        fall = np.where(np.asarray(state.done) & (fall < 0) & (t < horizon), t, fall)
+    return fall

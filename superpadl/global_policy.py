@@ -57,6 +57,10 @@ class GlobalConfig:
     iterations: int = 300
     beta_iterations: int = 40
     switch_every_s: float = 3.0  # mean time between command switches in the rollouts
+    # the share of non-looping clip ends that switch command; the others keep it, labelled by a teacher that learnt to
+    # stand after the skill (`EnvConfig.hold_s`): a command at run time outlives its clip. 1: always switch, for
+    # teachers that never learnt what follows a clip's end
+    end_switch: float = 1.0
     sgd_steps: int = 64  # Adam steps per iteration
     batch_size: int = 512
     lr: float = 1e-3
@@ -127,12 +131,12 @@ class Carry(NamedTuple):
 
 
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, p_switch: float,
-                   train_clips, draw_caption, starts, clip_end):
+                   train_clips, draw_caption, starts, clip_end, end_switch: float = 1.0):
     """`steps` control steps of DAgger data collection: each env is driven by the student (or by the teacher where
     by_teacher), and every state the batch visits is labelled with teacher(own state, history, command, clock,
-    heading), the teacher's action on that very state. Commands switch with probability p_switch per step, and when
-    the command's clip is over (`clip_end` (C,): a non-looping clip's duration, inf for looping ones; no teacher
-    learnt what follows a clip's end), to a clip drawn by the env's clip weights, restarting the clock and the start
+    heading), the teacher's action on that very state. Commands switch with probability p_switch per step, and with
+    probability `end_switch` when the command's clip is over (`clip_end` (C,): a non-looping clip's duration, inf
+    for looping ones), to a clip drawn by the env's clip weights, restarting the clock and the start
     frame; after an episode ends, the command is the env's new clip, begun at its start (`starts` (C, 3)). Returns
     (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)), (falls, switches))."""
     env_state, hist, command, caption, clock, start = carry
@@ -140,7 +144,7 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     xs, ys, executed, falls, switches = [], [], [], 0.0, 0.0
     n = hist.shape[0]
     for _ in range(steps):
-        key, k_act, k_sw, k_clip, k_cap = jax.random.split(key, 5)
+        key, k_act, k_sw, k_clip, k_cap, k_end = jax.random.split(key, 6)
         pobs, _ = S.env_proprio(env_state)
         heading = S.heading_features(start, S.root_frame(env_state.qpos))
         x = S.student_input(pobs, hist, emb[caption], hcfg, clock, heading)
@@ -149,7 +153,11 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         new = env.step(env_state, a)
         xs.append(x), ys.append(a_teacher), executed.append(a)
         restart = jnp.asarray(new.done | new.truncated)
-        switch = ~restart & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (clock + dt >= clip_end[command] - 1e-6))
+        # at the step the clip ends, a draw decides; a command kept past its end is not drawn for again
+        end = clip_end[command] - 1e-6
+        ends_now = (clock + dt >= end) & jnp.where(clock < end, jax.random.uniform(k_end, (n,)) < end_switch,
+                                                   end_switch >= 1.0)
+        switch = ~restart & ((jax.random.uniform(k_sw, (n,)) < p_switch) | ends_now)
         other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), env_state.clip_weights)]
         command = jnp.where(restart, jnp.asarray(new.clip), jnp.where(switch, other, command))
         caption = jnp.where(restart | switch, draw_caption(k_cap, command), caption)
@@ -259,7 +267,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         carry = Carry(env_state, hist, command, caption, clock, start)
         carry, (xs, ys, _), stats = dagger_rollout(
             env, carry, lambda x, k: ppo.act(ts, x, k)[0], teachers.act, by_teacher, emb_j, hcfg, T, k_roll,
-            p_switch, train_clips, draw_caption, starts, clip_end)
+            p_switch, train_clips, draw_caption, starts, clip_end, cfg.end_switch)
         env_state, hist, command, caption, clock, start = carry
         dones, switches = stats
         flat_x = xs.reshape(T * N, -1)

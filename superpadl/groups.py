@@ -49,6 +49,7 @@ from padl.expert import disc_phase
 from padl.evaluate import evaluate_policy
 from padl.normalizer import update as update_normalizer
 from superpadl import student as S
+from superpadl.evaluate import GroupAgent, transition_success
 
 KIND = "superpadl-group"
 FORMAT = "superpadl-groups"
@@ -85,7 +86,12 @@ class GroupConfig:
     # states, recover badly from a switch: acting alone they fell 95 times in 241 switches, against 14 falls in as
     # long without switches (benchmarks/expert_switches.py). Experts fine-tuned with 40 % foreign starts for 60-150
     # iterations (`padl train-expert --init-from`) fell hardly less (0.44 per switch against 0.47), and switches
-    # with them gave 91 % / 94.3 mm but 50 % transitions against 60 % (100 pairs).
+    # with them gave 91 % / 94.3 mm but 50 % transitions against 60 % (100 pairs). Fine-tuning a trained controller
+    # on switches instead (`init_from`, no warm-up, 0.3 per second and every end, 40 pairs scored per evaluation) did
+    # not help either: over 50 iterations success fell from 100 % to 86-91 % and transitions scattered between 30
+    # and 57.5 % against 57.5 % at the start. The failures are the pairs that leave dash, walk-back, kick or punch:
+    # a student falls within ~1.5 s of leaving them whenever the switch comes, and also when their command is held
+    # (benchmarks/transition_sources.py).
     switch_rate: float = 0.0
     end_switch: float = 0.0
     prioritise: float = 4.0  # after each evaluation a clip's chance at a reset is 1 + prioritise x its failure rate
@@ -97,6 +103,10 @@ class GroupConfig:
     eval_every: int = 25
     eval_episodes: int = 2
     eval_noise: float = 0.02
+    # random pairs of the group's clips whose transitions each evaluation also scores (`superpadl.evaluate`; 0: none,
+    # as a group trained without switches is not meant for them); then the controller kept is the one with the
+    # best mean of success and transition success, as the global policy's
+    eval_transitions: int = 0
     checkpoint_every: int = 10
     seed: int = 0
 
@@ -136,7 +146,7 @@ def draw_switches(key, clip, clip_time, weights, group_clips, loop, ends, rate: 
     chance `end_share`; its new clip is another of `group_clips` (G,), drawn in proportion to `weights` (G,)."""
     u = jax.random.uniform(key, (2,) + clip.shape)
     hazard = (u[0] < rate * dt) & (clip_time >= 0.5)
-    ending = ~loop[clip] & (clip_time + dt >= ends[clip] - 1e-6)
+    ending = ~loop[clip] & (clip_time < ends[clip] - 1e-6) & (clip_time + dt >= ends[clip] - 1e-6)  # not in a hold
     mask = jnp.where(ending, u[1] < end_share, hazard)
     w = weights[None] * (group_clips[None] != clip[:, None])
     return mask, group_clips[jax.random.categorical(jax.random.fold_in(key, 1), jnp.log(w))]
@@ -190,8 +200,12 @@ class GroupTeachers:
 
 def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[str], out: str | Path,
                 cfg: GroupConfig = GroupConfig(), resume: bool = False, iterations: int | None = None,
-                progress: bool = True, log=print, time_limit_s: float | None = None) -> dict:
-    """Train (or resume) the controller of one group of clips into `out`; returns its last evaluation."""
+                progress: bool = True, log=print, time_limit_s: float | None = None,
+                init_from: str | Path | None = None) -> dict:
+    """Train (or resume) the controller of one group of clips into `out`; returns its last evaluation.
+    `init_from` (a controller of the same clips and inputs) starts a new run from its networks and normaliser, with
+    a new discriminator; its policy is held for `critic_warmup_iterations` after the warm-up (`--warmup 0` skips
+    it), as when fine-tuning it on switches."""
     from tensorboardX import SummaryWriter
     from tqdm import tqdm
 
@@ -224,6 +238,16 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
     if saved:
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
+    elif init_from is not None:
+        source, source_meta = load_group(init_from)
+        mine = (list(clips), in_size, to_dict(cfg.history))
+        theirs = (source_meta["clips"], source_meta["input_size"], source_meta["group"]["history"])
+        if mine != theirs:
+            raise checkpoint.CheckpointError(f"{init_from}: its clips, input size and history {theirs} are not "
+                                             f"this group's {mine}")
+        state["ppo"] = state["ppo"].replace(policy_params=source.policy_params, value_params=source.value_params,
+                                            normalizer=source.normalizer)
+        log(f"starting {out.name} from {init_from} (iteration {source_meta['iteration']})")
     out.mkdir(parents=True, exist_ok=True)
     total = cfg.iterations if iterations is None else iterations
     writer, curve = SummaryWriter(str(out / "logs")), open(out / "progress.jsonl", "a")
@@ -326,6 +350,10 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
             per_clip = evaluate_policy(library, controller(ts), clips=clips, episodes=cfg.eval_episodes,
                                        noise=cfg.eval_noise, env_config=dataclasses.replace(env_cfg, backend="mujoco"))
             last_eval, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
+            if cfg.eval_transitions and G > 1:
+                agent = GroupAgent(GroupTeachers(library, [(ts, meta)]), library)
+                last_eval["transition_success"] = transition_success(
+                    agent, library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(it))["success"]
             state["clip_weights"] = clip_priorities(success, cfg.prioritise)
             env_state = env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))
             for k, v in last_eval.items():
@@ -337,7 +365,8 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
                                     "switches_per_s": scalars["commands/switches_per_s"],
                                     **({"bc_loss": scalars["bc/loss"]} if warmup else {})}) + "\n")
             curve.flush()
-            score = (last_eval["success"], -last_eval["g_mpjpe_mm"])
+            score = (0.5 * (last_eval["success"] + last_eval.get("transition_success", last_eval["success"])),
+                     -last_eval["g_mpjpe_mm"])
             if score > tuple(state["best"]):
                 state["best"] = np.asarray(score, np.float64)
                 checkpoint.save(out / POLICY, ts, {**meta, "iteration": it, "samples": samples, "eval": last_eval})
@@ -353,9 +382,11 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
 
 def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: GroupConfig = GroupConfig(),
                    clips: list[str] | None = None, resume: bool = True, progress: bool = True, log=print,
-                   time_limit_s: float | None = None, encoder=None, iterations: int | None = None) -> dict:
+                   time_limit_s: float | None = None, encoder=None, iterations: int | None = None,
+                   init_from: str | Path | None = None) -> dict:
     """Split the clips the experts cover into groups and train each group's controller (resuming finished or
-    interrupted ones, to `iterations` in all when given); returns {group name: its last evaluation}."""
+    interrupted ones, to `iterations` in all when given); returns {group name: its last evaluation}. `init_from`
+    (a groups folder) takes its split, and starts each new group run from that folder's controller."""
     from padl.expert import load_policy
 
     out = Path(out)
@@ -367,6 +398,12 @@ def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: G
     spec_file = out / "groups.json"
     if spec_file.exists():
         spec = checkpoint.read_spec(spec_file, FORMAT, "groups folder")
+    elif init_from is not None:
+        spec = checkpoint.read_spec(Path(init_from) / "groups.json", FORMAT, "groups folder")
+        if stray := sorted({c for g in spec["groups"] for c in g["clips"]} ^ set(clips)):
+            raise ValueError(f"{init_from}: its groups and these clips differ in {stray[0]!r}")
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_json_atomic(spec_file, spec)
     else:
         emb = None
         if cfg.grouping == "cluster":
@@ -384,7 +421,8 @@ def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: G
             break
         log(f"{g['name']}: {len(g['clips'])} clips")
         results[g["name"]] = train_group(library, teachers, g["clips"], out / g["name"], cfg, resume=resume,
-                                         iterations=iterations, progress=progress, log=log, time_limit_s=left)
+                                         iterations=iterations, progress=progress, log=log, time_limit_s=left,
+                                         init_from=None if init_from is None else Path(init_from) / g["name"])
     return results
 
 

@@ -98,6 +98,28 @@ def test_anchored_start_is_where_the_reanchored_clip_begins(lib):
     assert np.linalg.norm(np.asarray(got[:, :2] - start[:, :2]), axis=-1).min() > 0.3
 
 
+def test_dagger_commands_outlive_their_clip_by_end_switch(lib, small_env):
+    """A command whose clip ends (here after 0.1 s) switches with probability `end_switch`: always with 1, never with
+    0, when its teacher learnt to stand after the skill (`EnvConfig.hold_s`), so its clock runs on past the end."""
+    hcfg = S.HistoryConfig(clock=True)
+    starts, clips = S.clip_starts(lib), jnp.asarray([lib.index(c) for c in CLIPS])
+    ends = jnp.full((len(lib.clip_ids),), 0.1)
+    seen = {}
+    for end_switch in (1.0, 0.0):
+        state = small_env.reset(jax.random.key(0))
+        carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), jnp.asarray(state.clip),
+                      jnp.zeros(4, jnp.int32), jnp.zeros(4), starts[jnp.asarray(state.clip)])  # commands just begun
+        carry, (xs, _, _), (falls, switches) = dagger_rollout(
+            small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), lambda *a: jnp.zeros((a[0].shape[0], 28)),
+            jnp.zeros(4, bool), jnp.eye(2, 384), hcfg, 6, jax.random.key(1), 0.0, clips,
+            lambda k, c: jnp.zeros_like(c), starts, ends, end_switch)
+        assert falls == 0
+        seen[end_switch] = (switches, 8.0 * np.asarray(xs[-1, :, -2]))  # the clock ramp of the last step
+    assert seen[1.0][0] == 8 and seen[0.0][0] == 0  # each env crossed 0.1 s twice in six steps (3 steps apiece)
+    np.testing.assert_allclose(seen[0.0][1], 5 / 30, atol=1e-5)  # never restarted
+    np.testing.assert_allclose(seen[1.0][1], 2 / 30, atol=1e-5)  # restarted at the third step
+
+
 def test_restart_history_is_the_reference_past_or_the_first_frame(small_env):
     state = small_env.reset(jax.random.key(3))
     frame = S.env_proprio(state)[1]
@@ -216,6 +238,27 @@ def test_group_run_resumes_to_more_iterations(lib, groups_dir, tmp_path):
     assert meta["iteration"] == 14 and meta["samples"] == 14 * 8 * 8
 
 
+def test_group_init_from_holds_its_controller_while_the_critic_learns_and_scores_transitions(lib, groups_dir, tmp_path):
+    """A fine-tuning run (`init_from`, no warm-up) starts from the controller's networks: held bit for bit through
+    the critic warm-up; its evaluations also switch commands, and the kept policy is scored by both. A controller
+    of other clips is refused."""
+    teachers = S.ExpertTeachers(lib, [_zero_residual_expert(lib)], lib.character)
+    source, _ = load_group(groups_dir / "group_000")
+    cfg = _tiny_group_config(bc_warmup_iterations=0, critic_warmup_iterations=2, iterations=2, eval_every=2,
+                             eval_transitions=4, end_switch=1.0)
+    run = tmp_path / "group_000"
+    train_group(lib, teachers, CLIPS, run, cfg, progress=False, log=lambda m: None, init_from=groups_dir / "group_000")
+    ts, meta = load_group(run)
+    for a, b in zip(jax.tree.leaves(ts.policy_params), jax.tree.leaves(source.policy_params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    row = json.loads((run / "progress.jsonl").read_text().splitlines()[-1])
+    assert row["phase"] == "padl" and 0.0 <= row["transition_success"] <= 1.0
+    assert meta["eval"]["transition_success"] == row["transition_success"]
+    with pytest.raises(checkpoint.CheckpointError, match="not this group's"):
+        train_group(lib, teachers, CLIPS[:1], tmp_path / "other", cfg, progress=False, log=lambda m: None,
+                    init_from=groups_dir / "group_000")
+
+
 def test_switches_come_at_the_rate_and_at_clip_ends_and_change_the_clip():
     """`draw_switches`: none in a clip's first 0.5 s; `rate` per second after that; `end_share` of non-looping clips
     switch at their last step; the new clip is always another one, drawn by weight (never a zero-weight clip)."""
@@ -277,14 +320,15 @@ def test_global_dagger_lowers_bc_loss(global_dir):
 
 @pytest.mark.slow
 def test_global_init_from_fine_tunes_a_trained_policy(lib, global_dir, groups_dir, tmp_path):
-    """A run started from a trained global policy begins where that one ended: its first BC loss is below what the
-    run from scratch reached after 8 iterations. A checkpoint of another kind is refused."""
+    """A run started from a trained global policy begins where that one ended: after its first iteration its BC
+    loss is below that of the same run from a new network. A checkpoint of another kind is refused."""
     cfg = dataclasses.replace(_tiny_global_config(), iterations=1, eval_every=1, eval_transitions=0, beta_iterations=0)
-    train_global(lib, load_groups(groups_dir, lib), tmp_path / "ft", cfg, progress=False, log=lambda m: None,
-                 init_from=global_dir)
-    first = json.loads((tmp_path / "ft" / "progress.jsonl").read_text().splitlines()[0])
-    scratch = json.loads((global_dir / "progress.jsonl").read_text().splitlines()[0])
-    assert first["iteration"] == 1 and first["bc/loss"] < scratch["bc/loss"]
+    first = {}
+    for name, source in (("ft", global_dir), ("scratch", None)):
+        train_global(lib, load_groups(groups_dir, lib), tmp_path / name, cfg, progress=False, log=lambda m: None,
+                     init_from=source)
+        first[name] = json.loads((tmp_path / name / "progress.jsonl").read_text().splitlines()[0])
+    assert first["ft"]["iteration"] == 1 and first["ft"]["bc/loss"] < 0.5 * first["scratch"]["bc/loss"], first
     with pytest.raises(checkpoint.CheckpointError, match="not a SuperPADL global policy"):
         train_global(lib, load_groups(groups_dir, lib), tmp_path / "bad", cfg, progress=False, log=lambda m: None,
                      init_from=groups_dir / "group_000")

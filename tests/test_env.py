@@ -394,6 +394,29 @@ def test_recover_follow_keeps_the_reference_at_the_character_then_leaves_it_ther
     assert np.array_equal(anchors[-1], anchors[15])  # then stayed
     assert np.all(anchors[-1][:, 1] > 1.5)  # near where the character stands, 2 m off the clip
 
+def test_hold_s_goes_on_past_a_clips_end_with_the_reference_still(tmp_path):
+    """With `hold_s` a non-looping clip's episode goes on that long past the clip's end (instead of ending with it),
+    its reference held in the last frame (still: tests/test_library.py), and starts are drawn over the hold too."""
+    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("balance",)))
+    i = lib.index("synthetic_balance")
+    dur = float(lib.durations[i])
+    assert not bool(lib.data.loop[i])
+    past, last = lib.sample(np.full(2, i), np.array([dur + 0.1, dur + 1.0])), lib.sample(np.full(1, i), np.array([dur]))
+    np.testing.assert_allclose(np.asarray(past.qpos), np.repeat(np.asarray(last.qpos), 2, 0), atol=1e-6)
+    for hold in (0.0, 0.5):
+        env = ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", init="start", hold_s=hold, fall_height=-1.0,
+                                          max_body_error=1e6))  # PD alone topples this pose: only the clock ends it
+        s, steps = env.reset(0), 0
+        while not np.asarray(s.done | s.truncated).any():
+            s, steps = env.step(s, np.zeros((4, 28), np.float32)), steps + 1
+        assert np.asarray(s.truncated).all() and steps == round((dur + hold) * env.config.control_hz), (hold, steps)
+    held = ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", hold_s=1.0)).core
+    t = np.asarray(jax.jit(held.start, static_argnums=1)(jax.random.key(0), 2000)["clip_time"])
+    assert abs((t > dur).mean() - 1.0 / (dur + 1.0)) < 0.04
+    with pytest.raises(ValueError, match="hold_s"):
+        ImitationEnv(lib, EnvConfig(num_envs=2, hold_s=-1.0))
+
+
 # -- bad input --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", ["mujoco", "mjx"])

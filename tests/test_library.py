@@ -55,6 +55,10 @@ def test_library_interpolates_and_runs_forward_kinematics(tmp_path):
     # non-looping clips hold the last frame
     end = lib.sample(np.zeros(1, np.int32), np.array([5.0]))
     np.testing.assert_allclose(end.qpos[0, :3], qpos[-1, :3], atol=1e-6)
+    # ... still: the 1 m/s of its frames stops past the end
+    last = lib.sample(np.zeros(1, np.int32), np.array([(len(qpos) - 1) / 30]))
+    np.testing.assert_allclose(last.qvel[0, 0], 1.0, atol=1e-4)
+    assert not np.asarray(end.qvel).any() and not np.asarray(end.body_vel).any() and not np.asarray(end.body_angvel).any()
     # body positions equal MuJoCo's forward kinematics of the returned qpos (<= 1 mm)
     d = mujoco.MjData(CHAR.model)
     for q, pos in zip(np.asarray(ref.qpos, np.float64), np.asarray(ref.body_pos)):
