@@ -249,6 +249,9 @@ def cmd_eval(args) -> None:
         t = result["transitions"]
         print(f"transition success {t['success']:.0%} ({len(t['pairs'])} pairs; falls before/after the switch: "
               f"{t['fell_before_switch']}/{t['fell_after_switch']})")
+        print(f"{'clip':<44} {'from it':>8} {'to it':>8}  (pairs without a fall / pairs)")
+        for clip, sides in t["by_clip"].items():
+            print(f"{clip[:44]:<44} " + " ".join(f"{'%d/%d' % tuple(sides[k]):>8}" for k in ("from", "to")))
     if args.json:
         from padl.checkpoint import write_json_atomic
 

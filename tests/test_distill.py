@@ -364,6 +364,11 @@ def test_eval_cli_and_foreign_checkpoints(lib, global_dir, groups_dir, tmp_path,
                            "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result["clips"]) == set(CLIPS) and 0.0 <= result["mean"]["transition_success"] <= 1.0
+    by_clip = result["transitions"]["by_clip"]  # also printed, a row per clip: pairs leaving it and going to it
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[:1] in ([c] for c in by_clip)]
+    assert {r[0]: [r[1], r[2]] for r in rows} == {c: [f"{a}/{n}" for a, n in (v["from"], v["to"])]
+                                                  for c, v in by_clip.items()}
+    assert sum(int(r[1].split("/")[1]) for r in rows) == 4
     for m in result["commands"].values():
         assert 0.0 <= m["precision_auc"] <= 1.0 and 0.0 <= m["recall_auc"] <= 1.0 and m["g_mpjpe_mm"] > 0
     with pytest.raises(checkpoint.CheckpointError, match="not a SuperPADL group controller"):
