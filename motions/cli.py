@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="motions", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     i = sub.add_parser("import", help="import mocap files (BVH, DeepMimic JSON, poselib .npy, AMASS .npz) into a library")
-    i.add_argument("sources", nargs="+", type=Path)
+    i.add_argument("sources", nargs="+", help="mocap files; FILE@START:END imports the span from START to END s")
     i.add_argument("--out", type=Path, required=True, help="library folder (created, or extended if it exists)")
     i.add_argument("--format", choices=["bvh", "deepmimic", "poselib", "amass"], help="default: detected per file")
     i.add_argument("--max-key-body-error", type=float, default=5.0, help="cm, mean (default 5)")

@@ -12,7 +12,7 @@ from motions.clip import LibraryWriter, velocities
 from motions.detect import load_source
 from motions.quality import Thresholds, assess, foot_metrics, joint_limit_violation_deg, key_body_error_cm, thresholds_dict
 from motions.retarget import KEY_POINTS, IKSolver, character_points, retarget
-from motions.source import MotionImportError, SourceMotion
+from motions.source import MotionImportError, SourceMotion, cut, parse_spec
 
 LICENCES = {
     "bandai": "CC BY-NC 4.0 (Bandai Namco Research Motiondataset-1)",
@@ -25,6 +25,14 @@ LICENCES = {
 
 def clip_identity(src: SourceMotion) -> tuple[str, str, bool]:
     """(clip id, licence, loops) from the source's labels and format."""
+    clip_id, licence, loop = _source_identity(src)
+    if "span_s" in src.labels:
+        start, end = src.labels["span_s"]
+        return f"{clip_id}_{start:g}-{end:g}s", licence, False
+    return clip_id, licence, loop
+
+
+def _source_identity(src: SourceMotion) -> tuple[str, str, bool]:
     lab = src.labels
     if "content" in lab:
         return f"bandai_{lab['content']}_{lab['style']}_{lab.get('take', '000')}", LICENCES["bandai"], False
@@ -56,16 +64,19 @@ def find_cmu_descriptions(src_path: Path) -> Path | None:
     return None
 
 
-def import_clips(paths: list[Path], out: Path, fmt: str | None = None, thresholds: Thresholds = Thresholds(),
+def import_clips(paths: list, out: Path, fmt: str | None = None, thresholds: Thresholds = Thresholds(),
                  character: Character | None = None, progress: bool = True) -> list[dict]:
-    """Import every path into the library at out; all-or-nothing. Returns the manifest entries added."""
+    """Import every path (or 'path@START:END', seconds) into the library at out; all-or-nothing. Returns the
+    manifest entries added."""
     character = character or Character()
-    paths = [Path(p) for p in paths]
+    specs = [parse_spec(p) for p in paths]
+    paths = [p for p, _ in specs]
     for p in paths:
         if not p.is_file():
             raise MotionImportError(p, "no such file")
     # Parse everything first: a bad file fails the import before any work or any write.
     sources = [load_source(p, fmt) for p in tqdm(paths, desc="reading", disable=not progress)]
+    sources = [cut(s, span) if span else s for s, (_, span) in zip(sources, specs)]
     for p, s in zip(paths, sources):
         if s.num_frames < 2:
             raise MotionImportError(p, f"only {s.num_frames} frame(s); a clip needs at least 2")

@@ -5,7 +5,8 @@ rest offsets) and per-frame local joint rotations plus root translation, already
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -47,3 +48,29 @@ class SourceMotion:
 
     def index(self, name: str) -> int:
         return self.joint_names.index(name)
+
+
+def parse_spec(spec) -> tuple[Path, tuple[float, float] | None]:
+    """'FILE' or 'FILE@START:END' (seconds) -> (path, span). A span cuts one skill out of a long take, so that
+    a clip can start and end at rest (as ProtoMotions' motion files give start and end times)."""
+    text = str(spec)
+    path, sep, span = text.rpartition("@")
+    if not sep or Path(text).is_file():
+        return Path(text), None
+    try:
+        start, end = (float(x) for x in span.split(":"))
+    except ValueError:
+        raise MotionImportError(text, f"span '{span}' is not START:END in seconds") from None
+    if not 0 <= start < end:
+        raise MotionImportError(text, f"span '{span}' needs 0 <= START < END")
+    return Path(path), (start, end)
+
+
+def cut(src: SourceMotion, span: tuple[float, float]) -> SourceMotion:
+    """The frames of src from span[0] to span[1] seconds, both ends included; labels record the span."""
+    first, last = (round(t * src.fps) for t in span)
+    if last > src.num_frames - 1:
+        raise MotionImportError(src.source_file, f"span ends at {span[1]:g} s but the take lasts "
+                                f"{(src.num_frames - 1) / src.fps:.2f} s")
+    return replace(src, local_rot=src.local_rot[first:last + 1], root_pos=src.root_pos[first:last + 1],
+                   labels={**src.labels, "span_s": [span[0], span[1]]})

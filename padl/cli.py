@@ -37,7 +37,7 @@ def _expert_config(args, clips: tuple[str, ...], threads: int = 0):
 
     cfg = ExpertConfig()
     env = dataclasses.replace(cfg.env, clips=clips, backend=args.backend, num_threads=threads,
-                              hold_s=getattr(args, "hold_s", cfg.env.hold_s),
+                              hold_s=args.hold_s,
                               **({"num_envs": args.num_envs} if args.num_envs else {}))
     cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
     for name in ("eval_every", "checkpoint_every"):
@@ -100,7 +100,7 @@ def cmd_train_experts(args) -> None:
     lib = _library(args.lib, args.clips)
     clips = list(args.clips or lib.clip_ids)
     settings = {k: v for k, v in vars(args).items()
-                if k in ("backend", "num_envs", "steps", "seed", "minutes", "eval_every", "checkpoint_every")}
+                if k in ("backend", "num_envs", "steps", "seed", "minutes", "eval_every", "checkpoint_every", "hold_s")}
     jobs = [(str(args.lib), c, str(args.out / c), settings) for c in clips]
     if args.ray_address:
         import ray
@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--eval-every", type=int, help="iterations between evaluations (default 25)")
         q.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default 10)")
+        q.add_argument("--hold-s", type=float, default=0.0,
+                       help="episodes of a non-looping clip go on this long past its end, its last frame held still "
+                            "(practice for standing after the skill; default 0: they end with the clip)")
 
     t = sub.add_parser("train-expert", help="train (or resume) the expert of one clip (or of several at once)")
     t.add_argument("lib", type=Path)
@@ -184,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true")
     t.add_argument("--threads", type=int, default=0, help="MuJoCo C threads (default: all CPUs)")
     t.add_argument("--quiet", action="store_true")
-    t.add_argument("--init-from", type=Path, help="an expert run or policy export of these clips to fine-tune (a new run)")
+    t.add_argument("--init-from", type=Path, help="an expert run or policy export of these clips to fine-tune (a new run); a policy alone (RUN/policy) may be of other clips")
     t.add_argument("--foreign-starts", type=float, default=0.0,
                    help="with --init-from: share of starts in another clip's state (practice for command switches)")
     t.add_argument("--foreign-clips", nargs="+", help="with --foreign-starts: the clips whose states they take "
@@ -193,9 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --init-from: seconds into a clip without body-error terminations (default 1)")
     t.add_argument("--recover-follow", action="store_true",
                    help="with --init-from: in those seconds the reference stays anchored at the character (room to brake)")
-    t.add_argument("--hold-s", type=float, default=0.0,
-                   help="episodes of a non-looping clip go on this long past its end, its last frame held still "
-                        "(practice for standing after the skill; default 0: they end with the clip)")
     training(t)
     t.set_defaults(func=cmd_train_expert)
 

@@ -148,9 +148,10 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     `iterations` overrides cfg.iterations (the total, counted from the start of the run, also on resume);
     `time_limit_s` ends this call (after an evaluation and a checkpoint) once that much wall time has passed;
     `init_from` (another expert run of the same clips and networks) starts a new run from that run's networks,
-    discriminator and replay (fine-tuning, e.g. with `foreign_share`), its counters at zero. From a policy-only
-    export, the critic and discriminator are new: the policy then holds still for `critic_warmup_iterations`, so
-    that the first updates it sees do not come from an untrained value function."""
+    discriminator and replay (fine-tuning, e.g. with `foreign_share`), its counters at zero. From a policy alone
+    (an export, or a run's `policy`), the critic and discriminator are new: the policy then holds still for
+    `critic_warmup_iterations`, so that the first updates it sees do not come from an untrained value function.
+    Such a policy may come from other clips (as many): a tracker of one skill is a head start on a similar one."""
     from tensorboardX import SummaryWriter
     from tqdm import tqdm
 
@@ -166,8 +167,10 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
         log(f"resumed {out} at iteration {int(state['iteration'])}")
     elif init_from is not None:
         source, policy = load_source(init_from)
-        if source["clips"] != meta["clips"]:
-            raise checkpoint.CheckpointError(f"{init_from}: its clips {source['clips']} are not {meta['clips']}")
+        if source["clips"] != meta["clips"] and (policy is None or len(source["clips"]) != len(meta["clips"])):
+            raise checkpoint.CheckpointError(
+                f"{init_from}: its clips {source['clips']} are not {meta['clips']} (a policy alone, such as "
+                f"RUN/policy, of as many clips can start another skill)")
         if policy is not None:
             state["ppo"] = state["ppo"].replace(policy_params=policy.policy_params, normalizer=policy.normalizer)
             state["policy_frozen_until"] = np.int64(cfg.critic_warmup_iterations)

@@ -153,10 +153,12 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         new = env.step(env_state, a)
         xs.append(x), ys.append(a_teacher), executed.append(a)
         restart = jnp.asarray(new.done | new.truncated)
-        # at the step the clip ends, a draw decides; a command kept past its end is not drawn for again
-        end = clip_end[command] - 1e-6
-        ends_now = (clock + dt >= end) & jnp.where(clock < end, jax.random.uniform(k_end, (n,)) < end_switch,
-                                                   end_switch >= 1.0)
+        # end_switch 1: every command past its clip's end switches; below 1, a draw at the step the clip ends
+        # decides, and a command kept past its end is not drawn for again
+        if end_switch >= 1.0:
+            ends_now = clock + dt >= clip_end[command] - 1e-6
+        else:
+            ends_now = S.ending(clock, clip_end[command], dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
         switch = ~restart & ((jax.random.uniform(k_sw, (n,)) < p_switch) | ends_now)
         other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), env_state.clip_weights)]
         command = jnp.where(restart, jnp.asarray(new.clip), jnp.where(switch, other, command))

@@ -146,8 +146,7 @@ def draw_switches(key, clip, clip_time, weights, group_clips, loop, ends, rate: 
     chance `end_share`; its new clip is another of `group_clips` (G,), drawn in proportion to `weights` (G,)."""
     u = jax.random.uniform(key, (2,) + clip.shape)
     hazard = (u[0] < rate * dt) & (clip_time >= 0.5)
-    ending = ~loop[clip] & (clip_time < ends[clip] - 1e-6) & (clip_time + dt >= ends[clip] - 1e-6)  # not in a hold
-    mask = jnp.where(ending, u[1] < end_share, hazard)
+    mask = jnp.where(~loop[clip] & S.ending(clip_time, ends[clip], dt), u[1] < end_share, hazard)
     w = weights[None] * (group_clips[None] != clip[:, None])
     return mask, group_clips[jax.random.categorical(jax.random.fold_in(key, 1), jnp.log(w))]
 

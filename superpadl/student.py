@@ -127,6 +127,12 @@ def clip_ends(library) -> jax.Array:
     return jnp.where(library.data.loop, jnp.inf, jnp.asarray(library.durations, jnp.float32))
 
 
+def ending(clock: jax.Array, end: jax.Array, dt: float) -> jax.Array:
+    """(N,) bool: the command's clip (`end` (N,) s from `clip_ends`) ends at this control step of `dt` s. A
+    command already past its end (a clip's hold) is not ending."""
+    return (clock < end - 1e-6) & (clock + dt >= end - 1e-6)
+
+
 def anchored(start: jax.Array, anchor: jax.Array) -> jax.Array:
     """`root_frame`s (N, 3) moved by env anchors (N, 3) = (yaw, x, y) (`padl.env.anchor_ref`): where a clip
     re-anchored at the character begins."""

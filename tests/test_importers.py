@@ -237,6 +237,18 @@ def test_bvh_bad_inputs(tmp_path, case, fragments):
     expect_error(load_bvh, path, *fragments)
 
 
+@pytest.mark.parametrize("span, problem", [("0:5", "span ends at 5 s but the take lasts 0.07 s"),
+                                           ("1:0.5", "needs 0 <= START < END"), ("a:b", "not START:END")])
+def test_bad_span_is_a_one_line_error_and_writes_nothing(tmp_path, span, problem):
+    from motions.importer import import_clips
+
+    path = tiny_bvh(tmp_path)
+    with pytest.raises(MotionImportError) as e:
+        import_clips([f"{path}@{span}"], tmp_path / "lib", progress=False)
+    assert str(path) in str(e.value) and problem in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "lib").exists()
+
+
 def test_missing_file_is_an_import_error(tmp_path):
     for loader in (load_bvh, load_deepmimic, load_poselib, load_amass, load_source):
         expect_error(loader, tmp_path / "nope.bvh", "file not found")

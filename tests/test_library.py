@@ -129,6 +129,19 @@ def test_import_writes_manifest_with_qa_and_captions(shared_data, tmp_path):
             assert z["qpos"].shape == (e["num_frames"], 35)
 
 
+def test_import_cuts_a_span_out_of_a_take(shared_data, tmp_path):
+    """FILE@START:END imports those seconds alone, as a clip of its own (named by its span) next to the whole."""
+    src = shared_data / "bandai/data/dataset-1_walk_tired_001.bvh"
+    import_clips([src, f"{src}@0.5:1.5"], tmp_path / "lib", progress=False)
+    ids = {e["id"]: e for e in json.loads((tmp_path / "lib/manifest.json").read_text())["clips"]}
+    cut = ids["bandai_walk_tired_001_0.5-1.5s"]
+    assert cut["num_frames"] == 31 and cut["duration_s"] == pytest.approx(1.0)
+    assert cut["labels"]["span_s"] == [0.5, 1.5] and cut["source_file"] == str(src)
+    assert cut["captions"] == ids["bandai_walk_tired_001"]["captions"] and cut["loop"] is False
+    whole, part = (np.load(tmp_path / "lib" / ids[i]["file"])["qpos"] for i in ("bandai_walk_tired_001", cut["id"]))
+    assert np.abs(part[:, :3] - whole[15:46, :3]).max() < 0.01  # the same frames, root within a centimetre
+
+
 def run_cli(*args, cwd=None):
     env = dict(os.environ, MUJOCO_GL="egl")
     return subprocess.run([sys.executable, "-m", "motions.cli", *map(str, args)], capture_output=True, text=True,
