@@ -38,7 +38,7 @@ from padl.env import EnvConfig, ImitationEnv, weighted_choice
 from padl.evaluate import evaluate_policy
 from padl.normalizer import update as update_normalizer
 from superpadl import student as S
-from superpadl.evaluate import GlobalAgent, transition_success
+from superpadl.evaluate import GlobalAgent, kept_score, transition_success
 from superpadl.groups import GroupTeachers, clip_priorities
 
 KIND = "superpadl-global"
@@ -306,8 +306,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
             curve.write(json.dumps({"iteration": it, "samples": samples, "wall_s": time.time() - t_start,
                                     **last_eval, **scalars, "clip_success": success}) + "\n")
             curve.flush()
-            score = (0.5 * (last_eval["success"] + last_eval.get("transition_success", last_eval["success"])),
-                     -last_eval["g_mpjpe_mm"])
+            score = kept_score(last_eval)
             if score > tuple(state["best"]):
                 state["best"] = np.asarray(score, np.float64)
                 save_policy(ts)

@@ -49,7 +49,7 @@ from padl.expert import disc_phase
 from padl.evaluate import evaluate_policy
 from padl.normalizer import update as update_normalizer
 from superpadl import student as S
-from superpadl.evaluate import GroupAgent, transition_success
+from superpadl.evaluate import GroupAgent, kept_score, transition_success
 
 KIND = "superpadl-group"
 FORMAT = "superpadl-groups"
@@ -364,8 +364,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
                                     "switches_per_s": scalars["commands/switches_per_s"],
                                     **({"bc_loss": scalars["bc/loss"]} if warmup else {})}) + "\n")
             curve.flush()
-            score = (0.5 * (last_eval["success"] + last_eval.get("transition_success", last_eval["success"])),
-                     -last_eval["g_mpjpe_mm"])
+            score = kept_score(last_eval)
             if score > tuple(state["best"]):
                 state["best"] = np.asarray(score, np.float64)
                 checkpoint.save(out / POLICY, ts, {**meta, "iteration": it, "samples": samples, "eval": last_eval})

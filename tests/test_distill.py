@@ -16,9 +16,10 @@ from padl.evaluate import evaluate_policy
 from padl.expert import ExpertConfig
 from superpadl import student as S
 from superpadl.cli import main as superpadl_main
+from superpadl.evaluate import GroupAgent, kept_score, transition_success
 from superpadl.global_policy import Carry, GlobalConfig, dagger_rollout, load_global, train_global
-from superpadl.groups import (GroupConfig, clip_priorities, draw_switches, load_group, load_groups, make_groups,
-                              train_group)
+from superpadl.groups import (GroupConfig, GroupTeachers, clip_priorities, draw_switches, load_group, load_groups,
+                              make_groups, train_group)
 from superpadl.runtime import PolicyController, load_controller
 from synthetic import write_synthetic_library
 
@@ -252,8 +253,10 @@ def test_group_init_from_holds_its_controller_while_the_critic_learns_and_scores
     for a, b in zip(jax.tree.leaves(ts.policy_params), jax.tree.leaves(source.policy_params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     row = json.loads((run / "progress.jsonl").read_text().splitlines()[-1])
-    assert row["phase"] == "padl" and 0.0 <= row["transition_success"] <= 1.0
-    assert meta["eval"]["transition_success"] == row["transition_success"]
+    assert row["phase"] == "padl" and meta["eval"]["transition_success"] == row["transition_success"]
+    # the held controller's own transitions, drawn as the evaluation at iteration 2 draws them
+    agent = GroupAgent(GroupTeachers(lib, [load_group(groups_dir / "group_000")]), lib)
+    assert row["transition_success"] == transition_success(agent, lib, 4, 2.0, 3.0, np.random.default_rng(2))["success"]
     with pytest.raises(checkpoint.CheckpointError, match="not this group's"):
         train_group(lib, teachers, CLIPS[:1], tmp_path / "other", cfg, progress=False, log=lambda m: None,
                     init_from=groups_dir / "group_000")
@@ -380,6 +383,15 @@ def test_eval_cli_and_foreign_checkpoints(lib, global_dir, groups_dir, tmp_path,
     assert superpadl_main(["distill", "global", str(lib.path), str(tmp_path), "--out", str(tmp_path / "g")]) == 1
     assert "groups.json" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
+
+
+def test_the_kept_policy_weighs_success_and_transitions_alike():
+    rows = {"tracks, falls after switches": {"success": 1.0, "transition_success": 0.2, "g_mpjpe_mm": 40.0},
+            "both, often": {"success": 0.8, "transition_success": 0.8, "g_mpjpe_mm": 90.0},
+            "both, often, closer": {"success": 0.9, "transition_success": 0.7, "g_mpjpe_mm": 80.0},
+            "no transitions scored": {"success": 0.85, "g_mpjpe_mm": 10.0}}
+    ranked = sorted(rows, key=lambda name: kept_score(rows[name]), reverse=True)
+    assert ranked == ["no transitions scored", "both, often, closer", "both, often", "tracks, falls after switches"]
 
 
 def test_transitions_switch_at_two_seconds_or_when_a_short_clip_ends(tmp_path):
