@@ -48,9 +48,8 @@ def run(lib, teachers, clips, rate: float, end_share: float, seconds: float, see
     env = _env(lib, teachers, clips, 64)
     cfg = env.config
     idx, ends = jnp.asarray([lib.index(c) for c in clips]), S.clip_ends(lib)
-    draw = jax.jit(lambda k, clip, time: draw_switches(k, clip, time, jnp.ones(len(clips)), idx,
-                                                       jnp.asarray(lib.data.loop), ends, rate, end_share,
-                                                       1.0 / cfg.control_hz))
+    draw = jax.jit(lambda k, clip, time: draw_switches(k, clip, time, jnp.ones(len(clips)), idx, ends, rate,
+                                                       end_share, 1.0 / cfg.control_hz))
     key = jax.random.key(seed)
     state = env.reset(key)
     switches = falls = 0

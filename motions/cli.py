@@ -29,6 +29,22 @@ def cmd_info(args) -> None:
     if args.captions:
         for e in m["clips"]:
             print(f"{e['id']}: " + " | ".join(e["captions"]))
+    if args.speeds:
+        print_speeds(args.lib, m, args.speeds, args.every)
+
+
+def print_speeds(lib: Path, manifest: dict, clip: str, every: float) -> None:
+    from motions.clip import load_clip
+    from motions.quality import speed_profile
+
+    entry = next((e for e in manifest["clips"] if e["id"] == clip), None)
+    if entry is None:
+        raise LibraryError(f"{lib}: no clip {clip!r}")
+    z = load_clip(Path(lib) / entry["file"])
+    print(f"{clip}: mean over {every:g} s windows (rest: joint speed near 0)")
+    print(f"{'start s':>8} {'root z m':>9} {'root m/s':>9} {'joint rad/s':>12} {'from start m':>13}")
+    for t, z_, v, w, d in speed_profile(z["qpos"], z["qvel"], float(z["fps"]), every):
+        print(f"{t:8.2f} {z_:9.3f} {v:9.2f} {w:12.2f} {d:13.2f}")
 
 
 def cmd_render(args) -> None:
@@ -68,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     n = sub.add_parser("info", help="summary and quality table of a library")
     n.add_argument("lib", type=Path)
     n.add_argument("--captions", action="store_true", help="also list every clip's captions")
+    n.add_argument("--speeds", metavar="CLIP", help="also print CLIP's root and joint speeds over time (rest windows)")
+    n.add_argument("--every", type=float, default=0.1, help="window of --speeds, s (default 0.1)")
     n.set_defaults(func=cmd_info)
     r = sub.add_parser("render", help="kinematic playback of one clip to mp4 (headless)")
     r.add_argument("lib", type=Path)

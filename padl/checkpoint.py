@@ -30,9 +30,19 @@ class CheckpointError(ValueError):
     """A checkpoint that is foreign, corrupted, or does not fit the requested template."""
 
 
+SUFFIXES = (".npz", ".json")
+
+
+def in_folder(path: str | os.PathLike, name: str) -> Path:
+    """The checkpoint `name` inside folder `path`, or `path` itself when it names the files (ends in .npz or
+    .json): a folder's name may hold a dot (a cut clip's id, '..._0-3.4s') and still be a folder."""
+    p = Path(path)
+    return p if p.suffix in SUFFIXES else p / name
+
+
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(path)
-    if p.suffix in (".npz", ".json"):
+    if p.suffix in SUFFIXES:
         p = p.with_suffix("")
     return p.with_name(p.name + ".npz"), p.with_name(p.name + ".json")
 

@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true")
     t.add_argument("--threads", type=int, default=0, help="MuJoCo C threads (default: all CPUs)")
     t.add_argument("--quiet", action="store_true")
-    t.add_argument("--init-from", type=Path, help="an expert run or policy export of these clips to fine-tune (a new run); a policy alone (RUN/policy) may be of other clips")
+    t.add_argument("--init-from", type=Path, help="an expert run or policy export of these clips to fine-tune (a "
+                   "new run); a policy alone (RUN/policy) may be of other clips")
     t.add_argument("--foreign-starts", type=float, default=0.0,
                    help="with --init-from: share of starts in another clip's state (practice for command switches)")
     t.add_argument("--foreign-clips", nargs="+", help="with --foreign-starts: the clips whose states they take "

@@ -75,6 +75,10 @@ class EnvConfig:
     # the kick and punch experts trained on with a 2 s hold (`padl train-expert --init-from --hold-s 2`, 290-310
     # iterations) stood through it in 0-50 % of the evaluations (the kick export itself: 100 %, punch: 0 %).
     hold_s: float = 0.0
+    # Re-anchor a looping clip's reference at the character's root and heading as each cycle begins, so body error
+    # counts one cycle's drift, not ten seconds of it. For a policy that never sees the reference (a text command
+    # names no heading), a jog 3 degrees off course is still a jog; evaluation of distilled policies uses this.
+    anchor_cycles: bool = False
     reset_pool: int = 0  # new episode starts drawn ahead, refilled when used up (0: max(8, N/4)); see _Core.post
     reward: RewardConfig = field(default_factory=RewardConfig)
     mjx_iterations: int = 2
@@ -148,19 +152,31 @@ class RefWindow(NamedTuple):
     body_rot: jax.Array
 
 
+def _yaw_quat(anchor):
+    half = 0.5 * anchor[..., 0]
+    return jnp.stack([jnp.cos(half), jnp.zeros_like(half), jnp.zeros_like(half), jnp.sin(half)], -1)
+
+
+def _turn(v, q):
+    return K.quat_rotate(jnp.broadcast_to(q, v.shape[:-1] + (4,)), v)
+
+
+def anchor_points(pos, anchor):
+    """Points (..., P, 3) turned and shifted by anchor (..., 3) = (yaw, x, y), as `anchor_ref` moves a reference."""
+    shift = jnp.concatenate([anchor[..., 1:], jnp.zeros_like(anchor[..., :1])], -1)
+    return _turn(pos, _yaw_quat(anchor)[..., None, :]) + shift[..., None, :]
+
+
 def anchor_ref(ref: RefWindow, anchor) -> RefWindow:
     """Reference frames (N, T, ...) turned by yaw about z and shifted in xy by anchor (N, 3) = (yaw, x, y). MuJoCo's
     free-joint linear velocity is in the world frame (turned); its angular velocity is local (kept)."""
-    half = 0.5 * anchor[:, 0]
-    q = jnp.stack([jnp.cos(half), jnp.zeros_like(half), jnp.zeros_like(half), jnp.sin(half)], -1)
-    shift = jnp.concatenate([anchor[:, 1:], jnp.zeros_like(anchor[:, :1])], -1)
-    turn = lambda v, q: K.quat_rotate(jnp.broadcast_to(q, v.shape[:-1] + (4,)), v)
-    pos = turn(ref.body_pos, q[:, None, None]) + shift[:, None, None]
+    q, per_frame = _yaw_quat(anchor), anchor[:, None]
+    pos = anchor_points(ref.body_pos, per_frame)
     rot = K.quat_mul(jnp.broadcast_to(q[:, None, None], ref.body_rot.shape), ref.body_rot)
-    qpos = jnp.concatenate([turn(ref.qpos[..., :3], q[:, None]) + shift[:, None],
+    qpos = jnp.concatenate([anchor_points(ref.qpos[..., None, :3], per_frame)[..., 0, :],
                             K.quat_mul(jnp.broadcast_to(q[:, None], ref.qpos[..., 3:7].shape), ref.qpos[..., 3:7]),
                             ref.qpos[..., 7:]], -1)
-    qvel = jnp.concatenate([turn(ref.qvel[..., :3], q[:, None]), ref.qvel[..., 3:]], -1)
+    qvel = jnp.concatenate([_turn(ref.qvel[..., :3], q[:, None]), ref.qvel[..., 3:]], -1)
     return RefWindow(qpos, qvel, pos, rot)
 
 
@@ -344,8 +360,13 @@ class _Core:
         entering = self.refs(state.clip, (clip_time + cfg.ref_frames * self.dt)[:, None], state.anchor)
         ref = jax.tree.map(lambda a, b: jnp.concatenate([a[:, 1:], b], axis=1), state.ref, entering)
         anchor = state.anchor
-        if cfg.recover_follow and cfg.recover_s > 0:
-            follow = state.clip_time < cfg.recover_s
+        if (cfg.recover_follow and cfg.recover_s > 0) or cfg.anchor_cycles:
+            follow = jnp.zeros((n,), bool)
+            if cfg.recover_follow and cfg.recover_s > 0:
+                follow = state.clip_time < cfg.recover_s
+            if cfg.anchor_cycles:
+                cycle = self.duration[state.clip]
+                follow |= self.data.loop[state.clip] & (jnp.floor(clip_time / cycle) > jnp.floor(state.clip_time / cycle))
             window = self.refs(state.clip, clip_time[:, None] + jnp.arange(cfg.ref_frames + 1) * self.dt)
             anchor = jnp.where(follow[:, None], anchor_between(window.qpos[:, 0], jnp.where(bad[:, None], now.qpos, qpos)),
                                anchor)

@@ -15,7 +15,7 @@ import numpy as np
 
 from motions.library import MotionLibrary
 from padl import metrics
-from padl.env import EnvConfig, ImitationEnv
+from padl.env import EnvConfig, ImitationEnv, anchor_points
 
 _ENVS: dict = {}  # (library id, config) -> env: each new shape costs a jit compile
 
@@ -41,22 +41,25 @@ def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noi
     env = _env(library, cfg)
     state = env.reset(jax.random.key(seed))
     n, alive = env.num_envs, np.ones(env.num_envs, bool)
-    qpos, failed, valid = [], [], []
+    qpos, anchor, failed, valid = [], [], [], []
     for _ in range(int(round(length * cfg.control_hz)) + 1):
+        before = np.asarray(state.anchor)
         state = env.step(state, act(state))
         done, trunc = np.asarray(state.done), np.asarray(state.truncated)
+        # where the reference this step was compared with stood (an ended episode's state is already the next one's)
+        anchor.append(np.where((done | trunc)[:, None], before, np.asarray(state.anchor)))
         valid.append(alive.copy())
         qpos.append(np.asarray(state.final_qpos))
         failed.append(done & ~np.asarray(state.info["body_error_exceeded"]))
         alive &= ~(done | trunc)
         if not alive.any():
             break
-    qpos, failed, valid = np.stack(qpos, 1), np.stack(failed, 1), np.stack(valid, 1)  # (N, T, ...)
+    qpos, anchor, failed, valid = (np.stack(x, 1) for x in (qpos, anchor, failed, valid))  # (N, T, ...)
     steps = qpos.shape[1]
     times = (np.arange(steps) + 1) / cfg.control_hz
     clip_idx = np.asarray(env.core.clips)[np.arange(n) % len(clips)]
     ref = library.sample(np.repeat(clip_idx, steps), np.tile(times, n))
-    ref_pos = np.asarray(ref.body_pos).reshape(n, steps, -1, 3)
+    ref_pos = np.asarray(anchor_points(ref.body_pos.reshape(n, steps, -1, 3), anchor))
     sim_pos = np.asarray(library.bodies(qpos).pos)
     out = []
     for i in range(n):

@@ -112,8 +112,7 @@ def export_policy(src: str | Path, dst: str | Path) -> Path:
     """Write the policy network and its observation normaliser alone (about a sixth of a `policy` checkpoint):
     what acting needs, for shipping."""
     ts, meta = load_policy(src)
-    dst = Path(dst)  # a folder, named by its clip, which may hold a dot ('..._0-3.4s'), unless it names the files
-    return checkpoint.save(dst if dst.suffix in (".npz", ".json") else dst / POLICY,
+    return checkpoint.save(checkpoint.in_folder(dst, POLICY),
                            {"policy_params": ts.policy_params, "normalizer": ts.normalizer},
                            {**meta, "policy_only": True})
 

@@ -1,7 +1,8 @@
 """`superpadl eval`: one table for any policy of the pipeline (expert, group controllers, global policy).
 
 Per command (a caption for the global policy, a clip for the teachers), from the start of the commanded clip:
-- success and G-MPJPE / L-MPJPE against that clip (`padl.evaluate`, `padl.metrics`);
+- success and G-MPJPE / L-MPJPE against that clip (`padl.evaluate`, `padl.metrics`); a looping clip's reference is
+  re-anchored at the character as each cycle begins (`EnvConfig.anchor_cycles`: a command names no heading);
 - precision and recall over 1 s motion windows, as AUC over eps in [0, 0.3] m (`superpadl.metrics`);
 - retrieval: the generated motion is nearer to its own clip than to 3 random others (top-1 among 4).
 Over random pairs of commands: transition success, no fall within 3 s after switching from the first to the second
@@ -160,7 +161,7 @@ def evaluate(agent: Agent, library: MotionLibrary, episodes: int = 2, noise: flo
     """{"commands": {name: metrics}, "clips": {clip: mean metrics}, "mean": {...}}."""
     rng = np.random.default_rng(seed)
     cfg = dataclasses.replace(agent.env_config, backend="mujoco", num_threads=0, max_body_error=0.5,
-                              end_with_clip=True)
+                              end_with_clip=True, anchor_cycles=True)
     names = [n for n, _ in agent.commands]
     clips = [k for _, k in agent.commands]
     rows = list(range(len(names)))

@@ -138,15 +138,15 @@ def clip_priorities(success, strength: float) -> np.ndarray:
     return (1.0 + strength * (1.0 - np.clip(np.asarray(success, np.float32), 0.0, 1.0))).astype(np.float32)
 
 
-def draw_switches(key, clip, clip_time, weights, group_clips, loop, ends, rate: float, end_share: float, dt: float):
+def draw_switches(key, clip, clip_time, weights, group_clips, ends, rate: float, end_share: float, dt: float):
     """Which envs switch command before the next control step, and to what: ((N,) bool, (N,) library clips).
 
     An env performing library clip `clip` (N,) for `clip_time` (N,) s switches at `rate` per second once 0.5 s in
-    and, when its non-looping clip ends at this step (`ends` (C,) from `student.clip_ends`, `loop` (C,)), with
-    chance `end_share`; its new clip is another of `group_clips` (G,), drawn in proportion to `weights` (G,)."""
+    and, when its non-looping clip ends at this step (`ends` (C,) from `student.clip_ends`: inf for a looping one),
+    with chance `end_share`; its new clip is another of `group_clips` (G,), drawn in proportion to `weights` (G,)."""
     u = jax.random.uniform(key, (2,) + clip.shape)
     hazard = (u[0] < rate * dt) & (clip_time >= 0.5)
-    mask = jnp.where(~loop[clip] & S.ending(clip_time, ends[clip], dt), u[1] < end_share, hazard)
+    mask = jnp.where(S.ending(clip_time, ends[clip], dt), u[1] < end_share, hazard)
     w = weights[None] * (group_clips[None] != clip[:, None])
     return mask, group_clips[jax.random.categorical(jax.random.fold_in(key, 1), jnp.log(w))]
 
@@ -273,9 +273,9 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
                                lambda s: _onehot(slot_of[s.clip], G))
 
     group_clips = jnp.asarray([library.index(c) for c in clips])
-    clip_loop, clip_end = jnp.asarray(library.data.loop), S.clip_ends(library)
+    clip_end = S.clip_ends(library)
     switch_draw = jax.jit(lambda clip, clip_time, weights, k: draw_switches(
-        k, clip, clip_time, weights, group_clips, clip_loop, clip_end, cfg.switch_rate, cfg.end_switch,
+        k, clip, clip_time, weights, group_clips, clip_end, cfg.switch_rate, cfg.end_switch,
         1.0 / env_cfg.control_hz))
 
     padl_ppo = dataclasses.replace(cfg.ppo, policy_lr=cfg.padl_policy_lr)

@@ -266,10 +266,10 @@ def test_switches_come_at_the_rate_and_at_clip_ends_and_change_the_clip():
     """`draw_switches`: none in a clip's first 0.5 s; `rate` per second after that; `end_share` of non-looping clips
     switch at their last step; the new clip is always another one, drawn by weight (never a zero-weight clip)."""
     n, dt = 40000, 1.0 / 30.0
-    group, loop, ends = jnp.asarray([0, 1, 2]), jnp.asarray([True, False, False]), jnp.asarray([jnp.inf, 1.0, 2.0])
+    group, ends = jnp.asarray([0, 1, 2]), jnp.asarray([jnp.inf, 1.0, 2.0])  # clip 0 loops
     clip = jnp.asarray(np.repeat([0, 0, 1, 2], n // 4))
     time = jnp.asarray(np.repeat([0.4, 1.0, 1.0 - dt, 1.0], n // 4), jnp.float32)
-    mask, new = draw_switches(jax.random.key(0), clip, time, jnp.asarray([1.0, 0.0, 3.0]), group, loop, ends,
+    mask, new = draw_switches(jax.random.key(0), clip, time, jnp.asarray([1.0, 0.0, 3.0]), group, ends,
                               rate=3.0, end_share=0.25, dt=dt)
     mask, new = np.asarray(mask).reshape(4, -1), np.asarray(new).reshape(4, -1)
     assert not mask[0].any()  # looping, 0.4 s in

@@ -394,6 +394,31 @@ def test_recover_follow_keeps_the_reference_at_the_character_then_leaves_it_ther
     assert np.array_equal(anchors[-1], anchors[15])  # then stayed
     assert np.all(anchors[-1][:, 1] > 1.5)  # near where the character stands, 2 m off the clip
 
+
+def test_anchor_cycles_moves_a_looping_reference_to_the_character_as_each_cycle_begins(tmp_path):
+    """With `anchor_cycles`, a character 2 m off a looping reference (within the body-error limit: 1e6) has the
+    reference re-anchored at its root exactly at each cycle's first step and nowhere else; without, never."""
+    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("squat",), frames=15))
+    cycle = float(lib.durations[0])
+    assert bool(lib.data.loop[0])
+    for on in (True, False):
+        env = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco", init="start", anchor_cycles=on,
+                                          max_body_error=1e6, fall_height=-1.0))
+        s = env.reset(1)
+        s = s._replace(qpos=s.qpos + np.r_[2.0, np.zeros(34)])
+        moved = []
+        for _ in range(40):
+            before, t0 = np.asarray(s.anchor), np.asarray(s.clip_time)
+            s = env.step(s, np.zeros((N, 28), np.float32))
+            assert not np.asarray(s.done | s.truncated).any()
+            moved.append(np.abs(np.asarray(s.anchor) - before).max(-1) > 1e-6)
+            crossed = np.floor(np.asarray(s.clip_time) / cycle) > np.floor(t0 / cycle)
+            if on and crossed.any():
+                now = env.core.refs(jnp.asarray(s.clip), jnp.asarray(s.clip_time)[:, None], jnp.asarray(s.anchor))
+                np.testing.assert_allclose(np.asarray(now.qpos)[:, 0, :2], np.asarray(s.qpos)[:, :2], atol=1e-4)
+            assert np.array_equal(moved[-1], crossed & on), (on, float(s.clip_time[0]))
+        assert np.asarray(moved).sum(0).min() == (2 if on else 0)  # 40 steps (1.33 s) of a 0.47 s cycle: 2 begun
+
 def test_hold_s_goes_on_past_a_clips_end_with_the_reference_still(tmp_path):
     """With `hold_s` a non-looping clip's episode goes on that long past the clip's end (instead of ending with it),
     its reference held in the last frame (still: tests/test_library.py), and starts are drawn over the hold too."""

@@ -199,6 +199,29 @@ def test_info_and_render(tmp_path):
     assert r.returncode != 0 and "nope" in r.stderr and not (tmp_path / "x.mp4").exists()
 
 
+def test_info_speeds_finds_rest_and_motion(tmp_path):
+    """`motions info --speeds`: a take standing still for 1 s, then gliding at 1 m/s with one elbow bending at
+    1.5 rad/s (1/28 of that per joint on average), reads as rest, then motion, window by window."""
+    from motions.quality import speed_profile
+
+    t = np.arange(60) / 30.0
+    qpos = np.tile(CHAR.rest_qpos(), (60, 1))
+    moving = t >= 1.0
+    qpos[:, 0] = np.where(moving, t - 1.0, 0.0)
+    qpos[:, 7 + CHAR.joint_names.index("right_elbow")] = np.where(moving, 1.5 * (t - 1.0), 0.0)
+    rows = speed_profile(qpos, velocities(CHAR, qpos, 30.0)["qvel"], 30.0, every_s=0.5)
+    np.testing.assert_allclose(rows[:, 0], [0.0, 0.5, 1.0, 1.5], atol=1e-9)
+    assert rows[0, 2] == 0.0 and rows[0, 3] == 0.0 and rows[0, 4] == 0.0
+    np.testing.assert_allclose(rows[3, 2:], [1.0, 1.5 / 28, 0.7333], atol=2e-3)  # frames 45-59: mean 22/30 m away
+    synthetic_library(tmp_path / "lib")
+    r = run_cli("info", tmp_path / "lib", "--speeds", "synthetic", "--every", "0.5")
+    assert r.returncode == 0, r.stderr
+    table = [line.split() for line in r.stdout.splitlines()[-3:]]
+    assert [float(row[0]) for row in table] == [0.0, 0.5, 1.0] and all(float(row[2]) == 1.0 for row in table)
+    r = run_cli("info", tmp_path / "lib", "--speeds", "nope")
+    assert r.returncode != 0 and "nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_library_rejects_foreign_folder(tmp_path):
     (tmp_path / "manifest.json").write_text('{"format": "something-else"}')
     r = run_cli("info", tmp_path)
