@@ -418,6 +418,19 @@ def test_anchor_cycles_moves_a_looping_reference_to_the_character_as_each_cycle_
                 np.testing.assert_allclose(np.asarray(now.qpos)[:, 0, :2], np.asarray(s.qpos)[:, :2], atol=1e-4)
             assert np.array_equal(moved[-1], crossed & on), (on, float(s.clip_time[0]))
         assert np.asarray(moved).sum(0).min() == (2 if on else 0)  # 40 steps (1.33 s) of a 0.47 s cycle: 2 begun
+    # Evaluation's rollouts measure against the reference where the env had it: at each cycle's first step the
+    # reference pelvis is right under the character's, which the unanchored clip is not.
+    from padl.evaluate import rollout
+
+    cfg = EnvConfig(backend="mujoco", anchor_cycles=True, max_body_error=1e6)
+    (_, sim, ref, failed, _), = rollout(lib, lambda s: np.zeros((1, 28), np.float32), ["synthetic_squat"], 1,
+                                        seconds=1.3, env_config=cfg)
+    assert not failed.any() and len(sim) == 39  # 1.3 s
+    begins = np.flatnonzero(np.diff(np.floor((np.arange(40) / 30.0 + 1e-6) / cycle)) > 0)  # steps whose time wraps
+    assert len(begins) == 2
+    np.testing.assert_allclose(sim[begins, 0, :2], ref[begins, 0, :2], atol=1e-4)
+    plain = np.asarray(lib.sample(np.zeros(2, np.int32), (begins + 1) / 30.0).body_pos)
+    assert np.abs(sim[begins, 0, :2] - plain[:, 0, :2]).max() > 1e-3
 
 def test_hold_s_goes_on_past_a_clips_end_with_the_reference_still(tmp_path):
     """With `hold_s` a non-looping clip's episode goes on that long past the clip's end (instead of ending with it),
