@@ -46,6 +46,8 @@ PROMPTS = [
     ("strike out with a foot", "kick"),
     ("do a karate kick", "kick"),
     ("jab with the fist", "punch"),
+    ("cut down an enemy with a blade", "slash"),
+    ("swing a katana", "slash"),
 ]
 
 
