@@ -432,6 +432,7 @@ def test_anchor_cycles_moves_a_looping_reference_to_the_character_as_each_cycle_
     plain = np.asarray(lib.sample(np.zeros(2, np.int32), (begins + 1) / 30.0).body_pos)
     assert np.abs(sim[begins, 0, :2] - plain[:, 0, :2]).max() > 1e-3
 
+
 def test_hold_s_goes_on_past_a_clips_end_with_the_reference_still(tmp_path):
     """With `hold_s` a non-looping clip's episode goes on that long past the clip's end (instead of ending with it),
     its reference held in the last frame (still: tests/test_library.py), and starts are drawn over the hold too."""
