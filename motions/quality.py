@@ -110,12 +110,8 @@ def speed_profile(qpos: np.ndarray, qvel: np.ndarray, fps: float, every_s: float
     """(W, 5) rows [start s, root height m, root horizontal speed m/s, mean joint speed rad/s, root xy distance from
     the first frame m], each the mean over a window of `every_s`: where a take is at rest, to choose the span of one
     skill (`motions import FILE@START:END`)."""
-    n = max(1, round(every_s * fps))
-    joint = np.abs(qvel[:, 6:]).mean(1)
-    horiz = np.linalg.norm(qvel[:, :2], axis=1)
-    away = np.linalg.norm(qpos[:, :2] - qpos[:1, :2], axis=1)
-    rows = []
-    for s in range(0, len(qpos), n):
-        w = slice(s, s + n)
-        rows.append([s / fps, qpos[w, 2].mean(), horiz[w].mean(), joint[w].mean(), away[w].mean()])
-    return np.asarray(rows)
+    starts = np.arange(0, len(qpos), max(1, round(every_s * fps)))
+    per_frame = np.stack([qpos[:, 2], np.linalg.norm(qvel[:, :2], axis=1), np.abs(qvel[:, 6:]).mean(1),
+                          np.linalg.norm(qpos[:, :2] - qpos[:1, :2], axis=1)], 1)
+    means = np.add.reduceat(per_frame, starts) / np.diff(starts, append=len(qpos))[:, None]
+    return np.column_stack([starts / fps, means])

@@ -360,13 +360,15 @@ class _Core:
         entering = self.refs(state.clip, (clip_time + cfg.ref_frames * self.dt)[:, None], state.anchor)
         ref = jax.tree.map(lambda a, b: jnp.concatenate([a[:, 1:], b], axis=1), state.ref, entering)
         anchor = state.anchor
-        if (cfg.recover_follow and cfg.recover_s > 0) or cfg.anchor_cycles:
-            follow = jnp.zeros((n,), bool)
-            if cfg.recover_follow and cfg.recover_s > 0:
-                follow = state.clip_time < cfg.recover_s
-            if cfg.anchor_cycles:
-                cycle = self.duration[state.clip]
-                follow |= self.data.loop[state.clip] & (jnp.floor(clip_time / cycle) > jnp.floor(state.clip_time / cycle))
+        follows = []  # envs whose reference moves to the character at this step (static choices: no cost when off)
+        if cfg.recover_follow and cfg.recover_s > 0:
+            follows.append(state.clip_time < cfg.recover_s)
+        if cfg.anchor_cycles:
+            cycle = self.duration[state.clip]
+            begins = jnp.floor(clip_time / cycle) > jnp.floor(state.clip_time / cycle)
+            follows.append(self.data.loop[state.clip] & begins)
+        if follows:
+            follow = jnp.stack(follows).any(0)
             window = self.refs(state.clip, clip_time[:, None] + jnp.arange(cfg.ref_frames + 1) * self.dt)
             anchor = jnp.where(follow[:, None], anchor_between(window.qpos[:, 0], jnp.where(bad[:, None], now.qpos, qpos)),
                                anchor)
