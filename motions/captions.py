@@ -250,6 +250,11 @@ def named_captions(name: str) -> list[str]:
 
 # --- dispatch ---------------------------------------------------------------------------------------------
 
+# A span cut from a take's rest (`motions import FILE@START:END`) shows standing, not the take's labelled skill.
+STANDING_CAPTIONS = ("a person stands still", "stand still", "someone stands and waits", "a person stands idle",
+                     "stand idle")
+
+
 def captions_for(labels: dict, source_format: str, clip_id: str, cmu_tsv: Path | None) -> list[str]:
     """Pick the caption family from the labels an importer attached (see SourceMotion.labels)."""
     if "content" in labels and "style" in labels:

@@ -7,10 +7,10 @@ import numpy as np
 from tqdm import tqdm
 
 from characters.character import Character
-from motions.captions import captions_for
+from motions.captions import STANDING_CAPTIONS, captions_for
 from motions.clip import LibraryWriter, velocities
 from motions.detect import load_source
-from motions.quality import Thresholds, assess, foot_metrics, joint_limit_violation_deg, key_body_error_cm, thresholds_dict
+from motions.quality import Thresholds, assess, at_rest, foot_metrics, joint_limit_violation_deg, key_body_error_cm, thresholds_dict
 from motions.retarget import KEY_POINTS, IKSolver, character_points, retarget
 from motions.source import MotionImportError, SourceMotion, cut, parse_spec
 
@@ -90,15 +90,17 @@ def import_clips(paths: list, out: Path, fmt: str | None = None, thresholds: Thr
             r = retarget(src, character, solver)
             qa = measure(character, r.qpos, r.fps, r.target_points)
             reasons = assess(qa, thresholds)
+            vel = velocities(character, r.qpos, r.fps)
             entry = {
                 "id": clip_id,
-                "captions": captions_for(src.labels, src.source_format, clip_id, find_cmu_descriptions(p)),
+                "captions": (list(STANDING_CAPTIONS) if "span_s" in src.labels and at_rest(r.qpos, vel["qvel"], r.fps)
+                             else captions_for(src.labels, src.source_format, clip_id, find_cmu_descriptions(p))),
                 "source_file": str(p), "source_format": src.source_format, "licence": licence,
                 "labels": src.labels, "loop": loop, "num_frames": int(len(r.qpos)),
                 "duration_s": float((len(r.qpos) - 1) / r.fps), "joint_map": r.joint_map, "scale": r.scale,
                 "qa": qa, "flagged": bool(reasons), "flag_reasons": reasons,
             }
-            writer.add(entry, r.qpos, r.fps, velocities(character, r.qpos, r.fps))
+            writer.add(entry, r.qpos, r.fps, vel)
             added.append(entry)
         writer.commit()
     except BaseException:

@@ -115,3 +115,10 @@ def speed_profile(qpos: np.ndarray, qvel: np.ndarray, fps: float, every_s: float
                           np.linalg.norm(qpos[:, :2] - qpos[:1, :2], axis=1)], 1)
     means = np.add.reduceat(per_frame, starts) / np.diff(starts, append=len(qpos))[:, None]
     return np.column_stack([starts / fps, means])
+
+
+def at_rest(qpos: np.ndarray, qvel: np.ndarray, fps: float, joint_speed: float = 0.15, travel_m: float = 0.1) -> bool:
+    """Whether a clip only stands: every 0.5 s window's mean joint speed below `joint_speed` rad/s, and the root
+    never `travel_m` from where it began (the Bandai takes rest for a second or more before their skill)."""
+    profile = speed_profile(qpos, qvel, fps, 0.5)
+    return bool((profile[:, 3] < joint_speed).all() and (profile[:, 4] < travel_m).all())

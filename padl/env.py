@@ -58,9 +58,10 @@ class EnvConfig:
     first_frame_share: float = 0.0  # with init "random": the share of starts at a clip's first frame, where
     # evaluation and a student's commands begin (uniform times alone rarely start there)
     init_noise: float = 0.0  # std of Gaussian noise on joint angles (rad) and joint velocities (rad/s / 10) at a start
-    # With init "random": the share of starts in a foreign state, a reference state of another library clip at a
-    # random time, with the own clip beginning at its first frame re-anchored at the character (as after a user's
-    # command switch, `switch`). Experts trained only from their own reference states fall after a switch.
+    # The share of starts in a foreign state, a reference state of another library clip at a random time, with the
+    # own clip beginning at its first frame re-anchored at the character (as after a user's command switch,
+    # `switch`). Experts trained only from their own reference states fall after a switch. With init "start"
+    # (evaluation) too, where `padl.evaluate.rollout` sets it explicitly.
     foreign_share: float = 0.0
     foreign_clips: tuple[str, ...] | None = None  # library clips whose states are foreign starts; None: all
     recover_s: float = 0.0  # body-error terminations are waived in a clip's first recover_s (after a foreign start
@@ -291,7 +292,7 @@ class _Core:
             if self.cfg.first_frame_share > 0:
                 first = jax.random.uniform(jax.random.fold_in(noise_key, 1), (m,)) < self.cfg.first_frame_share
                 time = jnp.where(first, 0.0, time)
-        if self.cfg.init != "start" and self.cfg.foreign_share > 0:
+        if self.cfg.foreign_share > 0:
             u = jax.random.uniform(jax.random.fold_in(noise_key, 2), (3, m))
             other = self.foreign[jnp.minimum((u[0] * len(self.foreign)).astype(jnp.int32), len(self.foreign) - 1)]
             foreign = (u[1] < self.cfg.foreign_share) & (other != clip)

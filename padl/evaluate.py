@@ -28,8 +28,9 @@ def _env(library: MotionLibrary, cfg: EnvConfig) -> ImitationEnv:
 
 
 def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noise: float = 0.0,
-            seconds: float = 10.0, env_config: EnvConfig = EnvConfig(), seed: int = 0):
-    """Run each clip `episodes` times from its start; returns per env (clip id, sim body pos (T,B,3),
+            seconds: float = 10.0, env_config: EnvConfig = EnvConfig(), seed: int = 0, foreign_share: float = 0.0):
+    """Run each clip `episodes` times from its start (a `foreign_share` of them in another clip's state at a random
+    time, as after a command switch; `env_config.foreign_clips`, `recover_s` apply); returns per env (clip id, sim body pos (T,B,3),
     reference body pos (T,B,3), failed (T,) bool, sim qpos (T,35)) up to and including the step the episode ended.
 
     `act(state)` gets the whole `EnvState` (a policy with memory, like the distilled ones, keeps its own)."""
@@ -37,7 +38,7 @@ def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noi
     durations = [library.durations[library.index(c)] for c in clips]
     length = max([seconds] + [d for c, d in zip(clips, durations) if not library.data.loop[library.index(c)]])
     cfg = dataclasses.replace(env_config, num_envs=len(clips) * episodes, clips=tuple(clips), init="start",
-                              init_noise=noise, episode_length_s=float(length), reset_pool=1)
+                              init_noise=noise, foreign_share=foreign_share, episode_length_s=float(length), reset_pool=1)
     env = _env(library, cfg)
     state = env.reset(jax.random.key(seed))
     n, alive = env.num_envs, np.ones(env.num_envs, bool)
@@ -69,11 +70,13 @@ def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noi
 
 
 def evaluate_policy(library: MotionLibrary, act: Callable, clips=None, episodes: int = 1, noise: float = 0.0,
-                    seconds: float = 10.0, env_config: EnvConfig = EnvConfig(), seed: int = 0) -> dict:
+                    seconds: float = 10.0, env_config: EnvConfig = EnvConfig(), seed: int = 0,
+                    foreign_share: float = 0.0) -> dict:
     """{clip id: mean metrics over its episodes, ..., "mean": mean over clips} (see padl.metrics.summarize);
     `act(state) -> actions` as in `rollout`."""
     clips = list(clips or library.clip_ids)
     per_clip: dict[str, list] = {c: [] for c in clips}
-    for clip, sim, ref, failed, _ in rollout(library, act, clips, episodes, noise, seconds, env_config, seed):
+    for clip, sim, ref, failed, _ in rollout(library, act, clips, episodes, noise, seconds, env_config, seed,
+                                                 foreign_share):
         per_clip[clip].append(metrics.episode_metrics(sim, ref, failed))
     return metrics.summarize(per_clip)

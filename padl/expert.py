@@ -4,7 +4,7 @@ One iteration: roll the batched `ImitationEnv` out for `rollout_steps` control s
 score each transition with r = tracking_weight * tracking + disc_weight * (-log(1 - sigmoid(D(disc_obs))));
 train the discriminator on reference windows ("real") against the rollout and a replay buffer ("fake"); one
 PPO update. Every `eval_every` iterations the deterministic policy is evaluated from the start of each clip
-(`padl.evaluate`): the best evaluation so far (success, then G-MPJPE) is kept as `policy`, since evaluations
+(`padl.evaluate`; a run with foreign starts starts as large a share of them in other clips' states): the best evaluation so far (success, then G-MPJPE) is kept as `policy`, since evaluations
 scatter and a run's last one is often not its best, and training stops early once every episode succeeds with
 G-MPJPE below the threshold.
 
@@ -151,7 +151,8 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     discriminator and replay (fine-tuning, e.g. with `foreign_share`), its counters at zero. From a policy alone
     (an export, or a run's `policy`), the critic and discriminator are new: the policy then holds still for
     `critic_warmup_iterations`, so that the first updates it sees do not come from an untrained value function.
-    Such a policy may come from other clips (as many): a tracker of one skill is a head start on a similar one."""
+    Such a policy may come from other clips (any number: the observation names no clip): a tracker of one skill is
+    a head start on a similar one."""
     from tensorboardX import SummaryWriter
     from tqdm import tqdm
 
@@ -167,10 +168,11 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
         log(f"resumed {out} at iteration {int(state['iteration'])}")
     elif init_from is not None:
         source, policy = load_source(init_from)
-        if source["clips"] != meta["clips"] and (policy is None or len(source["clips"]) != len(meta["clips"])):
+        sizes = lambda m: (m["obs_size"], m["action_size"])
+        if source["clips"] != meta["clips"] and (policy is None or sizes(source) != sizes(meta)):
             raise checkpoint.CheckpointError(
                 f"{init_from}: its clips {source['clips']} are not {meta['clips']} (a policy alone, such as "
-                f"RUN/policy, of as many clips can start another skill)")
+                f"RUN/policy, of the same observation size can start another skill)")
         if policy is not None:
             state["ppo"] = state["ppo"].replace(policy_params=policy.policy_params, normalizer=policy.normalizer)
             state["policy_frozen_until"] = np.int64(cfg.critic_warmup_iterations)
@@ -244,7 +246,8 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
         if it % cfg.eval_every == 0 or it == total or out_of_time:
             last_eval = evaluate_policy(library, lambda s: ppo.act(ts, s.obs, key, deterministic=True)[0],
                                         clips=meta["clips"], episodes=cfg.eval_episodes, noise=cfg.eval_noise,
-                                        env_config=dataclasses.replace(cfg.env, backend="mujoco"))["mean"]
+                                        env_config=dataclasses.replace(cfg.env, backend="mujoco"),
+                                        foreign_share=cfg.env.foreign_share)["mean"]
             for k, v in last_eval.items():
                 writer.add_scalar(f"eval/{k}", v, samples)
             score = (last_eval["success"], -last_eval["g_mpjpe_mm"])

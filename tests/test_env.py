@@ -18,6 +18,7 @@ from motions import kinematics as K
 from motions.library import MotionLibrary
 from padl import observations as O
 from padl.env import EnvConfig, ImitationEnv, fallen
+from padl.evaluate import rollout
 from padl.rewards import RewardConfig, mean_body_pos_error, tracking_terms
 from synthetic import write_synthetic_library
 
@@ -373,6 +374,12 @@ def test_foreign_starts_begin_the_own_clip_in_another_clips_state(tmp_path):
         ended_at = np.where((ended_at < 0) & np.asarray(s.done), t, ended_at)
     assert np.all(ended_at >= 29), ended_at
     assert int(s.info["body_error_terminations"]) >= N
+    # Evaluation starts foreign only when asked: a recovery fine-tune is judged on recovering.
+    for share in (0.0, 1.0):
+        (_, sim, ref, _, _), = rollout(lib, lambda st: np.zeros((1, 28), np.float32), [own], seconds=0.1,
+                                      env_config=env.config, foreign_share=share)
+        gap = np.linalg.norm(sim[0] - ref[0], axis=-1).mean()
+        assert (gap > 0.02) if share else (gap < 0.002), (share, gap)  # on the own reference: about 1 mm
 
 
 def test_recover_follow_keeps_the_reference_at_the_character_then_leaves_it_there(tmp_path):
@@ -420,7 +427,6 @@ def test_anchor_cycles_moves_a_looping_reference_to_the_character_as_each_cycle_
         assert np.asarray(moved).sum(0).min() == (2 if on else 0)  # 40 steps (1.33 s) of a 0.47 s cycle: 2 begun
     # Evaluation's rollouts measure against the reference where the env had it: at each cycle's first step the
     # reference pelvis is right under the character's, which the unanchored clip is not.
-    from padl.evaluate import rollout
 
     cfg = EnvConfig(backend="mujoco", anchor_cycles=True, max_body_error=1e6)
     (_, sim, ref, failed, _), = rollout(lib, lambda s: np.zeros((1, 28), np.float32), ["synthetic_squat"], 1,

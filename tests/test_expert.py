@@ -124,13 +124,14 @@ def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib
     err = capsys.readouterr().err.strip()
     assert code == 1 and "synthetic_sway" in err and "\n" not in err
     assert not (tmp_path / "other" / "train_state.json").exists()
-    # Its policy alone starts another skill: held as it was while the new critic warms up.
-    code = padl_main(["train-expert", str(lib_path), "synthetic_squat", "--out", str(tmp_path / "other"), *TINY,
+    # Its policy alone starts other skills, as many as wanted: held as it was while the new critic warms up.
+    code = padl_main(["train-expert", str(lib_path), "synthetic_squat", "synthetic_sway", "--out",
+                      str(tmp_path / "other"), *TINY,
                       "--init-from", str(tmp_path / "src" / "policy"), "--steps", "64", "--quiet"])
     assert code == 0, capsys.readouterr().err
     source, _ = load_policy(tmp_path / "src")
     started, meta = load_policy(tmp_path / "other")
-    assert meta["clips"] == ["synthetic_squat"]
+    assert meta["clips"] == ["synthetic_squat", "synthetic_sway"]
     assert jax.tree.all(jax.tree.map(np.array_equal, source.policy_params, started.policy_params))
 
 

@@ -142,6 +142,17 @@ def test_import_cuts_a_span_out_of_a_take(shared_data, tmp_path):
     assert np.abs(part[:, :3] - whole[15:46, :3]).max() < 0.01  # the same frames, root within a centimetre
 
 
+def test_a_span_cut_from_a_takes_rest_is_captioned_as_standing(shared_data, tmp_path):
+    """A take's labels name its skill; the second of rest before it shows standing, and is captioned so."""
+    from motions.captions import STANDING_CAPTIONS
+
+    src = shared_data / "bandai/data/dataset-1_dance-short_normal_001.bvh"
+    import_clips([f"{src}@0:2", f"{src}@9.5:11"], tmp_path / "lib", progress=False)
+    caps = {e["id"]: e["captions"] for e in json.loads((tmp_path / "lib/manifest.json").read_text())["clips"]}
+    assert caps["bandai_dance-short_normal_001_0-2s"] == list(STANDING_CAPTIONS)
+    assert "dance" in caps["bandai_dance-short_normal_001_9.5-11s"][1]
+
+
 def run_cli(*args, cwd=None):
     env = dict(os.environ, MUJOCO_GL="egl")
     return subprocess.run([sys.executable, "-m", "motions.cli", *map(str, args)], capture_output=True, text=True,
@@ -202,7 +213,7 @@ def test_info_and_render(tmp_path):
 def test_info_speeds_finds_rest_and_motion(tmp_path):
     """`motions info --speeds`: a take standing still for 1 s, then gliding at 1 m/s with one elbow bending at
     1.5 rad/s (1/28 of that per joint on average), reads as rest, then motion, window by window."""
-    from motions.quality import speed_profile
+    from motions.quality import at_rest, speed_profile
 
     t = np.arange(60) / 30.0
     qpos = np.tile(CHAR.rest_qpos(), (60, 1))
@@ -213,6 +224,8 @@ def test_info_speeds_finds_rest_and_motion(tmp_path):
     np.testing.assert_allclose(rows[:, 0], [0.0, 0.5, 1.0, 1.5], atol=1e-9)
     assert rows[0, 2] == 0.0 and rows[0, 3] == 0.0 and rows[0, 4] == 0.0
     np.testing.assert_allclose(rows[3, 2:], [1.0, 1.5 / 28, 0.7333], atol=2e-3)  # frames 45-59: mean 22/30 m away
+    qvel = velocities(CHAR, qpos, 30.0)["qvel"]
+    assert at_rest(qpos[:30], qvel[:30], 30.0) and not at_rest(qpos, qvel, 30.0)
     synthetic_library(tmp_path / "lib")
     r = run_cli("info", tmp_path / "lib", "--speeds", "synthetic", "--every", "0.5")
     assert r.returncode == 0, r.stderr
