@@ -11,10 +11,11 @@ policy regresses onto them.
 The environment's reference motion only starts episodes (reference-state initialisation) and ends them (a fall);
 after a switch the character no longer follows it, so the body-error termination is off.
 
-A run folder holds `train_state.*` (the latest), `policy.*` (kind "superpadl-global": the network with the best
-evaluation so far (the mean of success and transition success, then G-MPJPE), its normaliser, the caption table
-and a start pose, everything the runtime needs), `progress.jsonl` and `logs/`. Evaluations of 2 episodes per clip
-scatter by 10-20 points between neighbouring iterations, so the latest is rarely the best.
+A run folder holds `train_state.*` (the latest), `policy.*` (kind "superpadl-global": the averaged network
+(`GlobalConfig.average`) with the best evaluation so far (the mean of success and transition success, then
+G-MPJPE), its normaliser, the caption table and a start pose, everything the runtime needs), `progress.jsonl` and
+`logs/`. Evaluations of 2 episodes per clip scatter by 10-20 points between neighbouring iterations, so the latest
+is rarely the best.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from motions.library import MotionLibrary
 from padl import checkpoint, ppo
@@ -62,6 +64,10 @@ class GlobalConfig:
     # teachers that never learnt what follows a clip's end
     end_switch: float = 1.0
     sgd_steps: int = 64  # Adam steps per iteration
+    # Polyak averaging of the policy weights: each iteration the average moves (1 - average) of the way to the
+    # weights just fitted. Evaluations and the kept policy use the average, which does not carry the last
+    # iteration's minibatch noise (0: the latest weights)
+    average: float = 0.95
     batch_size: int = 512
     lr: float = 1e-3
     buffer: int = 131072  # aggregated (state, teacher action) pairs, oldest dropped first
@@ -215,6 +221,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips, "captions": captions,
             "caption_clips": owners, "input_size": in_size, "action_size": env.action_size,
             "character": env.character.name}
+    state["average"] = state["ppo"].policy_params
     if saved:
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
@@ -224,6 +231,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
             raise checkpoint.CheckpointError(f"{init_from}: its inputs ({source['input_size']}, history "
                                              f"{source['history']}) are not this run's ({in_size}, {meta['history']})")
         state["ppo"] = state["ppo"].replace(policy_params=tree["policy_params"], normalizer=tree["normalizer"])
+        state["average"] = tree["policy_params"]
         log(f"starting from {init_from} (iteration {source['iteration']})")
     out.mkdir(parents=True, exist_ok=True)
     total = cfg.iterations if iterations is None else iterations
@@ -277,6 +285,8 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         ts = ts.replace(normalizer=update_normalizer(ts.normalizer, flat_x))
         key, k_bc = jax.random.split(key)
         ts, loss = ppo.imitate(ts, buf_x.data, buf_y.data, buf_x.size, k_bc, cfg.sgd_steps, cfg.batch_size, cfg.lr)
+        state["average"] = optax.incremental_update(ts.policy_params, state["average"], 1.0 - cfg.average)
+        averaged = ts.replace(policy_params=state["average"])
         it, samples = it + 1, samples + T * N
         scalars = {"bc/loss": float(loss), "bc/beta": beta, "episode/fall_rate": dones / (T * N),
                    "commands/switches_per_s": switches / (T * N) * env_cfg.control_hz,
@@ -287,16 +297,15 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         bar.set_postfix(bc=f"{scalars['bc/loss']:.4f}", falls=f"{scalars['episode/fall_rate']:.4f}")
         out_of_time = time_limit_s is not None and time.time() - t_start >= time_limit_s
         if it % cfg.eval_every == 0 or it == total or out_of_time:
-            act = ppo.act
             per_clip = evaluate_policy(
-                library, S.student_actor(lambda x: act(ts, x, key, deterministic=True)[0], hcfg,
+                library, S.student_actor(functools.partial(_mean_action, averaged), hcfg,
                                          lambda s: emb_j[first_row[jnp.asarray(s.clip)]]),
                 clips=clips, episodes=cfg.eval_episodes, noise=cfg.eval_noise,
                 env_config=dataclasses.replace(env_cfg, backend="mujoco", max_body_error=EnvConfig.max_body_error,
                                                end_with_clip=True))  # as `superpadl eval`
             last_eval, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
             if cfg.eval_transitions:
-                agent = GlobalAgent(policy_tree(ts), meta, library)
+                agent = GlobalAgent(policy_tree(averaged), meta, library)
                 last_eval["transition_success"] = transition_success(
                     agent, library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(it))["success"]
             state["clip_weights"] = clip_priorities(success, cfg.prioritise)
@@ -309,7 +318,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
             score = kept_score(last_eval)
             if score > tuple(state["best"]):
                 state["best"] = np.asarray(score, np.float64)
-                save_policy(ts)
+                save_policy(averaged)
         if it % cfg.checkpoint_every == 0 or it == total or out_of_time:
             state.update(ppo=ts, key=jax.random.key_data(key), iteration=np.int64(it), samples=np.int64(samples))
             checkpoint.save(out / TRAIN_STATE, state, {**meta, "iteration": it, "samples": samples})

@@ -332,6 +332,15 @@ def test_global_init_from_fine_tunes_a_trained_policy(lib, global_dir, groups_di
                      init_from=source)
         first[name] = json.loads((tmp_path / name / "progress.jsonl").read_text().splitlines()[0])
     assert first["ft"]["iteration"] == 1 and first["ft"]["bc/loss"] < 0.5 * first["scratch"]["bc/loss"], first
+    # what is evaluated and kept is the Polyak average: (average) of the way from the start to the weights fitted
+    start, kept = (checkpoint.load(d / "policy")[0] for d in (global_dir, tmp_path / "ft"))
+    fitted = checkpoint.load(tmp_path / "ft" / "train_state")[0]
+    a, moved = cfg.average, 0
+    for k in [k for k in kept if k.startswith("['policy_params']")]:
+        raw = fitted["['ppo'].policy_params" + k.removeprefix("['policy_params']")]
+        assert np.allclose(kept[k], a * start[k] + (1 - a) * raw, atol=1e-6), k
+        moved += not np.allclose(raw, start[k])
+    assert moved >= 4
     with pytest.raises(checkpoint.CheckpointError, match="not a SuperPADL global policy"):
         train_global(lib, load_groups(groups_dir, lib), tmp_path / "bad", cfg, progress=False, log=lambda m: None,
                      init_from=groups_dir / "group_000")
