@@ -96,8 +96,12 @@ class LibraryWriter:
         self.manifest = {"format": FORMAT, "version": VERSION, "character": character.name, "fps": None,
                          "thresholds": thresholds}
 
-    def unique_id(self, clip_id: str) -> str:
-        if clip_id not in self.clips:
+    def unique_id(self, clip_id: str, source_file: Path, span) -> str:
+        """clip_id, or clip_id_N when another source has it. The same file and span again replaces its clip, so
+        re-running an import does not duplicate the library."""
+        old = self.clips.get(clip_id)
+        if old is None or (Path(old["source_file"]).resolve() == Path(source_file).resolve()
+                           and old.get("labels", {}).get("span_s") == span):
             return clip_id
         n = 2
         while f"{clip_id}_{n}" in self.clips:

@@ -86,7 +86,7 @@ def import_clips(paths: list, out: Path, fmt: str | None = None, thresholds: Thr
     try:
         for p, src in tqdm(list(zip(paths, sources)), desc="retargeting", disable=not progress):
             clip_id, licence, loop = clip_identity(src)
-            clip_id = writer.unique_id(clip_id)
+            clip_id = writer.unique_id(clip_id, p, src.labels.get("span_s"))
             r = retarget(src, character, solver)
             qa = measure(character, r.qpos, r.fps, r.target_points)
             reasons = assess(qa, thresholds)

@@ -40,7 +40,7 @@ def _expert_config(args, clips: tuple[str, ...], threads: int = 0):
                               hold_s=args.hold_s,
                               **({"num_envs": args.num_envs} if args.num_envs else {}))
     cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
-    for name in ("eval_every", "checkpoint_every"):
+    for name in ("eval_every", "eval_episodes", "checkpoint_every"):
         if getattr(args, name, None):
             cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
     if args.steps:  # total environment samples -> iterations of rollout_steps x num_envs
@@ -63,7 +63,8 @@ def _finetune_config(args, cfg):
                               foreign_clips=tuple(args.foreign_clips) if args.foreign_clips else None)
     iterations = math.ceil(args.steps / (source.rollout_steps * env.num_envs)) if args.steps else source.iterations
     return dataclasses.replace(source, env=env, seed=cfg.seed, iterations=iterations, stop_success=2.0,
-                               eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every)
+                               eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
+                               checkpoint_every=cfg.checkpoint_every)
 
 
 def train_one(lib_path: str, clip: str, out: str, args: dict, threads: int = 0) -> dict:
@@ -100,7 +101,8 @@ def cmd_train_experts(args) -> None:
     lib = _library(args.lib, args.clips)
     clips = list(args.clips or lib.clip_ids)
     settings = {k: v for k, v in vars(args).items()
-                if k in ("backend", "num_envs", "steps", "seed", "minutes", "eval_every", "checkpoint_every", "hold_s")}
+                if k in ("backend", "num_envs", "steps", "seed", "minutes", "eval_every", "eval_episodes",
+                          "checkpoint_every", "hold_s")}
     jobs = [(str(args.lib), c, str(args.out / c), settings) for c in clips]
     if args.ray_address:
         import ray
@@ -175,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--minutes", type=float, help="wall-clock budget of this call (a checkpoint is written)")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--eval-every", type=int, help="iterations between evaluations (default 25)")
+        q.add_argument("--eval-episodes", type=int,
+                       help="episodes per clip of each evaluation, which picks the policy kept (default 4; more "
+                            "costs little and picks less by luck)")
         q.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default 10)")
         q.add_argument("--hold-s", type=float, default=0.0,
                        help="episodes of a non-looping clip go on this long past its end, its last frame held still "

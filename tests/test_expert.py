@@ -137,17 +137,18 @@ def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib
 
 def test_init_from_a_policy_export_holds_the_policy_while_its_new_critic_learns(lib, lib_path, tmp_path, capsys):
     """A shipped export has no critic or discriminator: the run makes new ones and leaves the policy exactly as it
-    was for `critic_warmup_iterations`. With an evaluation every iteration, `policy` is the best one (success,
-    then G-MPJPE; the earliest of ties), not the latest."""
+    was for `critic_warmup_iterations`. With an evaluation every iteration (of the episodes asked), `policy` is the
+    best one (success, then G-MPJPE; the earliest of ties), not the latest."""
     train(lib, tmp_path / "src", tiny_config(), iterations=2, progress=False)
     export = tmp_path / "synthetic_sway_0-1.5s"  # named by a clip cut from a take: a folder, though it has a dot
     export_policy(tmp_path / "src", export)
     assert sorted(p.name for p in export.iterdir()) == ["policy.json", "policy.npz"]
     code = padl_main(["train-expert", str(lib_path), "synthetic_sway", "--out", str(tmp_path / "ft"), *TINY,
-                      "--init-from", str(export), "--steps", "384", "--eval-every", "1", "--quiet"])
+                      "--init-from", str(export), "--steps", "384", "--eval-every", "1", "--eval-episodes", "3", "--quiet"])
     assert code == 0, capsys.readouterr().err
     source, _ = load_policy(export)
     tuned, meta = load_policy(tmp_path / "ft")
+    assert meta["expert"]["eval_episodes"] == 3
     assert jax.tree.all(jax.tree.map(np.array_equal, source.policy_params, tuned.policy_params))
     curve = [json.loads(line) for line in (tmp_path / "ft" / "progress.jsonl").read_text().splitlines()]
     assert [c["iteration"] for c in curve] == [1, 2, 3]

@@ -142,6 +142,23 @@ def test_import_cuts_a_span_out_of_a_take(shared_data, tmp_path):
     assert np.abs(part[:, :3] - whole[15:46, :3]).max() < 0.01  # the same frames, root within a centimetre
 
 
+def test_importing_a_source_again_replaces_its_clip(shared_data, tmp_path):
+    """Re-running an import leaves the library as it was; another file of the same name still gets a clip of its
+    own, and so does another span of the same take."""
+    src = shared_data / "bandai/data/dataset-1_walk_tired_001.bvh"
+    twin = tmp_path / "other" / src.name
+    twin.parent.mkdir()
+    twin.write_bytes(src.read_bytes())
+    import_clips([src, f"{src}@0.5:1.5"], tmp_path / "lib", progress=False)
+    first = (tmp_path / "lib/manifest.json").read_text()
+    import_clips([f"{src}@0.5:1.5", src], tmp_path / "lib", progress=False)
+    assert (tmp_path / "lib/manifest.json").read_text() == first
+    import_clips([twin, f"{src}@0.5:1.6"], tmp_path / "lib", progress=False)
+    ids = sorted(e["id"] for e in json.loads((tmp_path / "lib/manifest.json").read_text())["clips"])
+    assert ids == ["bandai_walk_tired_001", "bandai_walk_tired_001_0.5-1.5s", "bandai_walk_tired_001_0.5-1.6s",
+                   "bandai_walk_tired_001_2"]
+
+
 def test_a_span_cut_from_a_takes_rest_is_captioned_as_standing(shared_data, tmp_path):
     """A take's labels name its skill; the second of rest before it shows standing, and is captioned so."""
     from motions.captions import STANDING_CAPTIONS
