@@ -1,6 +1,7 @@
 """On-disk library format: one .npz per clip plus manifest.json, written atomically."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -97,16 +98,14 @@ class LibraryWriter:
                          "thresholds": thresholds}
 
     def unique_id(self, clip_id: str, source_file: Path, span) -> str:
-        """clip_id, or clip_id_N when another source has it. The same file and span again replaces its clip, so
-        re-running an import does not duplicate the library."""
-        old = self.clips.get(clip_id)
-        if old is None or (Path(old["source_file"]).resolve() == Path(source_file).resolve()
-                           and old.get("labels", {}).get("span_s") == span):
-            return clip_id
-        n = 2
-        while f"{clip_id}_{n}" in self.clips:
-            n += 1
-        return f"{clip_id}_{n}"
+        """The first of clip_id, clip_id_2, ... that is free or already holds this file and span: re-running an
+        import replaces its clips instead of duplicating them."""
+        for n in itertools.count(1):
+            cid = clip_id if n == 1 else f"{clip_id}_{n}"
+            old = self.clips.get(cid)
+            if old is None or (Path(old["source_file"]).resolve() == Path(source_file).resolve()
+                               and old.get("labels", {}).get("span_s") == span):
+                return cid
 
     def add(self, entry: dict, qpos: np.ndarray, fps: float, derived: dict) -> None:
         entry = {**entry, "file": f"clips/{entry['id']}.npz"}

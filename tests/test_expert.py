@@ -144,7 +144,8 @@ def test_init_from_a_policy_export_holds_the_policy_while_its_new_critic_learns(
     export_policy(tmp_path / "src", export)
     assert sorted(p.name for p in export.iterdir()) == ["policy.json", "policy.npz"]
     code = padl_main(["train-expert", str(lib_path), "synthetic_sway", "--out", str(tmp_path / "ft"), *TINY,
-                      "--init-from", str(export), "--steps", "384", "--eval-every", "1", "--eval-episodes", "3", "--quiet"])
+                      "--init-from", str(export), "--steps", "384", "--eval-every", "1", "--eval-episodes", "3",
+                      "--quiet"])
     assert code == 0, capsys.readouterr().err
     source, _ = load_policy(export)
     tuned, meta = load_policy(tmp_path / "ft")

@@ -157,6 +157,9 @@ def test_importing_a_source_again_replaces_its_clip(shared_data, tmp_path):
     ids = sorted(e["id"] for e in json.loads((tmp_path / "lib/manifest.json").read_text())["clips"])
     assert ids == ["bandai_walk_tired_001", "bandai_walk_tired_001_0.5-1.5s", "bandai_walk_tired_001_0.5-1.6s",
                    "bandai_walk_tired_001_2"]
+    again = (tmp_path / "lib/manifest.json").read_text()
+    import_clips([twin], tmp_path / "lib", progress=False)  # the twin keeps its _2
+    assert (tmp_path / "lib/manifest.json").read_text() == again
 
 
 def test_a_span_cut_from_a_takes_rest_is_captioned_as_standing(shared_data, tmp_path):
