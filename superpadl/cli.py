@@ -226,7 +226,10 @@ def cmd_distill_global(args) -> None:
     _fresh_run(args.out, "train_state.json", args.resume)
     lib = _library(args.lib)
     teachers = load_groups(args.groups, lib)
-    cfg = dataclasses.replace(_training(args, GlobalConfig()), end_switch=args.end_switch)
+    if args.finish_s < 0 or not 0 <= args.rest_switch <= 1:
+        raise CliError(f"--finish-s must be >= 0 and --rest-switch in [0, 1], not {args.finish_s}, {args.rest_switch}")
+    cfg = dataclasses.replace(_training(args, GlobalConfig()), end_switch=args.end_switch, finish_s=args.finish_s,
+                              rest_switch=args.rest_switch)
     r = train_global(lib, teachers, args.out, cfg, clips=args.clips, resume=args.resume,
                      iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None,
                      init_from=None if args.resume else args.init_from)
@@ -320,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     gl.add_argument("--end-switch", type=float, default=1.0,
                     help="share of non-looping clip ends that switch command in the rollouts; the others keep it "
                          "(for groups whose experts learnt to stand after the skill, --hold-s; default 1)")
+    gl.add_argument("--finish-s", type=float, default=0.0,
+                    help="a command given in the last FINISH_S seconds of a non-looping clip is labelled by that "
+                         "clip's teacher until it ends (finish a recovery, e.g. out of a lunge; default 0)")
+    gl.add_argument("--rest-switch", type=float, default=0.0,
+                    help="share of episodes begun at a clip's first frame that are commanded another clip at once "
+                         "(a user's first command from the viewer's rest pose; default 0)")
     gl.set_defaults(func=cmd_distill_global)
     for q in (g, gl):
         q.add_argument("--out", type=Path, required=True)

@@ -63,6 +63,10 @@ class GlobalConfig:
     # stand after the skill (`EnvConfig.hold_s`): a command at run time outlives its clip. 1: always switch, for
     # teachers that never learnt what follows a clip's end
     end_switch: float = 1.0
+    # a command given in the last finish_s of a non-looping clip is labelled by that clip's teacher until it ends
+    # (`dagger_rollout`); 0: every switch is labelled by the new command's teacher at once
+    finish_s: float = 0.0
+    rest_switch: float = 0.0  # share of first-frame episode starts commanded another clip at once (`dagger_rollout`)
     sgd_steps: int = 64  # Adam steps per iteration
     # Polyak averaging of the policy weights: each iteration the average moves (1 - average) of the way to the
     # weights just fitted. Evaluations and the kept policy use the average, which does not carry the last
@@ -134,49 +138,75 @@ class Carry(NamedTuple):
     caption: jax.Array  # (N,) row of the caption table the student is shown
     clock: jax.Array  # (N,) seconds since the command began (the clip time after a reference-state start)
     start: jax.Array  # (N, 3) `student.root_frame` where it began (the clip's first frame after a reference-state start)
+    # (N,) the clip commanded while the current one finishes (`GlobalConfig.finish_s`), -1 for none; None: none yet
+    pending: jax.Array | None = None
+    shown_start: jax.Array | None = None  # (N, 3) where the student's command began (the runtime's start); None: start
 
 
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, p_switch: float,
-                   train_clips, draw_caption, starts, clip_end, end_switch: float = 1.0):
+                   train_clips, draw_caption, starts, clip_end, end_switch: float = 1.0, finish_s: float = 0.0,
+                   rest_switch: float = 0.0):
     """`steps` control steps of DAgger data collection: each env is driven by the student (or by the teacher where
     by_teacher), and every state the batch visits is labelled with teacher(own state, history, command, clock,
     heading), the teacher's action on that very state. Commands switch with probability p_switch per step, and with
     probability `end_switch` when the command's clip is over (`clip_end` (C,): a non-looping clip's duration, inf
     for looping ones), to a clip drawn by the env's clip weights, restarting the clock and the start
-    frame; after an episode ends, the command is the env's new clip, begun at its start (`starts` (C, 3)). Returns
-    (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)), (falls, switches))."""
-    env_state, hist, command, caption, clock, start = carry
+    frame; after an episode ends, the command is the env's new clip, begun at its start (`starts` (C, 3)).
+
+    A switch that comes in the last `finish_s` of a non-looping clip is shown to the student at once but labelled
+    by the old clip's teacher until that clip ends, then by the new one's: the student learns to finish a skill's
+    recovery (stepping back out of a lunge) before the next, where no teacher of the next skill can start from the
+    middle of it. Its clock (for a student that sees one) and the teacher's start frame count from the handover.
+
+    A share `rest_switch` of the episodes that begin at a clip's first frame are commanded another clip at once: a
+    user's first command, given in the rest pose the viewer starts in, which is rarely the commanded clip's own.
+    Returns (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)),
+    (falls, switches))."""
+    env_state, hist, command, caption, clock, start, pending, shown_start = carry
+    n = hist.shape[0]
+    pending = jnp.full((n,), -1, jnp.int32) if pending is None else pending
+    shown_start = start if shown_start is None else shown_start
     dt = 1.0 / env.config.control_hz
     xs, ys, executed, falls, switches = [], [], [], 0.0, 0.0
-    n = hist.shape[0]
     for _ in range(steps):
-        key, k_act, k_sw, k_clip, k_cap, k_end = jax.random.split(key, 6)
+        key, k_act, k_sw, k_clip, k_cap, k_end, k_rest = jax.random.split(key, 7)
         pobs, _ = S.env_proprio(env_state)
-        heading = S.heading_features(start, S.root_frame(env_state.qpos))
-        x = S.student_input(pobs, hist, emb[caption], hcfg, clock, heading)
-        a_teacher = teacher(pobs, hist, command, clock, heading)
+        root = S.root_frame(env_state.qpos)
+        x = S.student_input(pobs, hist, emb[caption], hcfg, clock, S.heading_features(shown_start, root))
+        a_teacher = teacher(pobs, hist, command, clock, S.heading_features(start, root))
         a = jnp.where(by_teacher[:, None], a_teacher, student(x, k_act))
         new = env.step(env_state, a)
         xs.append(x), ys.append(a_teacher), executed.append(a)
         restart = jnp.asarray(new.done | new.truncated)
+        end = clip_end[command]
+        handover = ~restart & (pending >= 0) & (clock + dt >= end - 1e-6)
         # end_switch 1: every command past its clip's end switches; below 1, a draw at the step the clip ends
         # decides, and a command kept past its end is not drawn for again
         if end_switch >= 1.0:
-            ends_now = clock + dt >= clip_end[command] - 1e-6
+            ends_now = clock + dt >= end - 1e-6
         else:
-            ends_now = S.ending(clock, clip_end[command], dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
-        switch = ~restart & ((jax.random.uniform(k_sw, (n,)) < p_switch) | ends_now)
+            ends_now = S.ending(clock, end, dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
+        user = ~restart & ~handover & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (ends_now & (pending < 0)))
+        finishing = user & ((pending >= 0) | ((end - (clock + dt) > 1e-6) & (end - (clock + dt) <= finish_s)))
+        switch = user & ~finishing  # the teacher switches now
         other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), env_state.clip_weights)]
-        command = jnp.where(restart, jnp.asarray(new.clip), jnp.where(switch, other, command))
-        caption = jnp.where(restart | switch, draw_caption(k_cap, command), caption)
-        clock = jnp.where(restart, jnp.asarray(new.clip_time), jnp.where(switch, 0.0, clock + dt))
-        start = jnp.where(restart[:, None], starts[jnp.asarray(new.clip)],
-                          jnp.where(switch[:, None], S.root_frame(new.qpos), start))
+        rest = restart & (jnp.asarray(new.clip_time) <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
+        first = jnp.where(rest, other, jnp.asarray(new.clip))  # the command an episode begins with
+        caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
+        new_root = S.root_frame(new.qpos)
+        began = switch | handover | rest  # the teacher's command begins here, where the character stands
+        restart_start = jnp.where(rest[:, None], new_root, starts[jnp.asarray(new.clip)])
+        command = jnp.where(restart, first, jnp.where(switch, other, jnp.where(handover, pending, command)))
+        pending = jnp.where(restart | handover, -1, jnp.where(finishing, other, pending))
+        clock = jnp.where(began, 0.0, jnp.where(restart, jnp.asarray(new.clip_time), clock + dt))
+        start = jnp.where(began[:, None], new_root, jnp.where(restart[:, None], restart_start, start))
+        shown_start = jnp.where(restart[:, None], restart_start, jnp.where(user[:, None], new_root, shown_start))
         hist = S.push_step(hist, env, new, hcfg, jax.random.fold_in(k_act, 1))
         falls += float(jnp.sum(jnp.asarray(new.done)))
-        switches += float(jnp.sum(switch))
+        switches += float(jnp.sum(user))
         env_state = new
-    return Carry(env_state, hist, command, caption, clock, start), tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches)
+    return (Carry(env_state, hist, command, caption, clock, start, pending, shown_start),
+            tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches))
 
 
 def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Path, cfg: GlobalConfig = GlobalConfig(),
@@ -250,11 +280,10 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         return row_table[clip, jnp.minimum((u * row_count[clip]).astype(jnp.int32), row_count[clip] - 1)]
 
     key, k0 = jax.random.split(key)
-    command = jnp.asarray(env_state.clip)
-    caption = draw_caption(k0, command)
-    clock = jnp.asarray(env_state.clip_time)
     starts = S.clip_starts(library)
-    start = starts[jnp.asarray(env_state.clip)]
+    command = jnp.asarray(env_state.clip)
+    carry = Carry(env_state, hist, command, draw_caption(k0, command), jnp.asarray(env_state.clip_time),
+                  starts[command])
     clip_end = S.clip_ends(library)
     last_eval: dict = {}
     t_start = time.time()
@@ -274,11 +303,9 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         key, k_beta = jax.random.split(key)
         by_teacher = jax.random.uniform(k_beta, (N,)) < beta
         key, k_roll = jax.random.split(key)
-        carry = Carry(env_state, hist, command, caption, clock, start)
         carry, (xs, ys, _), stats = dagger_rollout(
             env, carry, lambda x, k: ppo.act(ts, x, k)[0], teachers.act, by_teacher, emb_j, hcfg, T, k_roll,
-            p_switch, train_clips, draw_caption, starts, clip_end, cfg.end_switch)
-        env_state, hist, command, caption, clock, start = carry
+            p_switch, train_clips, draw_caption, starts, clip_end, cfg.end_switch, cfg.finish_s, cfg.rest_switch)
         dones, switches = stats
         flat_x = xs.reshape(T * N, -1)
         buf_x, buf_y = buf_x.add(flat_x), buf_y.add(ys.reshape(T * N, -1))
@@ -309,7 +336,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
                 last_eval["transition_success"] = transition_success(
                     agent, library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(it))["success"]
             state["clip_weights"] = clip_priorities(success, cfg.prioritise)
-            env_state = env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))
+            carry = carry._replace(env_state=carry.env_state._replace(clip_weights=jnp.asarray(state["clip_weights"])))
             for k, v in last_eval.items():
                 writer.add_scalar(f"eval/{k}", v, samples)
             curve.write(json.dumps({"iteration": it, "samples": samples, "wall_s": time.time() - t_start,

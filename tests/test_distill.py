@@ -121,6 +121,62 @@ def test_dagger_commands_outlive_their_clip_by_end_switch(lib, small_env):
     np.testing.assert_allclose(seen[1.0][1], 2 / 30, atol=1e-5)  # restarted at the third step
 
 
+def test_a_switch_near_a_clips_end_is_labelled_by_its_teacher_until_it_ends(lib, small_env):
+    """`finish_s`: a command given in the last finish_s of a clip (here 0.2 s long, switched at every step) is shown
+    to the student at once, but the old clip's teacher labels until the clip ends (its 6th step), the new one's
+    after; with finish_s 0 the new teacher labels from the switch on."""
+    hcfg = S.HistoryConfig()
+    starts, ends = S.clip_starts(lib), jnp.full((len(lib.clip_ids),), 0.2)
+    a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
+    teacher = lambda pobs, hist, cmd, clock, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+    state = small_env.reset(jax.random.key(0))
+    on_a = np.asarray(state.clip) == a
+    assert on_a.any() and not on_a.all()
+    labels, shown = {}, {}
+    for finish_s in (0.0, 0.5):
+        carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), jnp.asarray(state.clip),
+                      jnp.asarray(state.clip), jnp.zeros(4), starts[jnp.asarray(state.clip)])
+        carry, (xs, ys, _), (falls, switches) = dagger_rollout(
+            small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.ones(4, bool),
+            jnp.eye(len(lib.clip_ids), 384), hcfg, 8, jax.random.key(1), 1.0, jnp.asarray([b]),
+            lambda k, c: c, starts, ends, 1.0, finish_s)
+        assert falls == 0 and switches == 32
+        labels[finish_s], shown[finish_s] = np.asarray(ys[:, on_a, 0]), np.asarray(xs[:, on_a, -384 + b])
+    for finish_s, handover in ((0.0, 1), (0.5, 6)):
+        want = np.where(np.arange(8)[:, None] < handover, a, b)
+        np.testing.assert_array_equal(labels[finish_s], np.broadcast_to(want, labels[finish_s].shape))
+    for s in shown.values():  # the student is told clip b from the step after the first switch on
+        np.testing.assert_array_equal(s[1:], 1.0)
+        np.testing.assert_array_equal(s[0], 0.0)
+
+
+def test_rest_switch_commands_another_clip_from_a_first_frame_start(lib):
+    """`rest_switch` 1: every episode begun at a clip's first frame (0.1 s episodes, all begun there) is commanded
+    a clip of `train_clips` at once (here clip b only), as a user's first command from the viewer's rest pose; with
+    0 the command is the episode's own clip."""
+    env = ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", num_threads=1, action_mode="absolute",
+                                      episode_length_s=0.1, first_frame_share=1.0))
+    hcfg, starts, looping = S.HistoryConfig(), S.clip_starts(lib), jnp.full((len(lib.clip_ids),), jnp.inf)
+    b = lib.index(CLIPS[1])
+    teacher = lambda pobs, hist, cmd, clock, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+    got = {}
+    for rest_switch in (0.0, 1.0):
+        state = env.reset(jax.random.key(0))
+        carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), jnp.asarray(state.clip),
+                      jnp.asarray(state.clip), jnp.zeros(4), starts[jnp.asarray(state.clip)])
+        carry, (_, ys, _), _ = dagger_rollout(
+            env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.ones(4, bool),
+            jnp.eye(len(lib.clip_ids), 384), hcfg, 5, jax.random.key(1), 0.0, jnp.asarray([b]),
+            lambda k, c: c, starts, looping, 1.0, 0.0, rest_switch)
+        assert (np.asarray(carry.env_state.step) == 2).all()  # restarted after the third step
+        got[rest_switch] = (np.asarray(ys[3:, :, 0]), np.asarray(carry.env_state.clip), np.asarray(carry.clock))
+    own, clips, _ = got[0.0]
+    assert (clips != b).any()  # some episodes restarted on another clip than b
+    np.testing.assert_array_equal(own, np.broadcast_to(clips, own.shape))
+    np.testing.assert_array_equal(got[1.0][0], b)
+    np.testing.assert_allclose(got[1.0][2], 2 / 30, atol=1e-6)  # the command's clock began at the restart
+
+
 def test_restart_history_is_the_reference_past_or_the_first_frame(small_env):
     state = small_env.reset(jax.random.key(3))
     frame = S.env_proprio(state)[1]
