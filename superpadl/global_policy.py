@@ -178,16 +178,17 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         new = env.step(env_state, a)
         xs.append(x), ys.append(a_teacher), executed.append(a)
         restart = jnp.asarray(new.done | new.truncated)
-        end = clip_end[command]
-        handover = ~restart & (pending >= 0) & (clock + dt >= end - 1e-6)
+        left = clip_end[command] - (clock + dt)  # of the command's clip after this step
+        over = left <= 1e-6
+        handover = ~restart & (pending >= 0) & over
         # end_switch 1: every command past its clip's end switches; below 1, a draw at the step the clip ends
         # decides, and a command kept past its end is not drawn for again
         if end_switch >= 1.0:
-            ends_now = clock + dt >= end - 1e-6
+            ends_now = over
         else:
-            ends_now = S.ending(clock, end, dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
+            ends_now = S.ending(clock, clip_end[command], dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
         user = ~restart & ~handover & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (ends_now & (pending < 0)))
-        finishing = user & ((pending >= 0) | ((end - (clock + dt) > 1e-6) & (end - (clock + dt) <= finish_s)))
+        finishing = user & ((pending >= 0) | (~over & (left <= finish_s)))
         switch = user & ~finishing  # the teacher switches now
         other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), env_state.clip_weights)]
         rest = restart & (jnp.asarray(new.clip_time) <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
