@@ -12,8 +12,7 @@ The environment's reference motion only starts episodes (reference-state initial
 after a switch the character no longer follows it, so the body-error termination is off.
 
 A run folder holds `train_state.*` (the latest), `policy.*` (kind "superpadl-global": the averaged network
-(`GlobalConfig.average`) with the best evaluation so far (the mean of success and transition success, then
-G-MPJPE), its normaliser, the caption table and a start pose, everything the runtime needs), `progress.jsonl` and
+(`GlobalConfig.average`) with the best evaluation so far (`superpadl.evaluate.kept_score`), its normaliser, the caption table and a start pose, everything the runtime needs), `progress.jsonl` and
 `logs/`. Evaluations of 2 episodes per clip scatter by 10-20 points between neighbouring iterations, so the latest
 is rarely the best.
 """
@@ -80,7 +79,7 @@ class GlobalConfig:
     eval_episodes: int = 2
     eval_noise: float = 0.02
     # random command pairs whose transitions each evaluation also scores (`superpadl.evaluate`; 0: none); the policy
-    # kept is the one with the best mean of success and transition success, then G-MPJPE
+    # kept is the one with the best `superpadl.evaluate.kept_score`
     eval_transitions: int = 40
     checkpoint_every: int = 10
     seed: int = 0
@@ -332,6 +331,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
                 env_config=dataclasses.replace(env_cfg, backend="mujoco", max_body_error=EnvConfig.max_body_error,
                                                end_with_clip=True))  # as `superpadl eval`
             last_eval, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
+            last_eval["worst_clip_success"] = min(success)
             if cfg.eval_transitions:
                 agent = GlobalAgent(policy_tree(averaged), meta, library)
                 last_eval["transition_success"] = transition_success(

@@ -14,7 +14,8 @@ Training has two phases:
    The value function is trained alone first, and the policy then moves at a small fine-tuning rate: with an
    untrained critic and the experts' rate, PPO took a 68 %-success warm-up to 0 % in 20 iterations.
 
-`policy.*` is the controller with the best evaluation so far (success, then G-MPJPE); `train_state.*` the latest.
+`policy.*` is the controller with the best evaluation so far (`superpadl.evaluate.kept_score`); `train_state.*` the
+latest.
 
 Optionally (`switch_rate`, `end_switch`; off by default, see there) commands switch mid-episode in both phases: an
 env goes on to another clip of its group, whose reference is re-anchored where the character stands
@@ -349,6 +350,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
             per_clip = evaluate_policy(library, controller(ts), clips=clips, episodes=cfg.eval_episodes,
                                        noise=cfg.eval_noise, env_config=dataclasses.replace(env_cfg, backend="mujoco"))
             last_eval, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
+            last_eval["worst_clip_success"] = min(success)
             if cfg.eval_transitions and G > 1:
                 agent = GroupAgent(GroupTeachers(library, [(ts, meta)]), library)
                 last_eval["transition_success"] = transition_success(

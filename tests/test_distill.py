@@ -459,6 +459,15 @@ def test_the_kept_policy_weighs_success_and_transitions_alike():
     assert ranked == ["no transitions scored", "both, often, closer", "both, often", "tracks, falls after switches"]
 
 
+def test_the_kept_policy_never_lost_a_skill():
+    """More success on average does not make up for a clip that never succeeded."""
+    every_clip = {"success": 0.8, "transition_success": 0.8, "g_mpjpe_mm": 90.0, "worst_clip_success": 0.5}
+    one_lost = {"success": 0.9, "transition_success": 0.95, "g_mpjpe_mm": 60.0, "worst_clip_success": 0.0}
+    assert kept_score(every_clip) > kept_score(one_lost)
+    assert kept_score({**one_lost, "worst_clip_success": 0.5}) > kept_score(every_clip)
+    assert kept_score(one_lost) > (-1.0, -np.inf)  # still kept over nothing (a run's initial best)
+
+
 def test_transitions_switch_at_two_seconds_or_when_a_short_clip_ends(tmp_path):
     """A pair's switch comes `switch_s` into its first command, or at the end of a shorter non-looping clip; the
     policy then gets the second command, with its clock and start frame restarted."""
