@@ -226,10 +226,11 @@ def cmd_distill_global(args) -> None:
     _fresh_run(args.out, "train_state.json", args.resume)
     lib = _library(args.lib)
     teachers = load_groups(args.groups, lib)
-    if args.finish_s < 0 or not 0 <= args.rest_switch <= 1:
-        raise CliError(f"--finish-s must be >= 0 and --rest-switch in [0, 1], not {args.finish_s}, {args.rest_switch}")
+    if args.finish_s < 0 or not 0 <= args.rest_switch <= 1 or not 0 <= args.beta_floor <= 1:
+        raise CliError(f"--finish-s must be >= 0, --rest-switch and --beta-floor in [0, 1], not {args.finish_s}, "
+                       f"{args.rest_switch}, {args.beta_floor}")
     cfg = dataclasses.replace(_training(args, GlobalConfig()), end_switch=args.end_switch, finish_s=args.finish_s,
-                              rest_switch=args.rest_switch)
+                              rest_switch=args.rest_switch, beta_floor=args.beta_floor)
     r = train_global(lib, teachers, args.out, cfg, clips=args.clips, resume=args.resume,
                      iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None,
                      init_from=None if args.resume else args.init_from)
@@ -329,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     gl.add_argument("--rest-switch", type=float, default=0.0,
                     help="share of episodes begun at a clip's first frame that are commanded another clip at once "
                          "(a user's first command from the viewer's rest pose; default 0)")
+    gl.add_argument("--beta-floor", type=float, default=0.0,
+                    help="share of envs the group controllers still drive after the first 40 iterations (DAgger's "
+                         "beta; default 0: the student alone)")
     gl.set_defaults(func=cmd_distill_global)
     for q in (g, gl):
         q.add_argument("--out", type=Path, required=True)

@@ -2,7 +2,7 @@
 
 The global policy is an MLP with LayerNorm on [own state, strided history, caption embedding] (`superpadl.student`)
 that outputs absolute PD targets. Each iteration it drives a batch of characters (the group teachers drive a share
-`beta` of them at first, decaying to none); every env carries a command (a clip, and one of that clip's captions
+`beta` of them at first, decaying to `beta_floor`); every env carries a command (a clip, and one of that clip's captions
 drawn at random), which switches to a random other clip at random times (on average every `switch_every_s`) and
 when a non-looping clip is over, so transitions between skills, also from a skill's end, are in the data. Every
 visited state is labelled with the action of the command clip's group controller, the pairs are aggregated, and the
@@ -57,6 +57,8 @@ class GlobalConfig:
     rollout_steps: int = 32
     iterations: int = 300
     beta_iterations: int = 40
+    # the share of envs the teachers still drive once the decay is over (`teacher_share`); 0: the student alone
+    beta_floor: float = 0.0
     switch_every_s: float = 3.0  # mean time between command switches in the rollouts
     # the share of non-looping clip ends that switch command; the others keep it, labelled by a teacher that learnt to
     # stand after the skill (`EnvConfig.hold_s`): a command at run time outlives its clip. 1: always switch, for
@@ -95,6 +97,14 @@ def caption_table(library: MotionLibrary, clips: list[str], encoder=None):
         owners += [clip] * len(caps)
         emb.append(e)
     return captions, owners, np.concatenate(emb).astype(np.float32)
+
+
+def teacher_share(iteration: int, cfg: GlobalConfig) -> float:
+    """The share of envs the teachers drive (DAgger's beta): from all, down to `beta_floor` over `beta_iterations`.
+    A floor keeps states the teachers know in the aggregated data: once only the student drives, labels come from
+    states ever further from the teachers' own, where their actions are guesses too."""
+    decay = max(0.0, 1.0 - iteration / cfg.beta_iterations) if cfg.beta_iterations else 0.0
+    return max(cfg.beta_floor, decay)
 
 
 def _policy_template(meta: dict, cfg: GlobalConfig) -> dict:
@@ -299,7 +309,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
 
     while it < total:
         t0 = time.time()
-        beta = max(0.0, 1.0 - it / cfg.beta_iterations) if cfg.beta_iterations else 0.0
+        beta = teacher_share(it, cfg)
         key, k_beta = jax.random.split(key)
         by_teacher = jax.random.uniform(k_beta, (N,)) < beta
         key, k_roll = jax.random.split(key)

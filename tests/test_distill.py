@@ -459,6 +459,16 @@ def test_the_kept_policy_weighs_success_and_transitions_alike():
     assert ranked == ["no transitions scored", "both, often, closer", "both, often", "tracks, falls after switches"]
 
 
+def test_teachers_drive_a_share_that_decays_to_the_floor():
+    from superpadl.global_policy import GlobalConfig, teacher_share
+
+    cfg = GlobalConfig(beta_iterations=40)
+    assert [teacher_share(i, cfg) for i in (0, 10, 40, 400)] == [1.0, 0.75, 0.0, 0.0]
+    floored = GlobalConfig(beta_iterations=40, beta_floor=0.2)
+    assert [teacher_share(i, floored) for i in (0, 10, 39, 40, 400)] == [1.0, 0.75, 0.2, 0.2, 0.2]
+    assert teacher_share(0, GlobalConfig(beta_iterations=0, beta_floor=0.2)) == 0.2
+
+
 def test_the_kept_policy_never_lost_a_skill():
     """More success on average does not make up for a clip that never succeeded."""
     every_clip = {"success": 0.8, "transition_success": 0.8, "g_mpjpe_mm": 90.0, "worst_clip_success": 0.5}
