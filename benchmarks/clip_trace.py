@@ -59,8 +59,8 @@ def main() -> None:
     times = [t for t in args.times if t <= duration]
     steps = np.round(np.asarray(times) * hz).astype(int)
     clip = lib.index(args.clip)
-    ref = np.asarray(lib.sample(np.full(len(steps), clip), steps / hz).qpos)
-    x0 = float(np.asarray(lib.sample(np.asarray([clip]), np.zeros(1)).qpos)[0, 0])
+    ref = np.asarray(lib.sample(np.full(len(steps) + 1, clip), np.r_[0, steps] / hz).qpos)  # the start, then times
+    x0, ref = float(ref[0, 0]), ref[1:]
 
     head = (f"{'policy':<34} {'done':>5} {'fell':>5} {'error':>5} {'end s':>6} {'ratio':>6} |"
             + "".join(f" {f'z@{t:g}':>6}" for t in times) + " |" + "".join(f" {f'x@{t:g}':>6}" for t in times))

@@ -331,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of episodes begun at a clip's first frame that are commanded another clip at once "
                          "(a user's first command from the viewer's rest pose; default 0)")
     gl.add_argument("--beta-floor", type=float, default=0.0,
-                    help="share of envs the group controllers still drive after the first 40 iterations (DAgger's "
-                         "beta; default 0: the student alone)")
+                    help="share of envs the group controllers still drive once DAgger's beta has decayed "
+                         "(GlobalConfig.beta_iterations; default 0: the student alone)")
     gl.set_defaults(func=cmd_distill_global)
     for q in (g, gl):
         q.add_argument("--out", type=Path, required=True)

@@ -208,7 +208,8 @@ def kept_score(row: dict) -> tuple[float, float]:
     never succeeded (`worst_clip_success` 0) ranks below every one without: a skill lost is not made up for by a
     few more successes on the others, which a mean over a few episodes per clip would allow."""
     score = 0.5 * (row["success"] + row.get("transition_success", row["success"]))
-    return score - (row.get("worst_clip_success", 1.0) == 0.0), -row["g_mpjpe_mm"]
+    lost_a_clip = row.get("worst_clip_success", 1.0) == 0.0
+    return score - (1.0 if lost_a_clip else 0.0), -row["g_mpjpe_mm"]
 
 
 def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_s: float, after_s: float,

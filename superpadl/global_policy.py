@@ -2,19 +2,19 @@
 
 The global policy is an MLP with LayerNorm on [own state, strided history, caption embedding] (`superpadl.student`)
 that outputs absolute PD targets. Each iteration it drives a batch of characters (the group teachers drive a share
-`beta` of them at first, decaying to `beta_floor`); every env carries a command (a clip, and one of that clip's captions
-drawn at random), which switches to a random other clip at random times (on average every `switch_every_s`) and
-when a non-looping clip is over, so transitions between skills, also from a skill's end, are in the data. Every
-visited state is labelled with the action of the command clip's group controller, the pairs are aggregated, and the
-policy regresses onto them.
+`beta` of them, from all down to `beta_floor`: `teacher_share`); every env carries a command (a clip, and one of
+that clip's captions drawn at random), which switches to a random other clip at random times (on average every
+`switch_every_s`) and when a non-looping clip is over, so transitions between skills, also from a skill's end, are
+in the data. Every visited state is labelled with the action of the command clip's group controller, the pairs are
+aggregated, and the policy regresses onto them.
 
 The environment's reference motion only starts episodes (reference-state initialisation) and ends them (a fall);
 after a switch the character no longer follows it, so the body-error termination is off.
 
 A run folder holds `train_state.*` (the latest), `policy.*` (kind "superpadl-global": the averaged network
-(`GlobalConfig.average`) with the best evaluation so far (`superpadl.evaluate.kept_score`), its normaliser, the caption table and a start pose, everything the runtime needs), `progress.jsonl` and
-`logs/`. Evaluations of 2 episodes per clip scatter by 10-20 points between neighbouring iterations, so the latest
-is rarely the best.
+(`GlobalConfig.average`) with the best evaluation so far (`superpadl.evaluate.kept_score`), its normaliser, the
+caption table and a start pose, everything the runtime needs), `progress.jsonl` and `logs/`. Evaluations of 2
+episodes per clip scatter by 10-20 points between neighbouring iterations, so the latest is rarely the best.
 """
 from __future__ import annotations
 
