@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from superpadl.runtime import DEFAULT_MODEL, load_controller  # noqa: E402
-from viewer.loop import SimLoop  # noqa: E402
+from superpadl.host import SimLoop  # noqa: E402
 
 # (prompt, the skill it should select: a clip's content name, the word after its source prefix)
 PROMPTS = [

@@ -26,7 +26,7 @@ if "MUJOCO_GL" not in os.environ and sys.platform.startswith("linux"):
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from characters.character import Character  # noqa: E402
-from viewer.loop import HoldController, SimLoop  # noqa: E402
+from superpadl.host import HoldController, SimLoop  # noqa: E402
 
 SIM_TARGET = 10.0   # × real time
 VIDEO_FPS = 30.0
@@ -55,7 +55,7 @@ def sim_speed(controller, model, seconds: float) -> tuple[float, int]:
 
 
 def render_fps(model, width: int, height: int, frames: int, caption: str | None) -> float:
-    from viewer.render import FrameRenderer
+    from rendering.offscreen import FrameRenderer
 
     controller = HoldController()
     loop = SimLoop(model, controller)

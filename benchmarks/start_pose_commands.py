@@ -5,7 +5,7 @@
 `superpadl eval` starts every command from its own clip's first frame. The viewer and `superpadl render` start the
 character in the policy's stored start pose (the first frame of its first clip) and a command then runs until the
 next one, past its clip's end. Here every caption of POLICY and of the baseline (in the same run) is given once
-from that start pose and held for `--seconds` of simulation (`viewer.loop.SimLoop`, as the viewer runs it); a
+from that start pose and held for `--seconds` of simulation (`superpadl.host.SimLoop`, as the viewer runs it); a
 caption fails on a fall. Per clip: captions that fell / captions, and the time of the first fall. `ratio`: POLICY's
 falls over the baseline's.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from superpadl.runtime import DEFAULT_MODEL, load_controller  # noqa: E402
-from viewer.loop import SimLoop  # noqa: E402
+from superpadl.host import SimLoop  # noqa: E402
 
 
 def first_falls(policy: Path, seconds: float) -> dict[str, list]:

@@ -53,7 +53,7 @@ def cmd_render(args) -> None:
     from tqdm import tqdm
 
     from motions.library import MotionLibrary
-    from viewer.render import FrameRenderer, VideoWriter
+    from rendering.offscreen import FrameRenderer, VideoWriter
 
     lib = MotionLibrary(args.lib, clips=[args.clip])
     model = lib.character.model

@@ -67,7 +67,7 @@ class ImitationGymEnv(gymnasium.Env):
         """RGB frame (H, W, 3) of the current state; after a terminal step that is the next episode's start."""
         if self.render_mode != "rgb_array" or self._state is None:
             return None
-        from viewer.render import FrameRenderer
+        from rendering.offscreen import FrameRenderer
 
         model = self.env.character.model
         if self._renderer is None:

@@ -8,7 +8,7 @@ them (`eval`).
 
 Controllers: `--policy DIR` loads a trained text-conditioned policy (superpadl.runtime.load_controller);
 without it the installed default policy is used (superpadl.runtime.default_controller), and until one is
-installed a placeholder that holds the rest pose (viewer.loop.HoldController), with a warning.
+installed a placeholder that holds the rest pose (superpadl.host.HoldController), with a warning.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def resolve_controller(policy: Path | None):
             return runtime.default_controller()
         except (OSError, ValueError, KeyError) as e:
             why = _one_line(e)
-    from viewer.loop import HoldController
+    from superpadl.host import HoldController
 
     print(f"superpadl: warning: no trained policy is installed ({why}); the character only holds its rest pose "
           "(placeholder HoldController); pass --policy DIR", file=sys.stderr)
@@ -90,7 +90,7 @@ def controller_model(controller):
 
 
 def _stages(args):
-    from viewer.script import load_script, parse_script
+    from superpadl.script import load_script, parse_script
 
     if args.script is not None:
         if not args.script.is_file():
@@ -107,9 +107,9 @@ def _check_size(args):
 def cmd_render(args) -> None:
     from tqdm import tqdm
 
-    from viewer.loop import SimLoop
-    from viewer.render import FrameRenderer, VideoWriter
-    from viewer.script import total_duration
+    from superpadl.host import SimLoop
+    from rendering.offscreen import FrameRenderer, VideoWriter
+    from superpadl.script import total_duration
 
     _check_size(args)
     if not args.fps > 0:
@@ -154,7 +154,7 @@ def cmd_view(args) -> None:
     except ViewerError as e:
         raise CliError(f"display: {e}") from None
     controller = resolve_controller(args.policy)
-    from viewer.loop import SimLoop
+    from superpadl.host import SimLoop
 
     loop = SimLoop(controller_model(controller), controller, seed=args.seed)
     try:
@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Simulate the character performing a prompt script and write an mp4 "
                                    "(tracking camera, caption of the current command).")
     src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("--script", type=Path, help="prompt script file (see viewer/script.py for the format)")
+    src.add_argument("--script", type=Path, help="prompt script file (see superpadl/script.py for the format)")
     src.add_argument("--prompt", action="append", help="inline prompt, e.g. 'walk for 3s; then bow' (repeatable: "
                                                        "each one is another line of the script)")
     r.add_argument("-o", "--output", type=Path, required=True, help="mp4 to write (written atomically)")
@@ -368,7 +368,7 @@ def _policy_arg(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from viewer.script import ScriptError
+    from superpadl.script import ScriptError
 
     try:
         args.func(args)

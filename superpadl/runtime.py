@@ -1,4 +1,4 @@
-"""Runtime controllers: text command in, PD targets out (the `viewer.loop.Controller` protocol).
+"""Runtime controllers: text command in, PD targets out (the `superpadl.host.Controller` protocol).
 
 `PolicyController` runs the distilled global policy (`superpadl.global_policy`): the prompt's embedding (by
 default snapped to the nearest caption the policy was trained on, since 30-odd clips' captions cover the text

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from superpadl.runtime import DEFAULT_MODEL, PolicyController, default_controller
-from viewer.loop import SimLoop
-from viewer.script import load_script, total_duration
+from superpadl.host import SimLoop
+from superpadl.script import load_script, total_duration
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -76,7 +76,7 @@ def video(tmp_path_factory):
 
 def empty_scene_frame() -> np.ndarray:
     """What the tracking camera sees at the start with the character sunk under the floor (same x, y)."""
-    from viewer.render import FrameRenderer
+    from rendering.offscreen import FrameRenderer
 
     data = mujoco.MjData(CHARACTER.model)
     data.qpos[:] = CHARACTER.rest_qpos()
@@ -178,7 +178,7 @@ def test_errors_leave_no_partial_mp4(tmp_path, capsys, args, message):
 
 def test_policy_resolution(tmp_path, monkeypatch, capsys):
     monkeypatch.undo()  # the real resolve_controller
-    from viewer.loop import HoldController
+    from superpadl.host import HoldController
 
     with pytest.raises(cli.CliError, match="no such policy directory"):
         cli.resolve_controller(tmp_path / "nope")

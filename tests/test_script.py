@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from viewer.script import ScriptError, Stage, load_script, parse_script, schedule, total_duration
+from superpadl.script import ScriptError, Stage, load_script, parse_script, schedule, total_duration
 
 FILE = """\
 # greeting routine

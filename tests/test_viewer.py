@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from characters.character import Character
-from viewer.loop import HoldController, SimLoop
-from viewer.script import ScriptError, Stage
+from superpadl.host import HoldController, SimLoop
+from superpadl.script import ScriptError, Stage
 
 CHARACTER = Character()
 

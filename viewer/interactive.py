@@ -28,7 +28,7 @@ if "MUJOCO_GL" not in os.environ and sys.platform.startswith("linux"):
 import mujoco
 import numpy as np
 
-from viewer.loop import SimLoop
+from superpadl.host import SimLoop
 
 
 class ViewerError(RuntimeError):

@@ -4,7 +4,7 @@ A controller turns the character's state into PD position targets at its own rat
 physics runs at the model's timestep (120 Hz), so each control step is one `act` followed by
 `round(1 / (timestep * control_hz))` physics steps with those targets held in `data.ctrl`.
 
-Commands are text. `SimLoop.command("walk for 3s; then bow")` parses the text with `viewer.script` into stages,
+Commands are text. `SimLoop.command("walk for 3s; then bow")` parses the text with `superpadl.script` into stages,
 replaces the queue and switches the controller to the first stage at once; each stage plays for its duration
 (a stage without one lasts `default_duration`), then the next one starts. The last stage keeps playing after
 its duration runs out (an interactive command lasts until the next one). Stage ends are counted in control
@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Protocol, runtime_checkable
 import mujoco
 import numpy as np
 
-from viewer.script import Stage, parse_script, total_duration
+from superpadl.script import Stage, parse_script, total_duration
 
 FALL_HEIGHT = 0.3         # pelvis below this: fallen
 CONTACT_FALL_HEIGHT = 0.6  # a non-foot body on the floor with the pelvis below this: fallen
