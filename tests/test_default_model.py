@@ -89,3 +89,18 @@ def test_every_caption_meets_the_committed_baseline(library):
     assert not worse, "; ".join(worse)
     assert result["mean"]["success"] >= baseline["mean"]["success"] - MEAN_SUCCESS_DROP
     assert np.isfinite(result["mean"]["g_mpjpe_mm"])
+
+
+ENDURANCE = REPO / "tests" / "regression" / "endurance.json"
+
+
+def test_real_use_falls_no_more_than_the_baseline(controller):
+    """Random captions held 2-20 s from the start pose (superpadl.endurance, as the viewer runs them): no more
+    falls than the committed baseline (`python benchmarks/endurance.py models/default --baseline none --minutes 2
+    --seeds 1 --start-pose-s 0 --json tests/regression/endurance.json`)."""
+    from superpadl import endurance as E
+
+    base = json.loads(ENDURANCE.read_text())
+    summary = E.run(controller, base["minutes"], base["seeds"], directions={})
+    assert summary["commands"] == base["commands"]
+    assert summary["falls"] <= base["falls"], E.report({"now": summary, "baseline": base})

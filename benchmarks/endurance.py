@@ -1,0 +1,87 @@
+"""Real use: falls per hour of random held commands from the start pose, and every caption held from it.
+
+    python benchmarks/endurance.py POLICY [--baseline models/default|none] [--lib libs/default]
+                                   [--minutes 20] [--seeds 3] [--start-pose-s 30] [--json OUT]
+
+Both parts run the policy through `superpadl.host.SimLoop`, as the viewer and renderer do (`superpadl.endurance`):
+1. `--seeds` chains of random captions, each held 2-20 s, from the start pose for `--minutes` simulated minutes
+   each: falls per hour, and per clip the falls on entering a command and while holding it;
+2. every caption given once from the start pose and held `--start-pose-s` seconds (0: skip): captions that fell,
+   and for locomotion the metres covered in the commanded direction 4 s after the command (the bar is 2 m).
+The baseline (the shipped model by default) is measured in the same run. LIB (a library of the policy's clips)
+tells which clips are locomotion and which way they go (`endurance.locomotion_directions`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from superpadl import endurance as E  # noqa: E402
+from superpadl.runtime import DEFAULT_MODEL, load_controller  # noqa: E402
+
+
+def start_pose(controller, seconds: float, directions: dict) -> dict[str, list[E.CommandRecord]]:
+    out: dict[str, list] = {}
+    for caption, clip in zip(controller.captions, controller.caption_clips):
+        out.setdefault(clip, []).append(E.hold_from_start(controller, caption, clip, seconds, directions.get(clip)))
+    return out
+
+
+def start_pose_cell(records: list[E.CommandRecord] | None) -> str:
+    if records is None:
+        return "-"
+    fell = [r.falls_s[0] for r in records if r.falls_s]
+    cell = f"{len(fell)}/{len(records)} fell" + (f" at {min(fell):.1f}-{max(fell):.1f} s" if fell else "")
+    set_off = [r.set_off_m for r in records if r.set_off_m is not None]
+    return cell + (f", set off {min(set_off):.2f}-{max(set_off):.2f} m" if set_off else "")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("policy", type=Path)
+    p.add_argument("--baseline", default=str(DEFAULT_MODEL), help="a policy folder, or 'none'")
+    p.add_argument("--lib", type=Path, default=Path("libs/default"), help="library holding the policies' clips")
+    p.add_argument("--minutes", type=float, default=20.0, help="simulated minutes per seed")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--start-pose-s", type=float, default=30.0, help="seconds each caption is held (0: skip)")
+    p.add_argument("--json", type=Path, help="write POLICY's chain summary here (tests/regression/endurance.json)")
+    args = p.parse_args()
+    if not (args.lib / "manifest.json").is_file():
+        sys.exit(f"endurance: {args.lib}: not a motion library; import the policy's sources first (README)")
+    directions = E.locomotion_directions(args.lib)
+    policies = {str(args.policy): args.policy}
+    if args.baseline != "none" and Path(args.baseline).resolve() != args.policy.resolve():
+        policies[f"baseline {args.baseline}"] = Path(args.baseline)
+    controllers = {name: load_controller(path) for name, path in policies.items()}
+
+    summaries = {name: E.run(c, args.minutes, args.seeds, directions) for name, c in controllers.items()}
+    print(f"random captions held 2-20 s from the start pose: {args.seeds} seeds x {args.minutes:g} simulated min")
+    print(E.report(summaries))
+    if args.json:
+        from padl.checkpoint import write_json_atomic
+
+        write_json_atomic(args.json, {"minutes": args.minutes, "seeds": args.seeds, **summaries[str(args.policy)]})
+    rates = [s["falls_per_hour"] for s in summaries.values()]
+    if len(rates) == 2:
+        print(f"falls per hour: {rates[0]:.1f} against {rates[1]:.1f}"
+              + (f"; ratio {rates[0] / rates[1]:.2f}" if rates[1] else ""))
+
+    if args.start_pose_s > 0:
+        held = {name: start_pose(c, args.start_pose_s, directions) for name, c in controllers.items()}
+        clips = dict.fromkeys(clip for h in held.values() for clip in h)
+        rows = [(clip, *(start_pose_cell(h.get(clip)) for h in held.values())) for clip in clips]
+        totals = [sum(bool(r.falls_s) for rs in h.values() for r in rs) for h in held.values()]
+        counts = [sum(len(rs) for rs in h.values()) for h in held.values()]
+        rows.append(("all captions", *(f"{t}/{n} fell" for t, n in zip(totals, counts))))
+        header = ("", *held)
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        print(f"\nevery caption given from the start pose and held {args.start_pose_s:g} s")
+        for r in [header, tuple("-" * w for w in widths), *rows]:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+if __name__ == "__main__":
+    main()

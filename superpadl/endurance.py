@@ -1,0 +1,164 @@
+"""Real use, measured: commands given from the viewer's start pose and held as a user holds them.
+
+Clip-start metrics (`superpadl eval`) start every skill at its clip's first frame and stop at its end. A user
+starts at the rest pose, types a command, leaves it running for a while and types another. Here a controller is
+driven exactly so, through `SimLoop` (the loop behind the viewer and the renderer):
+
+- `chain`: random captions, each held for a random 2-20 s, one after the other from the start pose, for a number
+  of simulated minutes; falls per hour, and per clip the falls on entering a command (its first `enter_s`) and
+  while holding it;
+- `hold_from_start`: one caption given from the start pose and held (every caption for 30 s is the bar);
+- for locomotion (a clip whose reference travels, `locomotion_directions`), the distance covered in the first
+  `set_off_s` of the command along the direction its clip travels, turned by the heading the character had when
+  the command came.
+A fall restarts the character from the start pose unless the loop can get up by a learned skill (`SimLoop`), so
+the time to get up is recorded as well (None: restarted).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from superpadl.host import SimLoop
+
+ENTER_S = 3.0         # a fall this soon after a command counts as entering it, later as holding it
+SET_OFF_S = 4.0       # locomotion is judged on the distance it covers this soon after the command
+LOCOMOTION_SPEED = 0.5  # m/s of the clip's reference root: at least this, and a command of it is locomotion
+
+
+@dataclass
+class CommandRecord:
+    caption: str
+    clip: str
+    start_s: float            # simulated time the command was given
+    held_s: float             # how long it was held
+    falls_s: list[float] = field(default_factory=list)  # seconds after the command of each fall
+    set_off_m: float | None = None   # locomotion: metres along the commanded direction after SET_OFF_S
+
+
+def yaw_of(quat_wxyz: np.ndarray) -> float:
+    w, x, y, z = quat_wxyz
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def heading_direction(direction_local: np.ndarray, quat_wxyz: np.ndarray) -> np.ndarray:
+    """A direction given in the heading frame (x forward, y left), in the world's horizontal plane."""
+    c, s = np.cos(yaw_of(quat_wxyz)), np.sin(yaw_of(quat_wxyz))
+    x, y = direction_local
+    return np.array([c * x - s * y, s * x + c * y])
+
+
+def locomotion_directions(library: Path, speed: float = LOCOMOTION_SPEED) -> dict[str, np.ndarray]:
+    """{clip id: unit direction of travel in the clip's starting heading frame} for clips whose root travels at
+    `speed` m/s or more, averaged over the clip (one cycle of a looping clip)."""
+    from motions.clip import load_clip, read_manifest
+
+    out = {}
+    for e in read_manifest(Path(library))["clips"]:
+        qpos = load_clip(Path(library) / e["file"])["qpos"]
+        if len(qpos) < 2:
+            continue
+        travel = qpos[-1, :2] - qpos[0, :2]
+        if np.linalg.norm(travel) / e["duration_s"] < speed:
+            continue
+        yaw = yaw_of(qpos[0, 3:7])
+        c, s = np.cos(-yaw), np.sin(-yaw)
+        local = np.array([c * travel[0] - s * travel[1], s * travel[0] + c * travel[1]])
+        out[e["id"]] = local / np.linalg.norm(local)
+    return out
+
+
+def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.ndarray | None) -> CommandRecord:
+    """Give `caption` now and hold it for `seconds` of simulation."""
+    loop.command(caption)
+    rec = CommandRecord(caption, clip, loop.time, seconds)
+    start_xy, start_quat = loop.data.qpos[:2].copy(), loop.data.qpos[3:7].copy()
+    falls, steps = loop.falls, int(round(seconds * loop.control_hz))
+    set_off_step = int(round(SET_OFF_S * loop.control_hz))
+    for k in range(1, steps + 1):
+        loop.control_step()
+        if loop.falls > falls:
+            rec.falls_s.append(k / loop.control_hz)
+            falls = loop.falls
+        if direction is not None and k == set_off_step:
+            moved = loop.data.qpos[:2] - start_xy
+            # a fall within the window restarted the character: it did not get there upright
+            rec.set_off_m = 0.0 if rec.falls_s else float(moved @ heading_direction(direction, start_quat))
+    return rec
+
+
+def hold_from_start(controller, caption: str, clip: str, seconds: float,
+                    direction: np.ndarray | None = None, seed: int = 0) -> CommandRecord:
+    """`caption` given from the start pose, as the first command of a viewer session, and held."""
+    loop = SimLoop(controller.model, controller, seed=seed)
+    return _play(loop, caption, clip, seconds, direction)
+
+
+def chain(controller, minutes: float, seed: int, directions: dict[str, np.ndarray],
+          hold_s: tuple[float, float] = (2.0, 20.0)) -> list[CommandRecord]:
+    """Random captions of the controller, each held U(hold_s) seconds, from the start pose for `minutes` of
+    simulation (the last one cut at the end)."""
+    rng = np.random.default_rng(seed)
+    loop = SimLoop(controller.model, controller, seed=seed)
+    records, left = [], minutes * 60.0
+    while left > 1e-6:
+        i = int(rng.integers(len(controller.captions)))
+        seconds = min(float(rng.uniform(*hold_s)), left)
+        clip = controller.caption_clips[i]
+        records.append(_play(loop, controller.captions[i], clip, seconds, directions.get(clip)))
+        left -= seconds
+    return records
+
+
+def summarize(records: list[CommandRecord]) -> dict:
+    """Falls per hour, per-clip falls on entering and while holding, and locomotion set-off distances."""
+    hours = sum(r.held_s for r in records) / 3600.0
+    falls = [t for r in records for t in r.falls_s]
+    clips: dict[str, dict] = {}
+    for r in records:
+        c = clips.setdefault(r.clip, {"commands": 0, "held_s": 0.0, "enter_falls": 0, "hold_falls": 0,
+                                      "set_off_m": []})
+        c["commands"] += 1
+        c["held_s"] += r.held_s
+        c["enter_falls"] += sum(t <= ENTER_S for t in r.falls_s)
+        c["hold_falls"] += sum(t > ENTER_S for t in r.falls_s)
+        if r.set_off_m is not None:
+            c["set_off_m"].append(r.set_off_m)
+    return {"simulated_minutes": hours * 60.0, "commands": len(records), "falls": len(falls),
+            "falls_per_hour": len(falls) / hours if hours else 0.0,
+            "commands_with_a_fall": sum(bool(r.falls_s) for r in records), "clips": clips}
+
+
+def run(controller, minutes: float, seeds: int, directions: dict[str, np.ndarray]) -> dict:
+    """`chain` for `minutes` per seed (seeds 0..seeds-1), summarized over all of them."""
+    return summarize([r for s in range(seeds) for r in chain(controller, minutes, s, directions)])
+
+
+def report(summaries: dict[str, dict]) -> str:
+    """One table, a column per summary: falls per hour, then per clip the falls on entering + holding over the
+    commands given (and the median set-off distance of locomotion)."""
+    names = list(summaries)
+    rows = [("simulated minutes", *(f"{s['simulated_minutes']:.0f}" for s in summaries.values())),
+            ("commands / with a fall", *(f"{s['commands']} / {s['commands_with_a_fall']}" for s in summaries.values())),
+            ("falls per hour", *(f"{s['falls_per_hour']:.1f}" for s in summaries.values()))]
+    clips = dict.fromkeys(c for s in summaries.values() for c in s["clips"])
+    for clip in clips:
+        cells = []
+        for s in summaries.values():
+            c = s["clips"].get(clip)
+            if c is None:
+                cells.append("-")
+                continue
+            cell = f"{c['enter_falls']}+{c['hold_falls']} of {c['commands']}"
+            if c["set_off_m"]:
+                cell += f", set off {np.median(c['set_off_m']):.2f} m"
+            cells.append(cell)
+        rows.append((clip, *cells))
+    header = ("", *names)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header, tuple("-" * w for w in widths), *rows]]
+    lines.append(f"per clip: falls entering (first {ENTER_S:g} s) + holding, of the commands given; set off: median "
+                 f"metres along the clip's direction {SET_OFF_S:g} s after a locomotion command held that long")
+    return "\n".join(lines)

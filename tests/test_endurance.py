@@ -1,0 +1,73 @@
+"""The real-use evaluation (superpadl.endurance): falls, entering vs holding, set-off distance, locomotion clips."""
+import numpy as np
+
+from characters.character import Character
+from motions.clip import LibraryWriter, velocities
+from superpadl import endurance as E
+from superpadl.host import HoldController
+
+
+class Limp(HoldController):
+    """Drives every hinge to its rest angle + 1.5 rad: the character folds up and falls."""
+
+    def act(self, qpos, qvel):
+        return self._targets + 1.5
+
+
+def test_summary_counts_falls_per_hour_and_splits_entering_from_holding():
+    records = [E.CommandRecord("walk", "walk", 0.0, 900.0, falls_s=[1.0, 10.0], set_off_m=2.5),
+               E.CommandRecord("bow", "bow", 900.0, 900.0, falls_s=[E.ENTER_S + 0.1]),
+               E.CommandRecord("walk", "walk", 1800.0, 1800.0, set_off_m=1.5)]
+    s = E.summarize(records)
+    assert s["simulated_minutes"] == 60.0 and s["falls"] == 3 and s["falls_per_hour"] == 3.0
+    assert s["commands_with_a_fall"] == 2
+    assert s["clips"]["walk"]["enter_falls"] == 1 and s["clips"]["walk"]["hold_falls"] == 1
+    assert s["clips"]["bow"]["enter_falls"] == 0 and s["clips"]["bow"]["hold_falls"] == 1
+    assert s["clips"]["walk"]["set_off_m"] == [2.5, 1.5]
+    table = E.report({"a": s})
+    assert "3.0" in table and "1+1 of 2, set off 2.00 m" in table
+
+
+def test_standing_still_neither_falls_nor_travels():
+    c = HoldController()
+    r = E.hold_from_start(c, "stand", "stand", 5.0, direction=np.array([1.0, 0.0]))
+    assert r.falls_s == [] and abs(r.set_off_m) < 0.05
+
+
+def test_a_fall_is_recorded_and_gets_no_set_off_distance():
+    c = Limp()
+    r = E.hold_from_start(c, "walk", "walk", 5.0, direction=np.array([1.0, 0.0]))
+    assert r.falls_s and r.falls_s[0] < E.SET_OFF_S and r.set_off_m == 0.0
+
+
+def test_set_off_distance_is_measured_along_the_heading_the_command_began_with():
+    # facing +y (yaw 90 degrees): the heading frame's forward is the world's +y, its left the world's -x
+    quat = np.array([np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)])
+    assert np.allclose(E.heading_direction(np.array([1.0, 0.0]), quat), [0.0, 1.0])
+    assert np.allclose(E.heading_direction(np.array([0.0, 1.0]), quat), [-1.0, 0.0])
+
+
+def test_chain_holds_each_caption_for_2_to_20_s_and_fills_the_minutes():
+    c = HoldController()
+    c.captions, c.caption_clips = ["stand", "wait"], ["stand", "stand"]
+    records = E.chain(c, 0.5, seed=1, directions={})
+    assert abs(sum(r.held_s for r in records) - 30.0) < 1e-6
+    assert all(2.0 <= r.held_s <= 20.0 for r in records[:-1])
+    assert E.summarize(records)["falls"] == 0
+
+
+def test_locomotion_is_a_clip_whose_reference_travels(tmp_path):
+    character = Character()
+    writer = LibraryWriter(tmp_path / "lib", character, {})
+    yaw = 0.5
+    for name, speed in (("stand", 0.0), ("sidestep", 1.0)):
+        qpos = np.tile(character.rest_qpos(), (31, 1))
+        qpos[:, 3:7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        qpos[:, :2] += speed * np.arange(31)[:, None] / 30.0 * [-np.sin(yaw), np.cos(yaw)]  # to its left
+        entry = {"id": name, "captions": [name], "source_file": "test", "source_format": "test", "licence": "CC0",
+                 "labels": {}, "loop": True, "num_frames": 31, "duration_s": 1.0, "joint_map": {}, "scale": 1.0,
+                 "qa": {}, "flagged": False, "flag_reasons": []}
+        writer.add(entry, qpos, 30.0, velocities(character, qpos, 30.0))
+    writer.commit()
+    d = E.locomotion_directions(tmp_path / "lib")
+    assert list(d) == ["sidestep"] and np.allclose(d["sidestep"], [0.0, 1.0], atol=1e-6)
