@@ -5,13 +5,15 @@ is what a retargeter needs for joint directions; per-subject bone lengths would 
 """
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from .quat import Y_UP_Z_FWD_TO_Z_UP, axis_angle_to_quat, quat_conj, quat_mul, quat_rotate
-from .source import MotionImportError, SourceMotion
+from .source import MotionImportError, SourceMotion, check_fps
 
 JOINT_NAMES = ["pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
                "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
@@ -36,29 +38,67 @@ _SMPL_TO_ZUP = Y_UP_Z_FWD_TO_Z_UP
 _POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
 
 
+# Deflate expands at most ~1032:1; a member that claims more than that per stored byte is lying.
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _member_header(path, zf: zipfile.ZipFile, key: str) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of an .npz member, refused when it declares more bytes than the archive can give back."""
+    info = zf.getinfo(f"{key}.npy")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise MotionImportError(path, f"'{key}' uses an unsupported zip compression (type {info.compress_type})")
+    limit = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED else _MAX_DEFLATE_RATIO)
+    with zf.open(info) as f:
+        version = npy_format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise MotionImportError(path, f"'{key}' has an unsupported .npy version {version}")
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > min(info.file_size, limit):
+        raise MotionImportError(path, f"'{key}' declares shape {shape} ({nbytes} bytes) but the archive holds "
+                                      f"{min(info.file_size, limit)} bytes for it")
+    return shape, dtype
+
+
 def _load_arrays(path) -> dict:
-    """Every array the loader needs, read with allow_pickle=False (object arrays are refused by numpy)."""
+    """Every array the loader needs, read with allow_pickle=False (object arrays are refused by numpy), each
+    declared size checked against the archive before anything is allocated."""
     try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise MotionImportError(path, "not an .npz archive (AMASS sequences are .npz)")
-        with npz:
-            keys = set(npz.files)
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                raise MotionImportError(path, "not an .npz archive (AMASS sequences are .npz)")
+        with zipfile.ZipFile(path) as zf:
+            keys = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
             for key in ("poses", "trans"):
                 if key not in keys:
                     raise MotionImportError(path, f"missing key {key!r}")
             rate_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in keys), None)
             if rate_key is None:
                 raise MotionImportError(path, "missing frame rate (mocap_framerate / mocap_frame_rate)")
-            out = {k: npz[k] for k in ("poses", "trans", rate_key)}
-            out["fps"] = out.pop(rate_key)
-            out["gender"] = npz["gender"] if "gender" in keys else None
+            wanted = ("poses", "trans", rate_key) + (("gender",) if "gender" in keys else ())
+            headers = {k: _member_header(path, zf, k) for k in wanted}
+            if math.prod(headers[rate_key][0]) != 1:
+                raise MotionImportError(path, f"frame rate has shape {headers[rate_key][0]}, expected one number")
+
+            def read(key):
+                with zf.open(f"{key}.npy") as f:
+                    return npy_format.read_array(f, allow_pickle=False)
+
+            out = {"fps": read(rate_key)}
+            if out["fps"].dtype.kind not in "fiu" or not np.isfinite(out["fps"]).all():
+                raise MotionImportError(path, f"frame rate must be a positive number, got {out['fps']!r}")
+            check_fps(path, float(out["fps"].item()))
+            out.update({k: read(k) for k in ("poses", "trans")})
+            out["gender"] = read("gender") if "gender" in keys else None
             return out
+    except MotionImportError:
+        raise
     except FileNotFoundError:
         raise MotionImportError(path, "file not found") from None
     except (zipfile.BadZipFile, EOFError, OSError) as e:
         raise MotionImportError(path, f"not a readable .npz ({type(e).__name__})") from None
-    except ValueError as e:  # object arrays under allow_pickle=False, or a non-.npz file
+    except ValueError as e:  # object arrays under allow_pickle=False, a damaged .npy header
         raise MotionImportError(path, f"unreadable array ({str(e).splitlines()[0]})") from None
 
 
@@ -72,8 +112,6 @@ def load_amass(path) -> SourceMotion:
         raise MotionImportError(path, f"'trans' has shape {trans.shape}, expected ({poses.shape[0]}, 3)")
     if poses.shape[0] == 0:
         raise MotionImportError(path, "zero frames")
-    if fps.size != 1 or fps.dtype.kind not in "fiu" or not np.isfinite(fps).all() or float(fps.item()) <= 0:
-        raise MotionImportError(path, f"frame rate must be a positive number, got {fps!r}")
     for key, arr in (("poses", poses), ("trans", trans)):
         bad = np.argwhere(~np.isfinite(arr))
         if len(bad):

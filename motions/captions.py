@@ -11,6 +11,11 @@ import hashlib
 import re
 from pathlib import Path
 
+
+class UnknownLabels(ValueError):
+    """Labels the caption tables do not cover (an import falls back to the label words or the file stem)."""
+
+
 # --- small English helpers ------------------------------------------------------------------------------
 
 _ES_ENDINGS = ("s", "sh", "ch", "x", "z", "o")
@@ -116,9 +121,9 @@ BANDAI_STYLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]
 def bandai_captions(content: str, style: str) -> list[str]:
     """4-6 captions for a Bandai clip; every styled caption mentions the style."""
     if content not in BANDAI_CONTENTS:
-        raise ValueError(f"unknown Bandai content {content!r} (expected one of {', '.join(BANDAI_CONTENTS)})")
+        raise UnknownLabels(f"unknown Bandai content {content!r} (expected one of {', '.join(BANDAI_CONTENTS)})")
     if style not in BANDAI_STYLES:
-        raise ValueError(f"unknown Bandai style {style!r} (expected one of {', '.join(BANDAI_STYLES)})")
+        raise UnknownLabels(f"unknown Bandai style {style!r} (expected one of {', '.join(BANDAI_STYLES)})")
     v = BANDAI_CONTENTS[content]
     k = _offset(f"bandai:{content}:{style}", 2)
     v0, v1, v2 = v[0], v[1 + k], v[2 - k]  # canonical first, the other two in a per-clip order
@@ -189,7 +194,7 @@ def cmu_captions(clip_id: str, descriptions_tsv: Path) -> list[str]:
     """Captions from the CMU clip description, with the subject's session description as context."""
     table = load_cmu_descriptions(descriptions_tsv)
     if clip_id not in table:
-        raise ValueError(f"unknown CMU clip id {clip_id!r} (not in {descriptions_tsv})")
+        raise UnknownLabels(f"unknown CMU clip id {clip_id!r} (not in {descriptions_tsv})")
     subject, desc = (_clean_cmu(s) for s in table[clip_id])
     if not desc or desc == "unknown":
         desc = subject or "moves"
@@ -261,8 +266,33 @@ def captions_for(labels: dict, source_format: str, clip_id: str, cmu_tsv: Path |
         return bandai_captions(labels["content"], labels["style"])
     if "cmu_clip_id" in labels:
         if cmu_tsv is None:
-            raise ValueError(f"{clip_id}: CMU clip ({source_format}) needs the descriptions tsv")
+            raise UnknownLabels(f"{clip_id}: CMU clip ({source_format}) needs the descriptions tsv")
         return cmu_captions(labels["cmu_clip_id"], cmu_tsv)
     if "name" in labels:
         return named_captions(labels["name"])
-    raise ValueError(f"{clip_id}: no caption labels in {sorted(labels)} ({source_format})")
+    raise UnknownLabels(f"{clip_id}: no caption labels in {sorted(labels)} ({source_format})")
+
+
+def words_captions(text: str) -> list[str]:
+    """Captions from free words (label words or a file stem): 'myTake_02' -> 'a person doing my take', ...;
+    [] when no words remain (a stem of numbers alone says nothing about the motion)."""
+    words = " ".join(re.findall(r"[a-z]+", re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text).lower()))
+    if not words:
+        return []
+    sentence = _a_person(words)
+    return _uniq([sentence, words, sentence.replace("a person", "someone", 1)])
+
+
+def clip_captions(labels: dict, source_format: str, stem: str, cmu_tsv: Path | None) -> list[str]:
+    """captions_for, falling back to the label words (Bandai names outside the tables) or the file stem; never
+    fails, [] for a clip with nothing to say (listed as uncaptioned)."""
+    if "name" in labels and not re.search(r"[a-z]", str(labels["name"]), re.I):
+        return []  # '0001.bvh': no words to caption it with
+    try:
+        return captions_for(labels, source_format, stem, cmu_tsv)
+    except UnknownLabels:
+        pass
+    if "content" in labels and "style" in labels:
+        action = BANDAI_CONTENTS.get(labels["content"], (labels["content"],))[0]
+        return words_captions(action if labels["style"] == "normal" else f"{action} {labels['style']}")
+    return words_captions(stem)

@@ -5,6 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
+import rendering  # noqa: F401  (first: chooses MuJoCo's OpenGL backend before anything imports mujoco)
+from motions import entry, interrupts
+from motions import options as O
 from motions.clip import LibraryError
 from motions.source import MotionImportError
 
@@ -13,8 +16,10 @@ def cmd_import(args) -> None:
     from motions.importer import import_clips, qa_table
     from motions.quality import Thresholds
 
+    if args.caption and not all(c.strip() for c in args.caption):
+        raise MotionImportError("--caption", "a caption must not be blank")
     t = Thresholds(args.max_key_body_error, args.max_penetration, args.max_joint_limit)
-    entries = import_clips(args.sources, args.out, args.format, t, progress=not args.quiet)
+    entries = import_clips(args.sources, args.out, args.format, t, progress=not args.quiet, captions=args.caption)
     print(qa_table(entries))
     print(f"library written to {args.out}")
 
@@ -24,11 +29,12 @@ def cmd_info(args) -> None:
     from motions.importer import qa_table
 
     m = read_manifest(args.lib)
-    print(f"{args.lib}: character {m['character']}, {m['fps']:g} fps, {len(m['clips'])} clips")
+    fps = f"{m['fps']:g} fps" if isinstance(m.get("fps"), (int, float)) else "no frame rate"
+    print(f"{args.lib}: character {m.get('character')}, {fps}, {len(m['clips'])} clips")
     print(qa_table(m["clips"]))
     if args.captions:
         for e in m["clips"]:
-            print(f"{e['id']}: " + " | ".join(e["captions"]))
+            print(f"{e['id']}: " + (" | ".join(e.get("captions") or []) or "(uncaptioned)"))
     if args.speeds:
         print_speeds(args.lib, m, args.speeds, args.every)
 
@@ -65,35 +71,38 @@ def cmd_render(args) -> None:
         for q in tqdm(qpos, desc=f"rendering {args.clip}", disable=args.quiet):
             data.qpos[:] = q
             mujoco.mj_kinematics(model, data)
-            video.append(renderer.render(data, lib.captions[0][0] if args.caption else None))
+            video.append(renderer.render(data, (lib.captions[0] or [None])[0] if args.caption else None))
     print(f"wrote {args.output} ({n} frames)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="motions", description=__doc__)
+    p = O.Parser(prog="motions", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     i = sub.add_parser("import", help="import mocap files (BVH, DeepMimic JSON, poselib .npy, AMASS .npz) into a library")
     i.add_argument("sources", nargs="+", help="mocap files; FILE@START:END imports the span from START to END s")
     i.add_argument("--out", type=Path, required=True, help="library folder (created, or extended if it exists)")
     i.add_argument("--format", choices=["bvh", "deepmimic", "poselib", "amass"], help="default: detected per file")
-    i.add_argument("--max-key-body-error", type=float, default=5.0, help="cm, mean (default 5)")
-    i.add_argument("--max-penetration", type=float, default=2.0, help="cm (default 2)")
-    i.add_argument("--max-joint-limit", type=float, default=5.0, help="degrees past a limit (default 5)")
+    i.add_argument("--caption", action="append", metavar="TEXT",
+                   help="caption every imported clip with TEXT (repeat for paraphrases); default: from the dataset's "
+                        "labels, else the file name's words")
+    i.add_argument("--max-key-body-error", type=O.nonneg_float, default=5.0, help="cm, mean (default 5)")
+    i.add_argument("--max-penetration", type=O.nonneg_float, default=2.0, help="cm (default 2)")
+    i.add_argument("--max-joint-limit", type=O.nonneg_float, default=5.0, help="degrees past a limit (default 5)")
     i.add_argument("--quiet", action="store_true")
     i.set_defaults(func=cmd_import)
     n = sub.add_parser("info", help="summary and quality table of a library")
     n.add_argument("lib", type=Path)
     n.add_argument("--captions", action="store_true", help="also list every clip's captions")
     n.add_argument("--speeds", metavar="CLIP", help="also print CLIP's root and joint speeds over time (rest windows)")
-    n.add_argument("--every", type=float, default=0.1, help="window of --speeds, s (default 0.1)")
+    n.add_argument("--every", type=O.positive_float, default=0.1, help="window of --speeds, s (default 0.1)")
     n.set_defaults(func=cmd_info)
     r = sub.add_parser("render", help="kinematic playback of one clip to mp4 (headless)")
     r.add_argument("lib", type=Path)
     r.add_argument("clip")
-    r.add_argument("-o", "--output", type=Path, required=True)
-    r.add_argument("--width", type=int, default=640)
-    r.add_argument("--height", type=int, default=480)
-    r.add_argument("--fps", type=float, default=30.0)
+    r.add_argument("-o", "--output", type=O.output_file, required=True)
+    r.add_argument("--width", type=O.width, default=640)
+    r.add_argument("--height", type=O.height, default=480)
+    r.add_argument("--fps", type=O.frame_rate, default=30.0)
     r.add_argument("--caption", action="store_true", help="draw the clip's first caption on the frames")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_render)
@@ -102,11 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    interrupts.terminate_as_interrupt()  # SIGTERM unwinds like Ctrl-C: an import removes its temporary folder
+    entry.prepare()
     try:
         args.func(args)
     except (MotionImportError, LibraryError) as e:
         print(f"motions: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # the file system refused (permissions, a full disk, a file where a folder should be)
+        print(f"motions: error: {str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        return interrupts.report("motions", e)
     return 0
 
 

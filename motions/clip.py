@@ -4,8 +4,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import mujoco
@@ -13,6 +16,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from characters.character import Character
+from motions import tempfiles
 
 FORMAT = "padl-motion-library"
 VERSION = 1
@@ -74,26 +78,102 @@ def read_manifest(lib: Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise LibraryError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise LibraryError(f"{path}: not a {FORMAT} v{VERSION} manifest")
+    clips = manifest.get("clips")
+    if not isinstance(clips, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), str)
+                                              and isinstance(e.get("file"), str) for e in clips):
+        raise LibraryError(f"{path}: 'clips' must be a list of entries with an 'id' and a 'file'")
     return manifest
+
+
+def library_target(out: Path) -> Path:
+    """The folder an import may (re)write: absent, empty, or a motion library (a symlink is followed). Anything
+    else belongs to the user and is refused."""
+    out = Path(out)
+    if out.is_symlink():
+        out = out.resolve()
+    if not out.exists():
+        above = next((p for p in out.parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise LibraryError(f"{above}: is a file, so {out} cannot be created there")
+        return out
+    if not out.is_dir():
+        raise LibraryError(f"{out}: exists and is not a folder; refusing to replace it (choose another --out)")
+    if (out / "manifest.json").exists():
+        read_manifest(out)  # a foreign or damaged manifest is refused, not overwritten
+    elif any(out.iterdir()):
+        raise LibraryError(f"{out}: folder holds other files and is not a motion library (no manifest.json); "
+                           f"refusing to replace it (choose another --out)")
+    return out
+
+
+_TMP_TAG = "motions-import"
+
+
+def sweep_stale(out: Path) -> None:
+    """Clean up after imports into out that were killed: drop their temporary folders and, if one died between
+    moving the previous library aside and moving the new one in, put the previous library back."""
+    out = Path(out).resolve() if Path(out).is_symlink() else Path(out)
+    if not out.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.{_TMP_TAG}-(\d+)-[0-9a-f]+(\.old)?")
+    for p in sorted(out.parent.glob(f".{out.name}.{_TMP_TAG}-*"), key=lambda p: not p.name.endswith(".old")):
+        m = pattern.fullmatch(p.name)
+        if not m or not p.is_dir() or tempfiles.alive(int(m[1])):
+            continue
+        if m[2] and not out.exists():
+            os.replace(p, out)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM wait until the block ends, so the two renames of a commit are never split by them."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _link_or_copy(src, dst):
+    """Hard links make carrying a big library over cheap; nothing writes into a carried file (add() unlinks a
+    clip before saving it), so the previous library stays as it was until the commit."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 class LibraryWriter:
     """Builds a library in a temporary sibling folder and swaps it in at commit(), so a failed import leaves
-    the previous library (or nothing) behind, never a half-written one."""
+    the previous library (or nothing) behind, never a half-written one. Everything else in a previous library
+    (notes, the caption-embedding cache, which checks itself against the captions) is carried over, and so is
+    the folder's mode."""
 
     def __init__(self, out: Path, character: Character, thresholds: dict):
-        self.out = Path(out)
+        self.out = library_target(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
-        (self.tmp / "clips").mkdir()
+        sweep_stale(self.out)
+        self.tmp = self.out.with_name(f".{self.out.name}.{_TMP_TAG}-{os.getpid()}-{secrets.token_hex(4)}")
         self.clips: dict[str, dict] = {}
-        if (self.out / "manifest.json").exists():
-            old = read_manifest(self.out)
-            for entry in old["clips"]:
-                shutil.copy2(self.out / entry["file"], self.tmp / entry["file"])
-                self.clips[entry["id"]] = entry
+        try:
+            self.tmp.mkdir()  # the umask's mode, as any new folder
+            if self.out.is_dir():
+                old = read_manifest(self.out)["clips"] if (self.out / "manifest.json").exists() else []
+                for entry in old:
+                    if not (self.out / entry["file"]).is_file():
+                        raise LibraryError(f"{self.out / entry['file']}: missing (the library is damaged)")
+                    self.clips[entry["id"]] = entry
+                shutil.copytree(self.out, self.tmp, symlinks=True, dirs_exist_ok=True, copy_function=_link_or_copy,
+                                ignore=lambda d, names: ["manifest.json"] if Path(d) == self.out else [])
+            (self.tmp / "clips").mkdir(exist_ok=True)
+        except BaseException:
+            self.abort()
+            raise
         self.manifest = {"format": FORMAT, "version": VERSION, "character": character.name, "fps": None,
                          "thresholds": thresholds}
 
@@ -109,6 +189,7 @@ class LibraryWriter:
 
     def add(self, entry: dict, qpos: np.ndarray, fps: float, derived: dict) -> None:
         entry = {**entry, "file": f"clips/{entry['id']}.npz"}
+        (self.tmp / entry["file"]).unlink(missing_ok=True)  # it may be a link to the previous library's file
         save_clip(self.tmp / entry["file"], qpos, fps, derived)
         self.clips[entry["id"]] = entry
         self.manifest["fps"] = fps
@@ -116,13 +197,15 @@ class LibraryWriter:
     def commit(self) -> None:
         self.manifest["clips"] = sorted(self.clips.values(), key=lambda e: e["id"])
         (self.tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=1))
+        library_target(self.out)  # still ours to replace
         old = None
-        if self.out.exists():
-            old = self.out.with_name(self.tmp.name + ".old")
-            os.replace(self.out, old)
-        os.replace(self.tmp, self.out)
+        with _signals_held():  # a SIGKILL in between is undone by the next import's sweep_stale
+            if self.out.exists():
+                old = self.out.with_name(self.tmp.name + ".old")
+                os.replace(self.out, old)
+            os.replace(self.tmp, self.out)
         if old is not None:
-            shutil.rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

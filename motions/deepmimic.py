@@ -8,7 +8,7 @@ import numpy as np
 
 from .bvh import read_text, snap_fps
 from .quat import change_basis, quat_about_axis, quat_normalize
-from .source import MotionImportError, SourceMotion
+from .source import MotionImportError, SourceMotion, check_fps
 
 # (name, parent, offset from parent in DeepMimic's Y-up frame (+x forward, +z right), values in a frame).
 # Listed in the order the values follow each other in a frame row; the skeleton is DeepMimic's humanoid3d.
@@ -68,7 +68,9 @@ def _fps(path, dt) -> float:
     if len(bad) or dt[-1] < 0:
         k = int(bad[0]) if len(bad) else len(dt) - 1
         raise MotionImportError(path, f"frame {k}: dt must be positive, got {dt[k]}")
-    return snap_fps(1.0 / float(np.median(body)))
+    fps = 1.0 / float(np.median(body))
+    check_fps(path, fps)
+    return snap_fps(fps)
 
 
 def load_deepmimic(path) -> SourceMotion:
@@ -78,6 +80,7 @@ def load_deepmimic(path) -> SourceMotion:
     except json.JSONDecodeError as e:
         raise MotionImportError(path, f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     frames = _frames(path, doc)
+    fps = _fps(path, frames[:, 0])
     num_frames = len(frames)
     names = [n for n, *_ in _JOINTS] + [n for n, *_ in _ENDS]
     parent_names = [p for _, p, *_ in _JOINTS] + [p for _, p, _ in _ENDS]
@@ -103,5 +106,5 @@ def load_deepmimic(path) -> SourceMotion:
     stem = Path(path).stem
     labels = {"name": stem.removeprefix("humanoid3d_"), "loop": doc.get("Loop")}
     return SourceMotion(joint_names=names, parents=parents, offsets=offsets, local_rot=local_rot,
-                        root_pos=root_pos, fps=_fps(path, frames[:, 0]), source_file=str(path),
+                        root_pos=root_pos, fps=fps, source_file=str(path),
                         source_format="deepmimic", labels=labels)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from numpy.lib import format as npy_format
 
 from .bvh import CMU_UNIT, is_cmu_skeleton, snap_fps
 from .quat import quat_conj, quat_mul, quat_normalize
-from .source import MotionImportError, SourceMotion
+from .source import MotionImportError, SourceMotion, check_fps
 
 try:  # numpy >= 2 keeps the internals in numpy._core; old pickles still name numpy.core
     from numpy._core import multiarray as _multiarray
@@ -25,12 +26,12 @@ except ImportError:  # pragma: no cover - numpy 1.x
 
 _ALLOWED = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_mod, "_reconstruct")] = _multiarray._reconstruct
     _ALLOWED[(_mod, "scalar")] = _multiarray.scalar
+_RECONSTRUCT = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+_SLACK_BYTES = 1 << 16  # room for a legitimate file's 0-d and empty arrays beyond its inline data
 
 # The AMP humanoid has hand, foot and head bodies, but they sit at the wrist, ankle and neck joints; give it
 # the same toe and head-top end sites as DeepMimic's humanoid3d (the same skeleton) so both import alike.
@@ -42,14 +43,55 @@ _AMP_ENDS = [("head_end", "head", (0.0, 0.0, 0.25)),
              ("left_foot_end", "left_foot", (0.17, 0.0, -0.06))]
 
 
+def _nbytes(path, shape, dtype) -> int:
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    if not isinstance(shape, tuple) or not all(isinstance(d, (int, np.integer)) and d >= 0 for d in shape):
+        raise MotionImportError(path, f"pickled array with a malformed shape {str(shape)[:40]}")
+    return math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Resolves only the globals numpy needs to rebuild arrays; anything else stops the load."""
+    """Resolves only the globals numpy needs to rebuild arrays; anything else stops the load. Every array is
+    charged its declared bytes before numpy allocates it, against a budget of the file's own size: a legitimate
+    pickle carries its arrays' data inline, a hostile one declares shapes its bytes cannot fill."""
 
     def __init__(self, data: bytes, path):
         super().__init__(io.BytesIO(data))
         self._path = path
+        self._left = len(data) + _SLACK_BYTES
+        charge = self._charge
+
+        class BoundedArray(np.ndarray):  # what the pickle's 'numpy.ndarray' resolves to
+            def __new__(cls, shape, dtype=float, *args, **kwargs):
+                charge(shape, dtype)
+                return super().__new__(cls, shape, dtype, *args, **kwargs)
+
+            def __setstate__(self, state):
+                if isinstance(state, tuple) and len(state) in (4, 5):
+                    charge(*state[-4:-2])
+                super().__setstate__(state)
+
+        self._array_type = BoundedArray
+
+    def _charge(self, shape, dtype) -> None:
+        n = _nbytes(self._path, shape, dtype)
+        if n > self._left:
+            raise MotionImportError(self._path, f"pickled arrays declare more bytes than the file holds (an array "
+                                                f"of shape {shape} needs {n}); refusing to build them")
+        self._left -= n
+
+    def _reconstruct(self, subtype, shape, dtype):
+        if subtype is not self._array_type:
+            raise MotionImportError(self._path, "pickled array of a type other than numpy.ndarray; refusing it")
+        self._charge(shape, dtype)
+        return _multiarray._reconstruct(subtype, shape, dtype)
 
     def find_class(self, module, name):
+        if (module, name) == ("numpy", "ndarray"):
+            return self._array_type
+        if (module, name) in _RECONSTRUCT:
+            return self._reconstruct
         obj = _ALLOWED.get((module, name))
         if obj is None:
             raise MotionImportError(self._path, f"carries a non-array object {module}.{name}; refusing to unpickle")
@@ -57,6 +99,25 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         raise MotionImportError(self._path, "carries a persistent-id reference; refusing to unpickle")
+
+
+def _plain(obj, seen=None):
+    """The unpickled tree with every bounded array turned back into a plain ndarray (cycles visited once)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return obj
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        obj = obj.view(np.ndarray)
+        if obj.dtype.hasobject:
+            for idx in np.ndindex(obj.shape):
+                obj[idx] = _plain(obj[idx], seen)
+    elif isinstance(obj, dict):
+        for k in obj:
+            obj[k] = _plain(obj[k], seen)
+    elif isinstance(obj, list):
+        obj[:] = [_plain(v, seen) for v in obj]
+    return obj
 
 
 def read_pickled_npy(path):
@@ -76,7 +137,7 @@ def read_pickled_npy(path):
     if not dtype.hasobject or shape != ():
         raise MotionImportError(path, f"holds a plain {dtype} array of shape {shape}, not a pickled skeleton dict")
     try:
-        obj = _ArrayOnlyUnpickler(payload, path).load()
+        obj = _plain(_ArrayOnlyUnpickler(payload, path).load())
     except MotionImportError:
         raise
     except Exception as e:  # truncated or malformed pickle streams raise a zoo of types
@@ -143,8 +204,10 @@ def load_poselib(path, unit_scale: float | None = None) -> SourceMotion:
         fps = 1.0
     else:
         fps_value = np.asarray(_get(path, d, "fps"))
-        if fps_value.size != 1 or not np.isfinite(fps_value.item()) or float(fps_value.item()) <= 0:
+        if fps_value.size != 1 or fps_value.dtype.kind not in "fiu" or not np.isfinite(fps_value).all() \
+                or float(fps_value.item()) <= 0:
             raise MotionImportError(path, f"fps must be a positive number, got {fps_value!r}")
+        check_fps(path, float(fps_value.item()))
         fps = snap_fps(float(fps_value.item()))
 
     scale = unit_scale if unit_scale is not None else (CMU_UNIT if is_cmu_skeleton(names) else 1.0)

@@ -5,10 +5,16 @@ rest offsets) and per-frame local joint rotations plus root translation, already
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+# What a take may declare. Frame rate and duration size every later array and the retargeter's work, so a
+# header outside these bounds is refused before anything is allocated for it.
+MIN_FPS, MAX_FPS = 1.0, 1000.0  # frame time 1 s .. 1 ms
+MAX_DURATION_S = 600.0  # 10 minutes; the datasets' longest takes last a few minutes
 
 
 class MotionImportError(ValueError):
@@ -50,6 +56,23 @@ class SourceMotion:
         return self.joint_names.index(name)
 
 
+def check_fps(path, fps: float) -> None:
+    """Refuse a frame rate outside MIN_FPS..MAX_FPS (a hostile header, or a unit mistake)."""
+    if not (math.isfinite(fps) and MIN_FPS * (1 - 1e-9) <= fps <= MAX_FPS * (1 + 1e-9)):
+        raise MotionImportError(path, f"frame rate {fps:g} fps (frame time {1 / fps if fps else math.inf:g} s) is "
+                                      f"outside {MIN_FPS:g}-{MAX_FPS:g} fps "
+                                      f"(frame time {1 / MAX_FPS:g}-{1 / MIN_FPS:g} s)")
+
+
+def check_duration(src: SourceMotion) -> None:
+    """Refuse a take longer than MAX_DURATION_S: retargeting resamples it, so its length sizes the work."""
+    duration = (src.num_frames - 1) / src.fps
+    if duration > MAX_DURATION_S:
+        raise MotionImportError(src.source_file, f"{src.num_frames} frames at {src.fps:g} fps last {duration:.6g} s; "
+                                                 f"the longest accepted is {MAX_DURATION_S:g} s (import a span: "
+                                                 f"FILE@START:END)")
+
+
 def parse_spec(spec) -> tuple[Path, tuple[float, float] | None]:
     """'FILE' or 'FILE@START:END' (seconds) -> (path, span). A span cuts one skill out of a long take, so that
     a clip can start and end at rest (as ProtoMotions' motion files give start and end times)."""
@@ -61,7 +84,7 @@ def parse_spec(spec) -> tuple[Path, tuple[float, float] | None]:
         start, end = (float(x) for x in span.split(":"))
     except ValueError:
         raise MotionImportError(text, f"span '{span}' is not START:END in seconds") from None
-    if not 0 <= start < end:
+    if not (math.isfinite(end) and 0 <= start < end):
         raise MotionImportError(text, f"span '{span}' needs 0 <= START < END")
     return Path(path), (start, end)
 

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from motions import tempfiles
+
 FORMAT = "padl-checkpoint"
 VERSION = 1
 
@@ -65,7 +67,7 @@ def _to_numpy(leaf: Any, key: str) -> np.ndarray:
 
 
 def _write_temp(directory: Path, suffix: str, write) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=tempfiles.prefix(), suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -132,9 +134,12 @@ def kind_of(path: str | os.PathLike) -> str | None:
     """The `kind` a checkpoint's config declares (e.g. "padl-expert"), read from its JSON sidecar alone."""
     json_path = _paths(path)[1]
     try:
-        return json.loads(json_path.read_text()).get("config", {}).get("kind")
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{json_path}: not valid JSON ({e.msg})") from None
+        meta = json.loads(json_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{json_path}: not valid JSON ({e.__class__.__name__})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config", {}), dict):
+        raise ValueError(f"{json_path}: not a {FORMAT} file (its JSON is a {type(meta).__name__}, not a sidecar)")
+    return meta.get("config", {}).get("kind")
 
 
 def resume_meta(out: str | os.PathLike, name: str, kind: str, what: str) -> dict | None:
@@ -149,9 +154,55 @@ def resume_meta(out: str | os.PathLike, name: str, kind: str, what: str) -> dict
     return meta
 
 
+def kept_eval(out: str | os.PathLike, name: str) -> dict | None:
+    """The evaluation recorded with the policy a run kept in `out/name` (None: none kept, or none recorded). A
+    resumed run ranks new evaluations against it as well as against its checkpoint's best: a run killed after
+    keeping a policy and before its next checkpoint must not replace that policy with a worse one."""
+    json_path = _paths(Path(out) / name)[1]
+    if not json_path.is_file():
+        return None
+    _, config = load(json_path)  # the kept policy must be intact to rank against it
+    kept = config.get("eval")
+    return kept if isinstance(kept, dict) and kept else None
+
+
+def prepare_run(out: str | os.PathLike, policy: str, state: str, resumed: bool, force: bool = False) -> None:
+    """Before a run starts in `out`: the temporaries of killed writers there are swept; a new run may not overwrite
+    the policy an earlier run kept there (`out/policy`) unless forced, and a forced one drops the earlier run's
+    state (`out/state`), so that a later resume cannot mix the two runs."""
+    tempfiles.sweep(out)
+    if resumed:
+        return
+    if _paths(Path(out) / policy)[1].exists() and not force:
+        raise CheckpointError(f"{_paths(Path(out) / policy)[1]}: an earlier run's kept policy is here; resume that "
+                              "run (--resume), overwrite it (--force), or choose another --out")
+    if force:
+        for p in reversed(_paths(Path(out) / state)):  # the sidecar first: no half of a checkpoint looks whole
+            p.unlink(missing_ok=True)
+
+
+def trim_log(path: str | os.PathLike, iteration: int) -> None:
+    """Keep the rows of a run's JSON-lines log up to `iteration` (the checkpoint a run restarts from): what a
+    killed run logged after its last checkpoint is logged again when it is redone, and a row cut short by the
+    kill is no row. A new run (iteration 0) starts an empty log."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("iteration"), int) and row["iteration"] <= iteration:
+            kept.append(line + "\n")
+    os.replace(_write_temp(path.parent, ".json", lambda f: f.write("".join(kept).encode())), path)
+
+
 def load(path: str | os.PathLike, template: Any = None) -> tuple[Any, dict]:
     """Return (tree, config). With a template, the tree has its structure and leaf types and every
-    key, shape and dtype must match; without one, a flat {key path: np.ndarray} dict is returned."""
+    key, shape and dtype must match (jax.ShapeDtypeStruct leaves, as `jax.eval_shape` gives, load as jax arrays);
+    without one, a flat {key path: np.ndarray} dict is returned."""
     npz_path, json_path = _paths(path)
 
     def fail(file: Path, problem: str):
@@ -172,6 +223,8 @@ def load(path: str | os.PathLike, template: Any = None) -> tuple[Any, dict]:
         keys = [leaf["key"] for leaf in leaves]
     except (KeyError, TypeError) as e:
         fail(json_path, f"malformed sidecar (missing {e})")
+    if not isinstance(config, dict):
+        fail(json_path, f"malformed sidecar (its config is a {type(config).__name__})")
     if not npz_path.is_file():
         fail(npz_path, "array file is missing")
     if file_sha256(npz_path) != sha:
@@ -202,7 +255,8 @@ def load(path: str | os.PathLike, template: Any = None) -> tuple[Any, dict]:
         fail(npz_path, f"unexpected key {extra[0]} not in template ({len(extra)} extra)")
     out = []
     for k, (_, t) in zip(t_keys, t_leaves):
-        arr, t_arr = flat[k], _to_numpy(t, k)
+        arr = flat[k]
+        t_arr = t if isinstance(t, jax.ShapeDtypeStruct) else _to_numpy(t, k)  # eval_shape templates: jax arrays
         if arr.shape != t_arr.shape or arr.dtype != t_arr.dtype:
             fail(npz_path, f"leaf {k} is {arr.dtype}{list(arr.shape)}, template wants {t_arr.dtype}{list(t_arr.shape)}")
         if isinstance(t, (bool, int, float, complex)):

@@ -1,6 +1,6 @@
 """`padl`: train PADL skill experts, evaluate them, and record their rollouts for distillation.
 
-    padl train-expert LIB CLIP [CLIP ...] --out DIR [--backend auto|mujoco|mjx] [--steps N] [--resume]
+    padl train-expert LIB CLIP [CLIP ...] --out DIR [--backend auto|mujoco|mjx] [--steps N] [--resume | --force]
     padl train-experts LIB [--clips ID ...] --out DIR [--jobs J | --ray-address ADDR]
     padl eval CHECKPOINT LIB [--clips ID ...] [--episodes K] --json OUT
     padl record CHECKPOINT LIB --out FILE [--steps T] [--num-envs N] [--noise S]
@@ -15,6 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+import rendering  # noqa: F401  (first: chooses MuJoCo's OpenGL backend before anything imports mujoco)
+from motions import entry, interrupts
+from motions import options as O
 from motions.clip import LibraryError
 
 
@@ -38,12 +41,12 @@ def _expert_config(args, clips: tuple[str, ...], threads: int = 0):
     cfg = ExpertConfig()
     env = dataclasses.replace(cfg.env, clips=clips, backend=args.backend, num_threads=threads,
                               hold_s=args.hold_s,
-                              **({"num_envs": args.num_envs} if args.num_envs else {}))
+                              **({"num_envs": args.num_envs} if args.num_envs is not None else {}))
     cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
     for name in ("eval_every", "eval_episodes", "checkpoint_every"):
-        if getattr(args, name, None):
+        if getattr(args, name, None) is not None:
             cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
-    if args.steps:  # total environment samples -> iterations of rollout_steps x num_envs
+    if args.steps is not None:  # total environment samples -> iterations of rollout_steps x num_envs
         cfg = dataclasses.replace(cfg, iterations=math.ceil(args.steps / (cfg.rollout_steps * env.num_envs)))
     return cfg
 
@@ -58,10 +61,11 @@ def _finetune_config(args, cfg):
     meta, _ = load_source(args.init_from)
     source = from_dict(ExpertConfig, meta["expert"])
     env = dataclasses.replace(source.env, clips=cfg.env.clips, backend=cfg.env.backend, num_threads=cfg.env.num_threads,
-                              num_envs=args.num_envs or source.env.num_envs, foreign_share=args.foreign_starts,
+                              num_envs=source.env.num_envs if args.num_envs is None else args.num_envs,
+                              foreign_share=args.foreign_starts,
                               recover_s=args.recover_s, recover_follow=args.recover_follow, hold_s=args.hold_s,
                               foreign_clips=tuple(args.foreign_clips) if args.foreign_clips else None)
-    iterations = math.ceil(args.steps / (source.rollout_steps * env.num_envs)) if args.steps else source.iterations
+    iterations = source.iterations if args.steps is None else math.ceil(args.steps / (source.rollout_steps * env.num_envs))
     return dataclasses.replace(source, env=env, seed=cfg.seed, iterations=iterations, stop_success=2.0,
                                eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
                                checkpoint_every=cfg.checkpoint_every)
@@ -75,8 +79,8 @@ def train_one(lib_path: str, clip: str, out: str, args: dict, threads: int = 0) 
     lib = _library(Path(lib_path), [clip])
     cfg = _expert_config(ns, (clip,), threads)
     result = train(lib, out, cfg, resume=True, progress=False, log=lambda m: print(f"[{clip}] {m}", flush=True),
-                   iterations=cfg.iterations if ns.steps else None,
-                   time_limit_s=ns.minutes * 60 if ns.minutes else None)
+                   iterations=cfg.iterations if ns.steps is not None else None,
+                   time_limit_s=ns.minutes * 60 if ns.minutes is not None else None)
     return {"clip": clip, **result}
 
 
@@ -85,15 +89,19 @@ def cmd_train_expert(args) -> None:
 
     lib = _library(args.lib, list(args.clip) + list(args.foreign_clips or []))
     out = args.out
-    if (out / "train_state.json").exists() and not args.resume:
-        raise CliError(f"{out}: a run already exists here; pass --resume to continue it or choose another --out")
+    state = out / "train_state.json"
+    if args.resume and not state.exists():
+        raise CliError(f"{state}: no run to resume (drop --resume to start a new one)")
+    if state.exists() and not (args.resume or args.force):
+        raise CliError(f"{out}: a run already exists here; pass --resume to continue it, --force to start over, or "
+                       "choose another --out")
     cfg = _expert_config(args, tuple(args.clip), args.threads)
-    if args.init_from and not args.resume:
+    if args.init_from is not None and not args.resume:
         cfg = _finetune_config(args, cfg)
-    result = train(lib, out, cfg, resume=args.resume, iterations=cfg.iterations if args.steps else None,
+    result = train(lib, out, cfg, resume=args.resume, iterations=cfg.iterations if args.steps is not None else None,
                    progress=not args.quiet and sys.stderr.isatty(),
-                   time_limit_s=args.minutes * 60 if args.minutes else None,
-                   init_from=None if args.resume else args.init_from)
+                   time_limit_s=args.minutes * 60 if args.minutes is not None else None,
+                   init_from=None if args.resume else args.init_from, force=args.force)
     print(json.dumps({"clips": args.clip, **result}))
 
 
@@ -108,7 +116,7 @@ def cmd_train_experts(args) -> None:
         import ray
 
         ray.init(address=None if args.ray_address == "local" else args.ray_address,
-                 **({"num_cpus": args.jobs} if args.ray_address == "local" and args.jobs else {}),
+                 **({"num_cpus": args.jobs} if args.ray_address == "local" and args.jobs is not None else {}),
                  include_dashboard=False, log_to_driver=True)
         remote = ray.remote(num_cpus=1)(train_one)
         results = ray.get([remote.remote(*job, 1) for job in jobs])
@@ -116,7 +124,7 @@ def cmd_train_experts(args) -> None:
         from concurrent.futures import ProcessPoolExecutor
         import multiprocessing
 
-        workers = args.jobs or max(1, min(len(jobs), (os.cpu_count() or 1)))
+        workers = args.jobs if args.jobs is not None else max(1, min(len(jobs), (os.cpu_count() or 1)))
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(train_one, *zip(*jobs), [threads] * len(jobs)))
@@ -148,12 +156,13 @@ def cmd_eval(args) -> None:
     for clip, m in result.items():
         print(f"{clip:<36} {m['success']:>8.0%} {m['g_mpjpe_mm']:>11.1f} {m['l_mpjpe_mm']:>11.1f} "
               f"{m['root_error_mm']:>8.1f} {m['frames']:>7.0f}")
-    if args.json:
-        from padl.checkpoint import _write_temp
+    if args.json is not None:  # its folder was checked writable when parsed, before the evaluation
+        from padl.checkpoint import write_json_atomic
 
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _write_temp(args.json.parent, ".json", lambda f: f.write(json.dumps(result, indent=1).encode()))
-        os.replace(tmp, args.json)
+        try:
+            write_json_atomic(args.json, result)
+        except OSError as e:
+            raise CliError(f"{args.json}: cannot write ({e.strerror or e})") from None
 
 
 def cmd_record(args) -> None:
@@ -167,21 +176,23 @@ def cmd_record(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="padl", description=__doc__.split("\n\n")[0])
+    p = O.Parser(prog="padl", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     def training(q):
         q.add_argument("--backend", default="auto", choices=["auto", "mujoco", "mjx"])
-        q.add_argument("--steps", type=int, help="total environment samples (default: the config's iterations)")
-        q.add_argument("--num-envs", type=int, help="parallel environments (default 64)")
-        q.add_argument("--minutes", type=float, help="wall-clock budget of this call (a checkpoint is written)")
-        q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--eval-every", type=int, help="iterations between evaluations (default 25)")
-        q.add_argument("--eval-episodes", type=int,
+        q.add_argument("--steps", type=O.positive_int, help="total environment samples (default: the config's "
+                                                            "iterations)")
+        q.add_argument("--num-envs", type=O.num_envs, help="parallel environments (default 64)")
+        q.add_argument("--minutes", type=O.positive_float,
+                       help="wall-clock budget of this call (a checkpoint is written)")
+        q.add_argument("--seed", type=O.seed, default=0)
+        q.add_argument("--eval-every", type=O.positive_int, help="iterations between evaluations (default 25)")
+        q.add_argument("--eval-episodes", type=O.positive_int,
                        help="episodes per clip of each evaluation, which picks the policy kept (default 4; more "
                             "costs little and picks less by luck)")
-        q.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default 10)")
-        q.add_argument("--hold-s", type=float, default=0.0,
+        q.add_argument("--checkpoint-every", type=O.positive_int, help="iterations between checkpoints (default 10)")
+        q.add_argument("--hold-s", type=O.nonneg_float, default=0.0,
                        help="episodes of a non-looping clip go on this long past its end, its last frame held still "
                             "(practice for standing after the skill; default 0: they end with the clip)")
 
@@ -189,16 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("lib", type=Path)
     t.add_argument("clip", nargs="+", help="clip id; several make one expert that tracks whichever it is given")
     t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--resume", action="store_true")
-    t.add_argument("--threads", type=int, default=0, help="MuJoCo C threads (default: all CPUs)")
+    again = t.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run in --out (its train_state)")
+    again.add_argument("--force", action="store_true",
+                       help="start a new run in --out even over an earlier run and the policy it kept")
+    t.add_argument("--threads", type=O.nonneg_int, default=0, help="MuJoCo C threads (default: all CPUs)")
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--init-from", type=Path, help="an expert run or policy export of these clips to fine-tune (a "
                    "new run); a policy alone (RUN/policy) may be of other clips")
-    t.add_argument("--foreign-starts", type=float, default=0.0,
+    t.add_argument("--foreign-starts", type=O.fraction, default=0.0,
                    help="with --init-from: share of starts in another clip's state (practice for command switches)")
     t.add_argument("--foreign-clips", nargs="+", help="with --foreign-starts: the clips whose states they take "
                    "(default: all of the library)")
-    t.add_argument("--recover-s", type=float, default=1.0,
+    t.add_argument("--recover-s", type=O.nonneg_float, default=1.0,
                    help="with --init-from: seconds into a clip without body-error terminations (default 1)")
     t.add_argument("--recover-follow", action="store_true",
                    help="with --init-from: in those seconds the reference stays anchored at the character (room to brake)")
@@ -209,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("lib", type=Path)
     m.add_argument("--clips", nargs="+")
     m.add_argument("--out", type=Path, required=True, help="one sub-folder per clip; existing runs are resumed")
-    m.add_argument("--jobs", type=int, help="clips trained at once (default: one per CPU, at most the clip count)")
+    m.add_argument("--jobs", type=O.positive_int, help="clips trained at once (default: one per CPU, at most the clip count)")
     m.add_argument("--ray-address", help="Ray cluster address, or 'local' to start a local Ray instance")
     training(m)
     m.set_defaults(func=cmd_train_experts)
@@ -218,21 +232,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", type=Path, help="an expert's folder or its policy checkpoint")
     e.add_argument("lib", type=Path)
     e.add_argument("--clips", nargs="+")
-    e.add_argument("--episodes", type=int, default=4)
-    e.add_argument("--noise", type=float, default=0.02, help="initial-state perturbation (rad)")
-    e.add_argument("--seconds", type=float, default=10.0, help="episode length for looping clips")
+    e.add_argument("--episodes", type=O.positive_int, default=4)
+    e.add_argument("--noise", type=O.nonneg_float, default=0.02, help="initial-state perturbation (rad)")
+    e.add_argument("--seconds", type=O.positive_float, default=10.0, help="episode length for looping clips")
     e.add_argument("--backend", default="mujoco", choices=["mujoco", "mjx"])
-    e.add_argument("--json", type=Path)
+    e.add_argument("--json", type=O.output_file, help="write the result here (its folder must exist)")
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("record", help="record an expert's (observation, action, reference) trajectories")
     r.add_argument("checkpoint", type=Path)
     r.add_argument("lib", type=Path)
     r.add_argument("--out", type=Path, required=True, help="output name (writes NAME.npz and NAME.json)")
-    r.add_argument("--steps", type=int, default=300)
-    r.add_argument("--num-envs", type=int, default=64)
-    r.add_argument("--noise", type=float, default=0.0, help="scale of the expert's action noise while recording")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--steps", type=O.positive_int, default=300)
+    r.add_argument("--num-envs", type=O.num_envs, default=64)
+    r.add_argument("--noise", type=O.nonneg_float, default=0.0,
+                   help="scale of the expert's action noise while recording")
+    r.add_argument("--seed", type=O.seed, default=0)
     r.add_argument("--backend", default="mujoco", choices=["mujoco", "mjx"])
     r.set_defaults(func=cmd_record)
     return p
@@ -242,11 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from padl.checkpoint import CheckpointError
 
+    interrupts.terminate_as_interrupt()
+    entry.prepare()
     try:
         args.func(args)
     except (CliError, CheckpointError, LibraryError) as e:
         print(f"padl: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as e:  # the last checkpoint of a training run stays, for --resume
+        return interrupts.report("padl", e)
     return 0
 
 
