@@ -9,7 +9,7 @@ import numpy as np
 
 from .fk import forward_kinematics
 from .quat import Y_UP_Z_FWD_TO_Z_UP, change_basis, quat_from_euler, quat_mul, quat_rotate
-from .source import MotionImportError, SourceMotion
+from .source import MotionImportError, SourceMotion, check_fps
 
 CMU_UNIT = 0.056444  # metres per CMU BVH unit (the CMU release's inch-based scale)
 _CMU_NAMES = {"LHipJoint", "RHipJoint", "LowerBack", "LeftUpLeg", "RightUpLeg"}
@@ -17,6 +17,7 @@ _CHANNELS = {"xposition": ("pos", 0), "yposition": ("pos", 1), "zposition": ("po
              "xrotation": ("rot", "X"), "yrotation": ("rot", "Y"), "zrotation": ("rot", "Z")}
 _BANDAI_NAME = re.compile(r"^dataset-1_(?P<content>[^_]+)_(?P<style>[^_]+)_(?P<take>\d+)$")
 _CMU_CLIP = re.compile(r"^\d+_\d+$")
+_COUNT = re.compile(r"[0-9]{1,12}")  # ASCII digits only ('²'.isdigit() is true), and no 4300-digit int()
 
 
 @dataclass
@@ -101,8 +102,8 @@ def _parse_hierarchy(path, lines, start, end) -> list[_Joint]:
             i += 4
         elif key == "CHANNELS" and stack:
             count_tok = take(2, ln)[1][0]
-            if not count_tok.isdigit():
-                raise MotionImportError(path, f"line {ln + 1}: unparsable channel count {count_tok!r}")
+            if not _COUNT.fullmatch(count_tok):
+                raise MotionImportError(path, f"line {ln + 1}: unparsable channel count {count_tok[:20]!r}")
             names = [t for t, _ in take(2 + int(count_tok), ln)[2:]]
             for name in names:
                 if name.lower() not in _CHANNELS:
@@ -124,9 +125,10 @@ def _parse_motion(path, lines, start, num_channels, labels):
     m = re.match(r"^\s*Frames:\s*(\S+)\s*$", rows[0][1], re.I) if rows else None
     if not m:
         raise MotionImportError(path, "MOTION section lacks a 'Frames:' line")
-    if not m.group(1).isdigit():
-        raise MotionImportError(path, f"line {rows[0][0] + 1}: unparsable frame count {m.group(1)!r}")
-    num_frames = int(m.group(1))
+    if not m.group(1).isascii() or not m.group(1).isdigit():
+        raise MotionImportError(path, f"line {rows[0][0] + 1}: unparsable frame count {m.group(1)[:20]!r}")
+    declared = m.group(1) if len(m.group(1)) < 19 else m.group(1)[:18] + "..."
+    num_frames = int(m.group(1)) if len(m.group(1)) < 19 else 10 ** 18  # more rows than any file holds
     if num_frames == 0:
         raise MotionImportError(path, "zero frames")
     m = re.match(r"^\s*Frame\s+Time:\s*(\S+)\s*$", rows[1][1], re.I) if len(rows) > 1 else None
@@ -135,10 +137,11 @@ def _parse_motion(path, lines, start, num_channels, labels):
     frame_time = _number(path, m.group(1), rows[1][0])
     if frame_time <= 0:
         raise MotionImportError(path, f"Frame Time must be positive, got {frame_time}")
+    check_fps(path, 1.0 / frame_time)
     rows = rows[2:]
     if len(rows) > num_frames:
         raise MotionImportError(path, f"{len(rows)} frame rows but 'Frames:' says {num_frames}")
-    data = np.empty((num_frames, num_channels))
+    data = np.empty((len(rows), num_channels))  # sized by the rows present, never by the header
     for k, (ln, line) in enumerate(rows):
         vals = line.split()
         if len(vals) != num_channels:
@@ -153,7 +156,7 @@ def _parse_motion(path, lines, start, num_channels, labels):
             bad = next(v for v in vals if not _is_float(v))
             raise MotionImportError(path, f"frame {k} (line {ln + 1}): unparsable number {bad!r}") from None
     if len(rows) < num_frames:
-        raise MotionImportError(path, f"truncated: 'Frames:' says {num_frames} but the file has {len(rows)} "
+        raise MotionImportError(path, f"truncated: 'Frames:' says {declared} but the file has {len(rows)} "
                                       f"frame rows")
     bad = np.argwhere(~np.isfinite(data))
     if len(bad):
@@ -231,7 +234,7 @@ def _labels(stem: str, cmu: bool) -> dict:
         return {"content": m["content"], "style": m["style"], "take": m["take"]}
     if cmu and _CMU_CLIP.match(stem):
         return {"cmu_clip_id": stem}
-    return {}
+    return {"name": stem}  # any other BVH (e.g. `superpadl render --save X.bvh`): captioned from its file name
 
 
 def load_bvh(path, unit_scale: float | None = None) -> SourceMotion:

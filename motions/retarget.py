@@ -35,6 +35,7 @@ KEY_POINTS = ("head", "left_wrist", "right_wrist", "left_ankle", "right_ankle")
 class JointMap:
     name: str
     points: dict  # character point -> source joint name, or [joint_a, joint_b, t] for a blend
+    clean: bool = True  # level and lock the feet, re-ground; false for a source that is this character's own motion
 
     def joints(self) -> set[str]:
         out = set()
@@ -44,14 +45,17 @@ class JointMap:
 
 
 def load_joint_maps(directory: Path = JOINT_MAP_DIR) -> list[JointMap]:
-    return [JointMap(p.stem, json.loads(p.read_text())["points"]) for p in sorted(directory.glob("*.json"))]
+    specs = {p.stem: json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))}
+    return [JointMap(name, d["points"], d.get("clean", True)) for name, d in specs.items()]
 
 
 def find_joint_map(src: SourceMotion, maps: list[JointMap] | None = None) -> JointMap:
+    """The fitting map that names the most joints: skeletons that share names (the AMP humanoid and this
+    character's own BVH export) each get their own map."""
     names = set(src.joint_names)
-    for jm in maps if maps is not None else load_joint_maps():
-        if jm.joints() <= names:
-            return jm
+    fits = [jm for jm in (maps if maps is not None else load_joint_maps()) if jm.joints() <= names]
+    if fits:
+        return max(fits, key=lambda jm: len(jm.joints()))  # first of equals: file-name order
     unknown = sorted(n for n in names if not n.endswith("_end"))[:6]
     raise MotionImportError(src.source_file, f"no joint map fits this skeleton (joints {', '.join(unknown)}, ...); "
                             f"add one to {JOINT_MAP_DIR}")
@@ -312,12 +316,13 @@ def retarget(src: SourceMotion, character: Character, solver: IKSolver | None = 
     pts = pts * scale
     names = character.point_names
     toe = rest[0, names.index("left_toe")] - rest[0, names.index("left_ankle")]
-    pts = level_feet(pts, names, mask, fps, float(np.arctan2(-toe[2], np.linalg.norm(toe[:2]))))
-    qpos = (solver or IKSolver(character)).solve(lock_feet(pts, names, mask, fps), mask)
+    if jm.clean:
+        pts = level_feet(pts, names, mask, fps, float(np.arctan2(-toe[2], np.linalg.norm(toe[:2]))))
+    qpos = (solver or IKSolver(character)).solve(lock_feet(pts, names, mask, fps) if jm.clean else pts, mask)
     # Ground: lift or lower the whole clip so its low frames touch the floor (a robust low percentile of the
     # per-frame lowest point, so one noisy frame does not float the clip; jumps keep their flight).
     low = lowest_points(character, qpos).min(axis=1)
-    shift = -np.percentile(low, 5)
+    shift = -np.percentile(low, 5) if jm.clean else 0.0
     qpos[:, 2] += shift
     pts[..., 2] += shift
     return Retargeted(qpos, fps, pts, mask, float(scale), jm.name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,8 +100,15 @@ def load_policy(path: str | Path) -> tuple[ppo.TrainState, dict]:
     _, meta = checkpoint.load(path)  # validates format and checksum before anything is trusted
     if meta.get("kind") != KIND:
         raise checkpoint.CheckpointError(f"{path}.json: not a PADL expert policy (kind={meta.get('kind')!r})")
-    cfg = from_dict(ExpertConfig, meta["expert"])
-    template = ppo.init(jax.random.key(0), meta["obs_size"], meta["action_size"], cfg.ppo)
+    try:
+        cfg = from_dict(ExpertConfig, meta["expert"])
+        shape = (meta["obs_size"], meta["action_size"], cfg.ppo)
+        # an export's value network and optimisers start at their initial values, so they are built for real; a
+        # full checkpoint replaces every leaf, so its template is shapes alone
+        template = ppo.init(jax.random.key(0), *shape) if meta.get("policy_only") else ppo.template(*shape)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise checkpoint.CheckpointError(f"{path}.json: malformed expert policy metadata "
+                                         f"({e.__class__.__name__}: {e})") from None
     if meta.get("policy_only"):
         part, _ = checkpoint.load(path, {"policy_params": template.policy_params, "normalizer": template.normalizer})
         return template.replace(**part), meta
@@ -117,10 +125,31 @@ def export_policy(src: str | Path, dst: str | Path) -> Path:
                            {**meta, "policy_only": True})
 
 
+def _score(evaluation: dict) -> tuple[float, float]:
+    """How a run ranks its evaluations to keep the best: success, then the lower G-MPJPE."""
+    return float(evaluation["success"]), -float(evaluation["g_mpjpe_mm"])
+
+
 @jax.jit
 def _rewards(ds, tracking, disc_obs, w_track, w_disc):
     r_disc = discriminator.reward(ds, disc_obs)
     return w_track * tracking + w_disc * r_disc, r_disc
+
+
+def eval_line(it: int, total: int, ev: dict) -> str:
+    """An evaluation as one log line: what a run piped to a file shows (the progress bar is for terminals)."""
+    parts = [f"success {ev['success']:.0%}", f"G-MPJPE {ev['g_mpjpe_mm']:.1f} mm"]
+    parts += [f"{name} {ev[key]:.0%}" for key, name in (("worst_clip_success", "worst clip"),
+                                                         ("transition_success", "transitions")) if key in ev]
+    return f"iteration {it}/{total}: " + ", ".join(parts)
+
+
+def log_evaluation(log, progress: bool, line: str) -> None:
+    """Log an evaluation's line, flushed (a pipe would hold it back for minutes), unless the progress bar shows on
+    the terminal stdout goes to."""
+    if not (progress and sys.stdout.isatty()):
+        log(line)
+        sys.stdout.flush()
 
 
 @jax.jit
@@ -141,9 +170,12 @@ def disc_phase(ds, replay, real, fake, key):
 
 def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertConfig(), resume: bool = False,
           iterations: int | None = None, progress: bool = True, log=print, time_limit_s: float | None = None,
-          init_from: str | Path | None = None) -> dict:
+          init_from: str | Path | None = None, force: bool = False) -> dict:
     """Train (or resume) an expert on `cfg.env.clips` of the library into `out`; returns the evaluation of the
     policy kept (the best so far; {} when none was evaluated).
+
+    `resume` continues the run checkpointed in `out` if there is one; a new run refuses to overwrite a policy kept
+    there by an earlier one unless `force` (`checkpoint.prepare_run`).
 
     `iterations` overrides cfg.iterations (the total, counted from the start of the run, also on resume);
     `time_limit_s` ends this call (after an evaluation and a checkpoint) once that much wall time has passed;
@@ -158,6 +190,7 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
 
     out = Path(out)
     saved = checkpoint.resume_meta(out, TRAIN_STATE, KIND, "PADL expert run") if resume else None
+    checkpoint.prepare_run(out, POLICY, TRAIN_STATE, resumed=saved is not None, force=force)
     if saved:
         cfg = from_dict(ExpertConfig, saved["expert"])
     env = ImitationEnv(library, cfg.env)
@@ -165,6 +198,8 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     meta = _config_json(cfg, library, env)
     if saved:
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
+        if kept := checkpoint.kept_eval(out, POLICY):  # kept after the checkpoint, before a kill
+            state["best"] = np.asarray(max(tuple(state["best"]), _score(kept)), np.float64)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
     elif init_from is not None:
         source, policy = load_source(init_from)
@@ -183,6 +218,7 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     out.mkdir(parents=True, exist_ok=True)
     total = cfg.iterations if iterations is None else iterations
     writer = SummaryWriter(str(out / "logs"))
+    checkpoint.trim_log(out / "progress.jsonl", int(state["iteration"]))
     curve = open(out / "progress.jsonl", "a")
     T, N = cfg.rollout_steps, env.num_envs
     key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
@@ -250,7 +286,7 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
                                         foreign_share=cfg.env.foreign_share)["mean"]
             for k, v in last_eval.items():
                 writer.add_scalar(f"eval/{k}", v, samples)
-            score = (last_eval["success"], -last_eval["g_mpjpe_mm"])
+            score = _score(last_eval)
             if score > tuple(state["best"]):
                 state["best"] = np.asarray(score, np.float64)
                 save_policy(it, samples)
@@ -258,6 +294,7 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
             curve.write(json.dumps({"iteration": it, "samples": samples, "wall_s": wall, **last_eval,
                                     "tracking": scalars["reward/tracking"]}) + "\n")
             curve.flush()
+            log_evaluation(log, progress, eval_line(it, total, last_eval))
             if last_eval["success"] >= cfg.stop_success and last_eval["g_mpjpe_mm"] <= cfg.stop_g_mpjpe_mm:
                 state["stopped"] = np.int64(1)
                 log(f"early stop at iteration {it}: success {last_eval['success']:.2f}, "

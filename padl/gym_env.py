@@ -8,6 +8,8 @@ Training uses the batched `padl.env.ImitationEnv` directly; this wraps one of it
 """
 from __future__ import annotations
 
+import rendering  # noqa: F401  (first: chooses MuJoCo's OpenGL backend before mujoco is imported)
+
 import gymnasium
 import mujoco
 import numpy as np

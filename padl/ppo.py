@@ -109,6 +109,23 @@ def init(key: jax.Array, obs_dim: int, act_dim: int, config: PPOConfig = PPOConf
     )
 
 
+def template(obs_dim: int, act_dim: int, config: PPOConfig = PPOConfig()) -> TrainState:
+    """The structure, shapes and dtypes of `init`'s state (jax.ShapeDtypeStruct leaves) without building it: the
+    template a checkpoint is loaded into. Building a random state only to overwrite it costs seconds, op by op."""
+    return jax.eval_shape(functools.partial(init, obs_dim=obs_dim, act_dim=act_dim, config=config), jax.random.key(0))
+
+
+def policy_state(policy_params: Any, normalizer_state: normalizer.NormalizerState, config: PPOConfig) -> TrainState:
+    """A state holding only what `mean_action` uses: a loaded policy, without value network or optimisers."""
+    return TrainState(policy_params=policy_params, value_params=None, policy_opt_state=None, value_opt_state=None,
+                      normalizer=normalizer_state, step=None, config=config)
+
+
+def mean_action(ts: TrainState, obs: jax.Array) -> jax.Array:
+    """The policy's mean action (`act`'s deterministic action), from the policy network alone."""
+    return _policy(ts.config, _act_dim(ts)).apply(ts.policy_params, _norm_obs(ts, obs))[0]
+
+
 def _act_dim(ts: TrainState) -> int:
     return ts.policy_params["params"]["mean"]["out"]["bias"].shape[-1]
 

@@ -5,6 +5,7 @@ them (`eval`).
     superpadl distill groups LIB EXPERTS [EXPERTS ...] --out DIR [--resume]
     superpadl distill global LIB GROUPS --out DIR [--resume]
     superpadl eval POLICY LIB [--json OUT]
+    superpadl skills [--policy DIR]           # the captions a policy knows, by clip
 
 Controllers: `--policy DIR` loads a trained text-conditioned policy (superpadl.runtime.load_controller);
 without it the installed default policy is used (superpadl.runtime.default_controller), and until one is
@@ -14,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from pathlib import Path
 
-if "MUJOCO_GL" not in os.environ and sys.platform.startswith("linux"):
-    # both commands render offscreen; EGL works with and without a display (Mesa or a GPU driver)
-    os.environ["MUJOCO_GL"] = "egl"
+import rendering  # noqa: F401  (first: chooses MuJoCo's OpenGL backend before anything imports mujoco)
+from motions import entry, interrupts
+from motions import options as O
 
 
 class CliError(Exception):
@@ -99,11 +99,6 @@ def _stages(args):
     return parse_script("\n".join(args.prompt), source="<prompt>"), "<prompt>"
 
 
-def _check_size(args):
-    if not (16 <= args.width <= 1920 and 16 <= args.height <= 1080):
-        raise CliError(f"--width/--height: {args.width}x{args.height} is outside 16x16 .. 1920x1080")
-
-
 def cmd_render(args) -> None:
     from tqdm import tqdm
 
@@ -111,24 +106,24 @@ def cmd_render(args) -> None:
     from rendering.offscreen import FrameRenderer, VideoWriter
     from superpadl.script import total_duration
 
-    _check_size(args)
-    if not args.fps > 0:
-        raise CliError(f"--fps: must be positive, got {args.fps:g}")
     if args.output.suffix.lower() != ".mp4":
         raise CliError(f"{args.output}: output must be an .mp4 file")
+    saves = _export_paths(args.save)
     stages, source = _stages(args)
     controller = resolve_controller(args.policy)
-    loop = SimLoop(controller_model(controller), controller, seed=args.seed)
+    loop = SimLoop(controller_model(controller), controller, seed=args.seed, history_s=total_duration(stages) + 1)
+    matches = _Matches(loop)
     n = int(round(total_duration(stages) * args.fps))
-    renderer = FrameRenderer(loop.model, args.width, args.height)
+    renderer = FrameRenderer(loop.model, args.width, args.height, args.quality)
     bar = tqdm(total=n, desc="rendering", unit="frame", disable=args.quiet or not sys.stderr.isatty())
     try:
         try:
-            video = VideoWriter(args.output, args.fps)
+            video = VideoWriter(args.output, args.fps, args.quality)
         except OSError as e:
             raise CliError(f"{args.output}: cannot write: {_one_line(e)}") from None
         with video:
             def on_frame(data, caption):
+                caption = matches.label()
                 video.append(renderer.render(data, None if args.no_caption else caption))
                 bar.update()
 
@@ -140,15 +135,82 @@ def cmd_render(args) -> None:
         bar.close()
         renderer.close()
     if not args.quiet:
-        print(f"wrote {args.output} ({n} frames, {total_duration(stages):g} s, {loop.falls} falls)")
+        bad = f", {loop.bad_actions} of them non-finite actions" if loop.bad_actions else ""
+        print(f"wrote {args.output} ({n} frames, {total_duration(stages):g} s, {loop.falls} falls{bad})")
+    _save_exports(saves, loop.recording(), args.quiet)
+
+
+def _export_paths(paths: list[Path] | None) -> list[Path]:
+    """--save paths, checked before any work: a known suffix, and each once."""
+    from rendering.export import check_path
+
+    out = []
+    for path in paths or []:
+        try:
+            out.append(check_path(path))
+        except ValueError as e:
+            raise CliError(f"--save {e}") from None
+        if path in out[:-1]:
+            raise CliError(f"--save {path}: given twice")
+    return out
+
+
+def _save_exports(paths: list[Path], rec, quiet: bool) -> None:
+    from rendering.export import save
+
+    for path in paths:
+        try:
+            save(path, rec)
+        except OSError as e:
+            raise CliError(f"{path}: cannot write: {_one_line(e)}") from None
+        if not quiet:
+            print(f"wrote {path} ({rec.num_frames} frames at {rec.fps:g} fps)")
+
+
+class _Matches:
+    """The caption of each frame, 'typed text -> "matched caption" (similarity)', and one warning line on stderr
+    for each command whose nearest caption is below superpadl.runtime.KNOWN_SIMILARITY."""
+
+    def __init__(self, loop):
+        self.loop, self.last = loop, None
+
+    def label(self) -> str | None:
+        from tqdm import tqdm
+
+        from superpadl.runtime import KNOWN_SIMILARITY, match_label
+
+        timeline = self.loop.timeline
+        new = []
+        for entry in reversed(timeline):
+            if entry is self.last:
+                break
+            new.insert(0, entry)
+        for entry in new:
+            if entry["similarity"] is not None and entry["similarity"] < KNOWN_SIMILARITY:
+                tqdm.write(f"superpadl: warning: {entry['text']!r} is not a known skill (nearest: "
+                           f"{entry['caption']!r}, similarity {entry['similarity']:.2f}; `superpadl skills` lists "
+                           "them)", file=sys.stderr)
+        if not timeline:
+            return self.loop.current_text
+        self.last = entry = timeline[-1]
+        return match_label(entry["text"], entry["caption"], entry["similarity"])
+
+
+def cmd_skills(args) -> None:
+    from superpadl.runtime import KNOWN_SIMILARITY, known_skills
+
+    if args.policy is not None and not args.policy.is_dir():
+        raise CliError(f"{args.policy}: no such policy directory")
+    skills = known_skills(args.policy)
+    for clip, captions in skills.items():
+        print(f"{clip}: " + " | ".join(captions))
+    print(f"{sum(map(len, skills.values()))} captions of {len(skills)} clips; a command plays the nearest one "
+          f"(below similarity {KNOWN_SIMILARITY:g}: not a known skill)")
 
 
 def cmd_view(args) -> None:
     from viewer.interactive import ViewerError, Viewer, check_display  # before mujoco: picks MUJOCO_GL
 
-    _check_size(args)
-    if args.frames is not None and args.frames < 1:
-        raise CliError(f"--frames: must be at least 1, got {args.frames}")
     try:
         check_display()
     except ViewerError as e:
@@ -158,7 +220,7 @@ def cmd_view(args) -> None:
 
     loop = SimLoop(controller_model(controller), controller, seed=args.seed)
     try:
-        viewer = Viewer(loop, args.width, args.height)
+        viewer = Viewer(loop, args.width, args.height, quality=args.quality)
     except ViewerError as e:
         raise CliError(f"display: {e}") from None
     try:
@@ -178,9 +240,13 @@ def _library(path: Path):
     return MotionLibrary(path, include_flagged=True)
 
 
-def _fresh_run(out: Path, marker: str, resume: bool) -> None:
-    if (out / marker).exists() and not resume:
-        raise CliError(f"{out}: a run already exists here; pass --resume to continue it or choose another --out")
+def _fresh_run(out: Path, marker: str, resume: bool, force: bool) -> None:
+    """--resume needs a run to resume (its `marker` file); a new run may not start over one unless --force."""
+    if resume and not (out / marker).exists():
+        raise CliError(f"{out / marker}: no run to resume (drop --resume to start a new one)")
+    if (out / marker).exists() and not (resume or force):
+        raise CliError(f"{out}: a run already exists here; pass --resume to continue it, --force to start over, or "
+                       "choose another --out")
 
 
 def _training(args, cfg):
@@ -188,10 +254,10 @@ def _training(args, cfg):
     import dataclasses
 
     env = dataclasses.replace(cfg.env, backend=args.backend, num_threads=args.threads, hold_s=args.hold_s,
-                              **({"num_envs": args.num_envs} if args.num_envs else {}))
+                              **({"num_envs": args.num_envs} if args.num_envs is not None else {}))
     cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
     for name in ("iterations", "eval_every"):
-        if getattr(args, name):
+        if getattr(args, name) is not None:
             cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
     return cfg
 
@@ -201,18 +267,19 @@ def cmd_distill_groups(args) -> None:
 
     from superpadl.groups import GroupConfig, distill_groups
 
-    _fresh_run(args.out, "groups.json", args.resume)
+    _fresh_run(args.out, "groups.json", args.resume, args.force)
     cfg = _training(args, GroupConfig())
     cfg = dataclasses.replace(cfg, group_size=args.group_size, grouping=args.grouping,
                               switch_rate=args.switch_rate, end_switch=args.end_switch,
                               eval_transitions=args.eval_transitions,
                               **({"bc_warmup_iterations": args.warmup} if args.warmup is not None else {}))
-    if args.switch_rate or args.end_switch:  # a switched env cannot be on its new reference at once
+    if args.switch_rate > 0 or args.end_switch > 0:  # a switched env cannot be on its new reference at once
         cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, recover_s=max(cfg.env.recover_s, 1.0)))
     lib = _library(args.lib)
     results = distill_groups(lib, args.experts, args.out, cfg, clips=args.clips, resume=True,
-                             iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None,
-                             init_from=args.init_from)
+                             progress=sys.stderr.isatty(),
+                             iterations=args.iterations, init_from=args.init_from, force=args.force,
+                             time_limit_s=args.minutes * 60 if args.minutes is not None else None)
     for name, r in results.items():
         print(f"{name}: success {r.get('success', float('nan')):.0%}, G-MPJPE {r.get('g_mpjpe_mm', float('nan')):.1f} mm")
 
@@ -223,17 +290,15 @@ def cmd_distill_global(args) -> None:
     from superpadl.global_policy import GlobalConfig, train_global
     from superpadl.groups import load_groups
 
-    _fresh_run(args.out, "train_state.json", args.resume)
+    _fresh_run(args.out, "train_state.json", args.resume, args.force)
     lib = _library(args.lib)
     teachers = load_groups(args.groups, lib)
-    if args.finish_s < 0 or not 0 <= args.rest_switch <= 1 or not 0 <= args.beta_floor <= 1:
-        raise CliError(f"--finish-s must be >= 0, --rest-switch and --beta-floor in [0, 1], not {args.finish_s}, "
-                       f"{args.rest_switch}, {args.beta_floor}")
     cfg = dataclasses.replace(_training(args, GlobalConfig()), end_switch=args.end_switch, finish_s=args.finish_s,
                               rest_switch=args.rest_switch, beta_floor=args.beta_floor)
     r = train_global(lib, teachers, args.out, cfg, clips=args.clips, resume=args.resume,
-                     iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes else None,
-                     init_from=None if args.resume else args.init_from)
+                     progress=sys.stderr.isatty(),
+                     iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes is not None else None,
+                     init_from=None if args.resume else args.init_from, force=args.force)
     print(f"global: success {r.get('success', float('nan')):.0%}, G-MPJPE {r.get('g_mpjpe_mm', float('nan')):.1f} mm")
 
 
@@ -256,15 +321,33 @@ def cmd_eval(args) -> None:
         print(f"{'clip':<44} {'from it':>8} {'to it':>8}  (pairs without a fall / pairs)")
         for clip, sides in t["by_clip"].items():
             print(f"{clip[:44]:<44} " + " ".join(f"{'%d/%d' % tuple(sides[k]):>8}" for k in ("from", "to")))
-    if args.json:
+    if args.endurance_minutes > 0:
+        result["endurance"] = _endurance(args)
+    if args.json is not None:  # its folder was checked writable when parsed, before the evaluation
         from padl.checkpoint import write_json_atomic
 
         write_json_atomic(args.json, result)
 
 
+def _endurance(args) -> dict | None:
+    """Real use (superpadl.endurance): random captions held 2-20 s from the start pose, through SimLoop."""
+    from padl import checkpoint
+    from superpadl import endurance as E
+    from superpadl.runtime import load_controller
+
+    policy_json = args.policy / "policy.json"
+    if not (policy_json.is_file() and checkpoint.kind_of(policy_json) == "superpadl-global"):
+        print("endurance: skipped (it needs a text-conditioned policy)")
+        return None
+    summary = E.run(load_controller(args.policy), args.endurance_minutes, args.endurance_seeds,
+                    E.locomotion_directions(args.lib))
+    print(f"\nreal use: random captions held 2-20 s from the start pose, {args.endurance_seeds} seed(s) x "
+          f"{args.endurance_minutes:g} simulated min\n" + E.report({str(args.policy): summary}))
+    return summary
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="superpadl", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = O.Parser(prog="superpadl", description=__doc__, formatter_class=O.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("render", help="perform a prompt script headless and write an mp4",
@@ -274,27 +357,43 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--script", type=Path, help="prompt script file (see superpadl/script.py for the format)")
     src.add_argument("--prompt", action="append", help="inline prompt, e.g. 'walk for 3s; then bow' (repeatable: "
                                                        "each one is another line of the script)")
-    r.add_argument("-o", "--output", type=Path, required=True, help="mp4 to write (written atomically)")
+    r.add_argument("-o", "--output", type=O.output_file, required=True, help="mp4 to write (written atomically)")
     _policy_arg(r)
-    r.add_argument("--width", type=int, default=640)
-    r.add_argument("--height", type=int, default=480)
-    r.add_argument("--fps", type=float, default=30.0)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--width", type=O.width, default=640)
+    r.add_argument("--height", type=O.height, default=480)
+    r.add_argument("--fps", type=O.frame_rate, default=30.0)
+    r.add_argument("--seed", type=O.seed, default=0)
+    _quality_arg(r, "preview: shadows, floor reflection and multisampling off (several times faster on a CPU); "
+                    "final: all on, for the finished video")
     r.add_argument("--no-caption", action="store_true", help="do not draw the current command on the frames")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    r.add_argument("--save", type=Path, action="append", metavar="OUT",
+                   help="also write the simulated motion, 30 fps (the control rate): OUT.npz (qpos, body positions "
+                        "and rotations, command timeline), OUT.bvh (the character's skeleton, Y up, metres), OUT.glb "
+                        "(glTF binary, skinned mesh); repeatable")
     r.set_defaults(func=cmd_render)
+
+    k = sub.add_parser("skills", help="list the captions a policy knows, by clip",
+                       description="List the captions a policy was trained on, grouped by clip. A command is "
+                                   "matched to the nearest of them (cosine similarity of text embeddings); below "
+                                   "superpadl.runtime.KNOWN_SIMILARITY it names no known skill.")
+    _policy_arg(k)
+    k.set_defaults(func=cmd_skills)
 
     v = sub.add_parser("view", help="interactive window: type commands and watch the character perform them",
                        description="Interactive viewer. Type a command and press Enter (';' or 'then' queue "
                                    "several). Esc leaves the command line; then space pauses, r resets, "
-                                   "f toggles camera follow, q quits, Enter/Tab type again. Drag to orbit, "
+                                   "f toggles camera follow, s saves the last 30 s (npz, bvh, glb) here, q quits, "
+                                   "Enter/Tab type again. Drag to orbit, "
                                    "scroll to zoom.")
     _policy_arg(v)
-    v.add_argument("--width", type=int, default=960)
-    v.add_argument("--height", type=int, default=720)
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--width", type=O.width, default=960)
+    v.add_argument("--height", type=O.height, default=720)
+    v.add_argument("--seed", type=O.seed, default=0)
+    _quality_arg(v, "preview: shadows, floor reflection and multisampling off (keeps the window fluid on a CPU); "
+                    "final: all on")
     v.add_argument("--command", help="send this command at start")
-    v.add_argument("--frames", type=int, help="quit after N frames (smoke tests)")
+    v.add_argument("--frames", type=O.positive_int, help="quit after N frames (smoke tests)")
     v.add_argument("--screenshot", type=Path, help="save the last frame as PNG on exit")
     v.set_defaults(func=cmd_view)
 
@@ -303,14 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
     g = dsub.add_parser("groups", help="stage 2: group controllers (DAgger warm-up, then PPO + discriminator + BC)")
     g.add_argument("lib", type=Path, help="motion library folder")
     g.add_argument("experts", type=Path, nargs="+", help="expert run folders, or folders of them")
-    g.add_argument("--group-size", type=int, default=20)
+    g.add_argument("--group-size", type=O.positive_int, default=20)
     g.add_argument("--grouping", choices=("random", "cluster"), default="random")
-    g.add_argument("--warmup", type=int, help="BC warm-up iterations (default: the config's)")
-    g.add_argument("--switch-rate", type=float, default=0.0,
+    g.add_argument("--warmup", type=O.nonneg_int, help="BC warm-up iterations (default: the config's)")
+    g.add_argument("--switch-rate", type=O.nonneg_float, default=0.0,
                    help="command switches per second in training (default 0: none; see GroupConfig)")
-    g.add_argument("--end-switch", type=float, default=0.0,
+    g.add_argument("--end-switch", type=O.fraction, default=0.0,
                    help="share of non-looping clip ends that switch command instead of ending the episode")
-    g.add_argument("--eval-transitions", type=int, default=0,
+    g.add_argument("--eval-transitions", type=O.nonneg_int, default=0,
                    help="command pairs each evaluation also switches between; the controller kept is then the best "
                         "by the mean of success and transition success (default 0: success alone)")
     g.add_argument("--init-from", type=Path,
@@ -321,44 +420,58 @@ def build_parser() -> argparse.ArgumentParser:
     gl.add_argument("lib", type=Path, help="motion library folder")
     gl.add_argument("groups", type=Path, help="a `distill groups` output folder")
     gl.add_argument("--init-from", type=Path, help="a global policy (same inputs) to fine-tune instead of a new one")
-    gl.add_argument("--end-switch", type=float, default=1.0,
+    gl.add_argument("--end-switch", type=O.fraction, default=1.0,
                     help="share of non-looping clip ends that switch command in the rollouts; the others keep it "
                          "(for groups whose experts learnt to stand after the skill, --hold-s; default 1)")
-    gl.add_argument("--finish-s", type=float, default=0.0,
+    gl.add_argument("--finish-s", type=O.nonneg_float, default=0.0,
                     help="a command given in the last FINISH_S seconds of a non-looping clip is labelled by that "
                          "clip's teacher until it ends (finish a recovery, e.g. out of a lunge; default 0)")
-    gl.add_argument("--rest-switch", type=float, default=0.0,
+    gl.add_argument("--rest-switch", type=O.fraction, default=0.0,
                     help="share of episodes begun at a clip's first frame that are commanded another clip at once "
                          "(a user's first command from the viewer's rest pose; default 0)")
-    gl.add_argument("--beta-floor", type=float, default=0.0,
+    gl.add_argument("--beta-floor", type=O.fraction, default=0.0,
                     help="share of envs the group controllers still drive once DAgger's beta has decayed "
                          "(GlobalConfig.beta_iterations; default 0: the student alone)")
     gl.set_defaults(func=cmd_distill_global)
     for q in (g, gl):
         q.add_argument("--out", type=Path, required=True)
         q.add_argument("--clips", nargs="+", help="clip ids (default: all the teachers cover)")
-        q.add_argument("--resume", action="store_true", help="continue the run in --out")
-        q.add_argument("--iterations", type=int, help="total iterations, also of a resumed run (default: the config's)")
-        q.add_argument("--num-envs", type=int)
-        q.add_argument("--minutes", type=float, help="wall-clock budget of this call (a checkpoint is written)")
-        q.add_argument("--eval-every", type=int)
+        again = q.add_mutually_exclusive_group()
+        again.add_argument("--resume", action="store_true", help="continue the run in --out")
+        again.add_argument("--force", action="store_true",
+                           help="start a new run in --out even over an earlier run and the policies it kept")
+        q.add_argument("--iterations", type=O.positive_int,
+                       help="total iterations, also of a resumed run (default: the config's)")
+        q.add_argument("--num-envs", type=O.num_envs)
+        q.add_argument("--minutes", type=O.positive_float,
+                       help="wall-clock budget of this call (a checkpoint is written)")
+        q.add_argument("--eval-every", type=O.positive_int)
         q.add_argument("--backend", choices=("auto", "mujoco", "mjx"), default="auto")
-        q.add_argument("--threads", type=int, default=0, help="MuJoCo C threads (0: all CPUs)")
-        q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--hold-s", type=float, default=0.0,
+        q.add_argument("--threads", type=O.nonneg_int, default=0, help="MuJoCo C threads (0: all CPUs)")
+        q.add_argument("--seed", type=O.seed, default=0)
+        q.add_argument("--hold-s", type=O.nonneg_float, default=0.0,
                        help="episodes of a non-looping clip go on this long past its end, standing in its last frame; "
                             "also in the evaluations (default 0: they end with the clip)")
 
     e = sub.add_parser("eval", help="success, G-MPJPE, motion precision/recall, retrieval and transitions")
     e.add_argument("policy", type=Path, help="a global policy or expert folder, or a groups folder")
     e.add_argument("lib", type=Path, help="motion library folder")
-    e.add_argument("--episodes", type=int, default=2)
-    e.add_argument("--transitions", type=int, default=100,
+    e.add_argument("--episodes", type=O.positive_int, default=2)
+    e.add_argument("--transitions", type=O.nonneg_int, default=100,
                    help="random command pairs to switch between (20 scatter by +-10 points)")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--json", type=Path, help="write the full result here")
+    e.add_argument("--seed", type=O.seed, default=0)
+    e.add_argument("--json", type=O.output_file, help="write the full result here (its folder must exist)")
+    e.add_argument("--endurance-minutes", type=O.nonneg_float, default=5.0,
+                   help="simulated minutes per seed of random captions held 2-20 s from the start pose (0: skip)")
+    e.add_argument("--endurance-seeds", type=O.positive_int, default=1)
     e.set_defaults(func=cmd_eval)
     return p
+
+
+def _quality_arg(parser: argparse.ArgumentParser, help: str) -> None:
+    from rendering.presets import DEFAULT, PRESETS
+
+    parser.add_argument("--quality", choices=tuple(PRESETS), default=DEFAULT, help=help)
 
 
 def _policy_arg(parser: argparse.ArgumentParser) -> None:
@@ -370,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from superpadl.script import ScriptError
 
+    interrupts.terminate_as_interrupt()  # SIGTERM unwinds like Ctrl-C: a partial video is removed
+    entry.prepare()
     try:
         args.func(args)
     except CliError as e:
@@ -381,9 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # bad libraries, checkpoints and configs (CheckpointError, LibraryError)
         print(f"superpadl: error: {_one_line(e)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("superpadl: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return interrupts.report("superpadl", e)
     return 0
 
 

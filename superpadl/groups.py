@@ -46,7 +46,7 @@ from motions.library import MotionLibrary
 from padl import checkpoint, discriminator, ppo
 from padl.config import from_dict, to_dict
 from padl.env import EnvConfig, ImitationEnv
-from padl.expert import disc_phase
+from padl.expert import disc_phase, eval_line, log_evaluation
 from padl.evaluate import evaluate_policy
 from padl.normalizer import update as update_normalizer
 from superpadl import student as S
@@ -163,8 +163,13 @@ def load_group(path: str | Path) -> tuple[ppo.TrainState, dict]:
     _, meta = checkpoint.load(path)
     if meta.get("kind") != KIND:
         raise checkpoint.CheckpointError(f"{path}.json: not a SuperPADL group controller (kind={meta.get('kind')!r})")
-    cfg = from_dict(GroupConfig, meta["group"])
-    ts, _ = checkpoint.load(path, ppo.init(jax.random.key(0), meta["input_size"], meta["action_size"], cfg.ppo))
+    try:
+        cfg = from_dict(GroupConfig, meta["group"])
+        template = ppo.template(meta["input_size"], meta["action_size"], cfg.ppo)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise checkpoint.CheckpointError(f"{path}.json: malformed group controller metadata "
+                                         f"({e.__class__.__name__}: {e})") from None
+    ts, _ = checkpoint.load(path, template)
     return ts, meta
 
 
@@ -201,8 +206,9 @@ class GroupTeachers:
 def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[str], out: str | Path,
                 cfg: GroupConfig = GroupConfig(), resume: bool = False, iterations: int | None = None,
                 progress: bool = True, log=print, time_limit_s: float | None = None,
-                init_from: str | Path | None = None) -> dict:
-    """Train (or resume) the controller of one group of clips into `out`; returns its last evaluation.
+                init_from: str | Path | None = None, force: bool = False) -> dict:
+    """Train (or resume) the controller of one group of clips into `out`; returns its last evaluation. A new run
+    refuses to overwrite a controller kept there by an earlier one unless `force` (`checkpoint.prepare_run`).
     `init_from` (a controller of the same clips and inputs) starts a new run from its networks and normaliser, with
     a new discriminator; its policy is held for `critic_warmup_iterations` after the warm-up (`--warmup 0` skips
     it), as when fine-tuning it on switches."""
@@ -211,6 +217,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
 
     out = Path(out)
     saved = checkpoint.resume_meta(out, TRAIN_STATE, KIND, "SuperPADL group run") if resume else None
+    checkpoint.prepare_run(out, POLICY, TRAIN_STATE, resumed=saved is not None, force=force)
     if saved:
         cfg, clips = from_dict(GroupConfig, saved["group"]), saved["clips"]
     base = teachers.env_config()
@@ -237,6 +244,8 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
             "action_size": env.action_size, "character": env.character.name}
     if saved:
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
+        if kept := checkpoint.kept_eval(out, POLICY):  # kept after the checkpoint, before a kill
+            state["best"] = np.asarray(max(tuple(state["best"]), kept_score(kept)), np.float64)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
     elif init_from is not None:
         source, source_meta = load_group(init_from)
@@ -250,6 +259,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
         log(f"starting {out.name} from {init_from} (iteration {source_meta['iteration']})")
     out.mkdir(parents=True, exist_ok=True)
     total = cfg.iterations if iterations is None else iterations
+    checkpoint.trim_log(out / "progress.jsonl", int(state["iteration"]))
     writer, curve = SummaryWriter(str(out / "logs")), open(out / "progress.jsonl", "a")
     T, N = cfg.rollout_steps, env.num_envs
     key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
@@ -366,6 +376,7 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
                                     "switches_per_s": scalars["commands/switches_per_s"],
                                     **({"bc_loss": scalars["bc/loss"]} if warmup else {})}) + "\n")
             curve.flush()
+            log_evaluation(log, progress, f"{out.name}: {eval_line(it, total, last_eval)}")
             score = kept_score(last_eval)
             if score > tuple(state["best"]):
                 state["best"] = np.asarray(score, np.float64)
@@ -383,10 +394,11 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
 def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: GroupConfig = GroupConfig(),
                    clips: list[str] | None = None, resume: bool = True, progress: bool = True, log=print,
                    time_limit_s: float | None = None, encoder=None, iterations: int | None = None,
-                   init_from: str | Path | None = None) -> dict:
+                   init_from: str | Path | None = None, force: bool = False) -> dict:
     """Split the clips the experts cover into groups and train each group's controller (resuming finished or
     interrupted ones, to `iterations` in all when given); returns {group name: its last evaluation}. `init_from`
-    (a groups folder) takes its split, and starts each new group run from that folder's controller."""
+    (a groups folder) takes its split, and starts each new group run from that folder's controller. `force`
+    starts over: a new split, and new runs over the group runs and controllers already in `out`."""
     from padl.expert import load_policy
 
     out = Path(out)
@@ -396,7 +408,7 @@ def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: G
     if missing := [c for c in clips if c not in covered]:
         raise ValueError(f"clip {missing[0]!r} has no expert among {', '.join(map(str, expert_paths))}")
     spec_file = out / "groups.json"
-    if spec_file.exists():
+    if spec_file.exists() and not force:
         spec = checkpoint.read_spec(spec_file, FORMAT, "groups folder")
     elif init_from is not None:
         spec = checkpoint.read_spec(Path(init_from) / "groups.json", FORMAT, "groups folder")
@@ -414,14 +426,18 @@ def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: G
                                              for g, members in enumerate(make_groups(clips, cfg, emb))]}
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.write_json_atomic(spec_file, spec)
+    if force:  # no group run of the earlier split is resumed later as one of this run
+        for g in spec["groups"]:
+            checkpoint.prepare_run(out / g["name"], POLICY, TRAIN_STATE, resumed=False, force=True)
     t_start, results = time.time(), {}
     for g in spec["groups"]:
         left = None if time_limit_s is None else time_limit_s - (time.time() - t_start)
         if left is not None and left <= 0:
             break
         log(f"{g['name']}: {len(g['clips'])} clips")
-        results[g["name"]] = train_group(library, teachers, g["clips"], out / g["name"], cfg, resume=resume,
-                                         iterations=iterations, progress=progress, log=log, time_limit_s=left,
+        results[g["name"]] = train_group(library, teachers, g["clips"], out / g["name"], cfg,
+                                         resume=resume and not force, iterations=iterations, progress=progress,
+                                         log=log, time_limit_s=left, force=force,
                                          init_from=None if init_from is None else Path(init_from) / g["name"])
     return results
 

@@ -12,7 +12,9 @@ steps from the start of the queue, rounded from cumulative time, so long scripts
 
 When the character falls (pelvis below 0.3 m; or a body other than a foot touching the floor while the pelvis is
 below 0.6 m) or the state becomes non-finite (MuJoCo's own instability warnings included), it is restarted from
-`controller.initial_state()`, `falls` counts it, and the queue goes on where it was.
+`controller.initial_state()`, `falls` counts it, and the queue goes on where it was. So does an action that is not
+finite (a policy that blew up: NaN targets would otherwise be zeroed by MuJoCo and the character freeze silently),
+also counted in `bad_actions`.
 """
 from __future__ import annotations
 
@@ -99,7 +101,7 @@ class SimLoop:
     named right_foot and left_foot."""
 
     def __init__(self, model: mujoco.MjModel, controller: Controller, seed: int = 0,
-                 default_duration: float = 4.0, init_noise: float = 0.0):
+                 default_duration: float = 4.0, init_noise: float = 0.0, history_s: float = 30.0):
         self.model, self.controller = model, controller
         self.data = mujoco.MjData(model)
         self.timestep = float(model.opt.timestep)
@@ -123,6 +125,7 @@ class SimLoop:
         self.physics_steps = 0      # since construction; sim time = physics_steps * timestep
         self.control_steps = 0
         self.falls = 0
+        self.bad_actions = 0  # control steps whose action was not finite (each also counted in falls)
         self.errors: list[str] = []  # stages the controller refused (non-strict mode), newest last
         self.current: Stage | None = None
         self._queue: deque[Stage] = deque()
@@ -132,7 +135,11 @@ class SimLoop:
         self._cum = 0.0             # planned queue time up to the end of the current stage
         self._sub = 0               # physics substep within the current control step
         self._warnings = np.zeros(len(_UNSTABLE_WARNINGS), int)
+        # for export (`recording`): qpos after every control step, the last history_s seconds, and the commands
+        self.history: deque[np.ndarray] = deque(maxlen=int(round(history_s * self.control_hz)) + 1)
+        self.timeline: deque[dict] = deque(maxlen=1000)
         self._start()
+        self.history.append(self.data.qpos.copy())
 
     # ----- state ---------------------------------------------------------------------------------------------
     @property
@@ -180,6 +187,7 @@ class SimLoop:
             raise ValueError("no commands")
         self.controller.set_command(stages[0].text)  # may raise: nothing changed yet
         self.current = stages[0]
+        self._log_command()
         self._queue = deque(stages[1:])
         self._queue_step = self._stage_start = self.control_steps
         self._cum = stages[0].duration
@@ -202,13 +210,20 @@ class SimLoop:
                 continue  # skip it; its time is still counted so later stages keep their schedule
             self.current = stage
             self._stage_start = self.control_steps
+            self._log_command()
 
     # ----- stepping ------------------------------------------------------------------------------------------
     def step(self) -> None:
         """One physics step; the controller acts at the first substep of each control step."""
         m, d = self.model, self.data
         if self._sub == 0:
-            d.ctrl[:] = self.controller.act(d.qpos.copy(), d.qvel.copy())
+            action = np.asarray(self.controller.act(d.qpos.copy(), d.qvel.copy()), np.float64)
+            if np.isfinite(action).all():
+                d.ctrl[:] = action
+            else:  # the controller blew up: counted, and restarted like a physics blow-up (not frozen in place)
+                self.bad_actions += 1
+                self.falls += 1
+                self._start()
         mujoco.mj_step(m, d)
         self.physics_steps += 1
         self._sub += 1
@@ -219,6 +234,7 @@ class SimLoop:
                 self.falls += 1
                 self._start()
             self._advance_queue()
+            self.history.append(d.qpos.copy())
 
     def control_step(self) -> None:
         """One controller action followed by `substeps` physics steps (finishes a partial one if mid-way)."""
@@ -252,6 +268,32 @@ class SimLoop:
         self.controller.reset(d.qpos.copy(), d.qvel.copy())
         if self.current is not None:
             self.controller.set_command(self.current.text)  # back in the current skill after a restart
+
+    def _log_command(self) -> None:
+        c = self.controller
+        similarity = getattr(c, "similarity", None)
+        self.timeline.append({"step": self.control_steps, "text": self.current.text,
+                              "caption": getattr(c, "matched_caption", None),
+                              "similarity": None if similarity is None else float(similarity)})
+
+    def recording(self, seconds: float | None = None):
+        """The last `seconds` (default: all the history holds) as a rendering.export.Recording: one frame per
+        control step, and the commands given in that span (the one in progress at its start from time 0)."""
+        from rendering.export import Recording
+
+        frames = list(self.history)
+        if seconds is not None:
+            frames = frames[-(int(round(seconds * self.control_hz)) + 1):]
+        first = self.control_steps - len(frames) + 1
+        timeline = []
+        for c in self.timeline:
+            entry = {"start_s": max(0, c["step"] - first) / self.control_hz,
+                     **{k: c[k] for k in ("text", "caption", "similarity")}}
+            if timeline and c["step"] <= first:
+                timeline[-1] = entry  # superseded before the span began
+            else:
+                timeline.append(entry)
+        return Recording(self.model, np.array(frames), self.control_hz, timeline)
 
     def _warning_counts(self) -> np.ndarray:
         return np.array([self.data.warning[w].number for w in _UNSTABLE_WARNINGS])

@@ -31,6 +31,10 @@ from padl.expert import ExpertConfig, load_policy
 
 FORMAT = "padl-expert-controller"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+# A command whose nearest caption is less similar than this (cosine, all-MiniLM-L6-v2) names no skill the policy
+# knows: measured by benchmarks/prompt_matching.py between paraphrases of the default model's captions and
+# unrelated prompts.
+KNOWN_SIMILARITY = 0.55
 _anchor_between = jax.jit(anchor_between)  # the training env's anchor; every step while an expert recovers
 
 
@@ -123,7 +127,7 @@ class ExpertController:
         self._act = jax.jit(lambda ts, obs: ppo.act(ts, obs, jax.random.key(0), deterministic=True)[0])
         self.command_text, self.clip = None, next(iter(self.clip_expert))
         self.clip_time, self.anchor = 0.0, Anchor()
-        self.matched_caption = None
+        self.matched_caption, self.similarity = None, None
 
     # -- text -> clip -------------------------------------------------------------------------------------
     def match(self, text: str) -> tuple[str, str, float]:
@@ -134,8 +138,8 @@ class ExpertController:
         return self.library.clip_ids[int(self.caption_clip[i])], self.captions[i], float(sim[i])
 
     def set_command(self, text: str) -> None:
-        clip, caption, _ = self.match(text)
-        self.command_text, self.matched_caption = text, caption
+        clip, caption, similarity = self.match(text)
+        self.command_text, self.matched_caption, self.similarity = text, caption, similarity
         if clip != self.clip or self._qpos is None:
             self.clip, self.clip_time = clip, 0.0
             self._reanchor()
@@ -195,9 +199,16 @@ class PolicyController:
     def __init__(self, path: str | Path, encoder=None, snap: bool = True):
         from characters.character import load_character
         from superpadl import student as S
-        from superpadl.global_policy import GlobalConfig, load_global, policy_act
+        from superpadl.global_policy import GlobalConfig, check_encoder, load_global, policy_act, policy_encoder
+        from superpadl.text import default_encoder
 
         tree, meta = load_global(path)
+        # the prompts must be embedded as the captions were: the name is checked now, the embeddings at the first
+        # command (that loads the model)
+        self._where = checkpoint.in_folder(path, "policy.json")
+        self._encoder_record = policy_encoder(meta, tree["caption_emb"], self._where)
+        encoder = encoder or default_encoder()
+        check_encoder(self._encoder_record, encoder, self._where, embed=False)
         cfg = from_dict(GlobalConfig, meta["global"])
         self.character = load_character(meta["character"])
         self.model = self.character.model
@@ -209,23 +220,32 @@ class PolicyController:
         self.encoder, self.snap = encoder, snap
         self._S, self._policy, self._proprio = S, policy_act(tree, cfg), S.make_proprio(self.character)
         _, self._low, self._high = S.joint_limits(self.character)
-        self.condition = self.caption_emb[0]
-        self.command_text, self.matched_caption = None, self.captions[0]
+        # before the first command the character idles: the policy's standing skill if it knows one, else the
+        # PD servos hold the character's rest pose (conditioning on some caption would play that skill, unasked;
+        # the start pose held so topples within 2 s, the rest pose stands: tests/test_default_model.py)
+        from motions.captions import STANDING_CAPTIONS
+
+        self.idle = next((i for i, c in enumerate(self.captions) if c in STANDING_CAPTIONS), None)
+        self.condition = None if self.idle is None else self.caption_emb[self.idle]
+        self._hold = self.character.rest_qpos()[7:][self.character.actuator_joint].astype(np.float64)
+        self.command_text, self.matched_caption, self.similarity = None, None, None
         self.hist, self.clock, self.start = None, 0.0, None
+        self._step = self._make_step()
 
     def match(self, text: str) -> tuple[str, float, np.ndarray]:
         """(nearest training caption, cosine similarity, the embedding to condition on) for a command."""
-        if self.encoder is None:
-            from superpadl.text import default_encoder
+        if self._encoder_record is not None:
+            from superpadl.global_policy import check_encoder
 
-            self.encoder = default_encoder()
+            check_encoder(self._encoder_record, self.encoder, self._where)
+            self._encoder_record = None  # checked
         e = np.asarray(self.encoder.encode(text)[0], np.float32)
         sim = self.caption_emb @ e
         i = int(np.argmax(sim))
         return self.captions[i], float(sim[i]), self.caption_emb[i] if self.snap else e
 
     def set_command(self, text: str) -> None:
-        self.matched_caption, _, self.condition = self.match(text)
+        self.matched_caption, self.similarity, self.condition = self.match(text)
         self.command_text, self.clock, self.start = text, 0.0, None
 
     def initial_state(self):
@@ -235,17 +255,56 @@ class PolicyController:
         self.hist, self.clock, self.start = None, 0.0, None
 
     def act(self, qpos, qvel) -> np.ndarray:
-        S = self._S
-        pobs, frame = self._proprio(jnp.asarray(qpos, jnp.float32)[None], jnp.asarray(qvel, jnp.float32)[None])
-        self.hist = S.init_history(frame, self.history) if self.hist is None else S.push_history(
-            self.hist, frame, jnp.zeros(1, bool))
-        root = S.root_frame(np.asarray(qpos, np.float32)[None])
-        self.start = root if self.start is None else self.start
-        x = S.student_input(pobs, self.hist, self.condition[None], self.history, np.float32([self.clock]),
-                            S.heading_features(self.start, root))
-        a = np.asarray(self._policy(x))[0]
+        if self.condition is None:
+            return self._hold.copy()
+        fresh, new_start = self.hist is None, self.start is None  # the step fills these placeholders
+        hist = jnp.zeros((1, self.history.window + 1, O.obs_sizes()["disc_frame"]), jnp.float32) if fresh else self.hist
+        start = jnp.zeros((1, 3), jnp.float32) if new_start else self.start
+        self.hist, self.start, target = self._step(hist, start, new_start, jnp.asarray(qpos, jnp.float32),
+                                                   jnp.asarray(qvel, jnp.float32), jnp.asarray(self.condition),
+                                                   jnp.float32(self.clock), fresh)
         self.clock += 1.0 / self.control_hz
-        return np.asarray(S.from_absolute(a, self._low, self._high), np.float64)
+        return np.asarray(target, np.float64)
+
+    def _make_step(self):
+        """One jitted control step (history, start frame, policy, PD targets): a few hundred microseconds where the
+        same operations one by one take milliseconds."""
+        S, hcfg, policy, proprio, low, high = self._S, self.history, self._policy, self._proprio, self._low, self._high
+
+        @jax.jit
+        def step(hist, start, new_start, qpos, qvel, condition, clock, fresh):
+            pobs, frame = proprio(qpos[None], qvel[None])
+            hist = jnp.where(fresh, S.init_history(frame, hcfg), S.push_history(hist, frame, jnp.zeros(1, bool)))
+            root = S.root_frame(qpos[None])
+            start = jnp.where(new_start, root, start)
+            x = S.student_input(pobs, hist, condition[None], hcfg, clock[None], S.heading_features(start, root))
+            return hist, start, S.from_absolute(policy(x)[0], low, high)
+
+        return step
+
+
+def match_label(text: str, caption: str | None, similarity: float | None) -> str:
+    """What a command was matched to, for captions and overlays: 'wave -> "a person waves" (0.82)', or the text
+    alone from a controller that does not match (caption None)."""
+    if caption is None or similarity is None:
+        return text
+    return f'{text} -> "{caption}" ({similarity:.2f})'
+
+
+def known_skills(path: str | Path | None = None) -> dict[str, list[str]]:
+    """{clip: its captions} a controller folder (default: the shipped model) performs. A global policy's come from
+    its checkpoint's metadata, without building the network; an expert controller is loaded."""
+    path = Path(path) if path is not None else DEFAULT_MODEL
+    out: dict[str, list[str]] = {}
+    if (path / "policy.json").is_file() and checkpoint.kind_of(path / "policy.json") == "superpadl-global":
+        meta = checkpoint.load(path / "policy")[1]
+        pairs = zip(meta["caption_clips"], meta["captions"])
+    else:
+        c = load_controller(path)
+        pairs = zip((c.library.clip_ids[int(i)] for i in c.caption_clip), c.captions)
+    for clip, caption in pairs:
+        out.setdefault(clip, []).append(caption)
+    return out
 
 
 def load_controller(path: str | Path):

@@ -49,10 +49,12 @@ class TextEncoder:
 
     model_name = MODEL_NAME
 
-    def __init__(self, path: str | Path | None = None, device: str = "cpu"):
+    def __init__(self, path: str | Path | None = None, device: str = "cpu", cache: bool = True):
         self.path, self.device = path, device
         self._model = None
         self._lock = threading.Lock()
+        self.cache = cache  # single prompts' embeddings on disk between processes (superpadl.prompt_cache)
+        self._cache = None
 
     @property
     def model(self):
@@ -60,6 +62,8 @@ class TextEncoder:
             if self._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
                 from sentence_transformers import SentenceTransformer
 
                 model = SentenceTransformer(str(self.path or model_path()), device=self.device)
@@ -71,35 +75,67 @@ class TextEncoder:
                 self._model = model
             return self._model
 
+    def load(self) -> None:
+        """Load the model now (seconds), e.g. on a background thread before the first prompt needs it."""
+        self.model
+
     @property
     def max_tokens(self) -> int:
         """Longest input in tokens (special tokens included); the model truncates anything longer."""
         return int(self.model.max_seq_length or self.model.tokenizer.model_max_length)
 
-    def _warn_if_truncated(self, texts: list[str]) -> None:
+    def _warn_if_truncated(self, texts: list[str]) -> bool:
+        """Warn about each prompt longer than the model reads; True if there was one."""
         limit = self.max_tokens
         ids = self.model.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+        truncated = False
         for text, n in zip(texts, map(len, ids)):
             if n > limit:
                 head = text if len(text) <= 40 else text[:40] + "..."
                 warnings.warn(f"prompt truncated to {limit} tokens (it has {n}): {head!r}", UserWarning, stacklevel=3)
+                truncated = True
+        return truncated
+
+    def _prompt_cache(self):
+        if self._cache is None and self.cache:
+            from superpadl.prompt_cache import PromptCache
+
+            try:
+                folder = self.path or model_path()
+            except ImportError:
+                return None  # the model's package is missing: loading it says so
+            self._cache = PromptCache.for_model(folder, EMBED_DIM)
+        return self._cache
+
+    def cached(self, text: str) -> bool:
+        """True when `text` alone would come from the prompt cache, without the model (the viewer sends such a
+        command before the model has loaded)."""
+        cache = self._prompt_cache()
+        return cache is not None and cache.get(clean_prompt(text)) is not None
 
     def encode(self, texts: list[str] | str) -> np.ndarray:
         """(n, 384) float32 unit vectors, one per prompt; a single string gives n = 1.
 
         The same list gives bit-identical output; batching a prompt with other prompts changes it only by
-        float noise (~1e-7, from padding).
+        float noise (~1e-7, from padding). A single prompt embedded before, in any process, comes from the
+        prompt cache without loading the model (bit-identical to embedding it alone again).
         """
         if isinstance(texts, str):
             texts = [texts]
         texts = [clean_prompt(t) for t in texts]
         if not texts:
             return np.zeros((0, EMBED_DIM), np.float32)
-        self._warn_if_truncated(texts)
+        cache = self._prompt_cache() if len(texts) == 1 else None
+        if cache is not None and (hit := cache.get(texts[0])) is not None:
+            return hit[None]
+        truncated = self._warn_if_truncated(texts)
         emb = self.model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
                                 show_progress_bar=False)
         emb = np.asarray(emb, np.float32).reshape(len(texts), EMBED_DIM)
-        return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        if cache is not None and not truncated:  # a truncated prompt warns again every time
+            cache.put(texts[0], emb[0])
+        return emb
 
 
 _default: TextEncoder | None = None

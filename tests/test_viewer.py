@@ -277,9 +277,10 @@ def _check_viewer(viewer, controller, frames):
     assert loop.time == t
     viewer.press("f")
     assert not viewer.follow
+    distance = viewer.camera.distance
     viewer.drag(30, 10)
     viewer.scroll(2)
-    assert viewer.camera.azimuth == pytest.approx(150.0 - 0.3 * 30) and viewer.camera.distance == pytest.approx(4 * 0.81)
+    assert viewer.camera.azimuth == pytest.approx(150.0 - 0.3 * 30) and viewer.camera.distance == pytest.approx(distance * 0.81)
     viewer.press("r")
     assert loop.pelvis_height > 0.9 and loop.falls == 0
     viewer.press("enter")
@@ -315,3 +316,74 @@ def test_view_cli_smoke(xvfb, tmp_path, monkeypatch):
 
     img = np.asarray(Image.open(png))
     assert img.shape == (150, 200, 3) and img.std() > 10
+
+
+class SlowTextModel:
+    """An encoder whose model takes `seconds` to load."""
+
+    def __init__(self, seconds: float, cached=()):
+        self.seconds, self.loaded, self.cached_texts = seconds, False, set(cached)
+
+    def load(self):
+        time.sleep(self.seconds)
+        self.loaded = True
+
+    def cached(self, text):  # embedded in an earlier session
+        return text in self.cached_texts
+
+
+def test_text_model_loads_in_the_background_and_a_command_waits_for_it(xvfb):
+    from viewer.interactive import Viewer
+
+    controller = PoseController()
+    controller.encoder = SlowTextModel(1.5)
+    viewer = Viewer(make_loop(controller), 200, 150)
+    try:
+        viewer.type_text("raise arms")
+        viewer.press("enter")  # before the first frame: the model has not even started loading
+        assert viewer.input_label.text == "> _" and controller.log == []
+        t0 = time.perf_counter()
+        viewer.tick(1 / 60)
+        assert "loading text model… (then: raise arms)" in viewer.status_label.text
+        slowest = 0.0
+        while not controller.encoder.loaded:
+            t = time.perf_counter()
+            viewer.tick(1 / 60)
+            slowest = max(slowest, time.perf_counter() - t)
+            assert time.perf_counter() - t0 < 30
+        assert slowest < 0.5 and viewer.frames > 5  # the window kept drawing while the model loaded
+        assert controller.log == []
+        assert viewer.text_model.wait(5)
+        viewer.tick(1 / 60)
+        assert [c for c, _ in controller.log] == ["raise arms"]
+        assert "loading" not in viewer.status_label.text and viewer.command_label.text == "raise arms"
+    finally:
+        viewer.close()
+
+
+def test_a_command_in_the_prompt_cache_plays_before_the_text_model_loads(xvfb):
+    from viewer.interactive import Viewer
+
+    controller = PoseController()
+    controller.encoder = SlowTextModel(1.5, cached=["raise arms"])
+    viewer = Viewer(make_loop(controller), 200, 150)
+    try:
+        viewer.tick(1 / 60)
+        assert viewer.send("raise arms") and [c for c, _ in controller.log] == ["raise arms"]
+        assert viewer.send("raise arms; then stand")  # the second stage is not cached: the whole command waits
+        assert [c for c, _ in controller.log] == ["raise arms"] and not controller.encoder.loaded
+    finally:
+        viewer.close()
+
+
+@pytest.mark.parametrize("name, shadows", [("preview", False), ("final", True)])
+def test_viewer_quality_preset(xvfb, name, shadows):
+    import mujoco
+    from viewer.interactive import Viewer
+
+    viewer = Viewer(make_loop(), 160, 120, quality=name)
+    try:
+        assert bool(viewer._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW]) is shadows
+        assert (viewer._renderer.model.vis.quality.offsamples > 0) is shadows
+    finally:
+        viewer.close()

@@ -7,27 +7,32 @@ current OpenGL context, and pyglet's window context (GLX) and MuJoCo's (EGL) mus
 
 Keys. The command line has the focus at start: type, Enter sends (';' or 'then' queue several commands), Backspace
 edits, Esc leaves the command line. Without the focus: space pauses, r resets the character, f toggles camera
-follow, q quits, Enter / Tab / '/' focus the command line again. Mouse: drag orbits, scroll zooms.
+follow, s saves the last 30 s (npz, BVH, glb; `save_recent`), q quits, Enter / Tab / '/' focus the command line
+again. Mouse: drag orbits, scroll zooms.
 
 Physics (120 Hz) and the controller (30 Hz) advance with the wall clock, at most `max_catchup` seconds per
 frame, so a slow frame slows the simulation down instead of making it jump; the overlay shows the resulting
-speed against real time.
+speed against real time. The scene is drawn at a quality preset (`rendering.presets`; preview by default).
+
+The text model loads on a background thread as the window opens ("loading text model…" in the overlay); a
+command sent before it is ready waits for it there, so typing never freezes the window.
 """
 from __future__ import annotations
 
-import copy
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-if "MUJOCO_GL" not in os.environ and sys.platform.startswith("linux"):
-    os.environ["MUJOCO_GL"] = "egl"  # offscreen, on its own thread (see module doc)
+import rendering  # noqa: F401  (chooses MUJOCO_GL before mujoco is imported: offscreen, on its own thread)
 
-import mujoco
 import numpy as np
 
+from rendering.camera import TrackingCamera
+from rendering.offscreen import RenderError, make_renderer
+from rendering.presets import DEFAULT, Quality, quality as _quality
 from superpadl.host import SimLoop
 
 
@@ -64,7 +69,7 @@ class Viewer:
     ERROR_COLOR = (255, 110, 90, 255)
 
     def __init__(self, loop: SimLoop, width: int = 960, height: int = 720, max_catchup: float = 0.1,
-                 fast_render: bool = True):
+                 quality: str | Quality = DEFAULT):
         self.pyglet = pyglet = _import_pyglet()
         self.loop = loop
         self.width, self.height = int(width), int(height)
@@ -90,25 +95,23 @@ class Viewer:
                                   on_mouse_drag=self._on_mouse_drag, on_mouse_scroll=self._on_mouse_scroll,
                                   on_close=self._on_close, on_draw=self._draw)
 
-        # MuJoCo renders offscreen on its own thread; a copy of the model with cheaper shadows for interactivity
-        model = copy.deepcopy(loop.model) if fast_render else loop.model
-        if fast_render:
-            model.vis.quality.shadowsize = min(model.vis.quality.shadowsize, 1024)
-            model.vis.quality.offsamples = 0
-        self._model = model
+        # MuJoCo renders offscreen on its own thread, at the quality preset (rendering.presets)
+        self.quality = _quality(quality)
         self._render_thread = ThreadPoolExecutor(1, thread_name_prefix="mujoco-render")
         try:
-            self._renderer = self._render_thread.submit(mujoco.Renderer, model, self.height, self.width).result()
-        except Exception as e:
+            self._renderer = self._render_thread.submit(make_renderer, self.quality.model(loop.model), self.width,
+                                                        self.height).result()
+        except RenderError as e:
             self._render_thread.shutdown()
             self._render_thread = None
             self.window.close()
-            raise ViewerError(f"MuJoCo cannot render offscreen (MUJOCO_GL={os.environ.get('MUJOCO_GL')}): {e}") from e
-        self.camera = mujoco.MjvCamera()
-        self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
-        self.camera.distance, self.camera.elevation, self.camera.azimuth = 4.0, -15.0, 150.0
-        self._pelvis = loop.model.body("pelvis").id
+            raise ViewerError(str(e)) from None
+        self.quality.apply(self._renderer.scene)
+        self.tracking = TrackingCamera(loop.model)
+        self.camera = self.tracking.camera
         self._update_camera(force=True)
+        self.text_model = _TextModel(loop.controller)  # loads in the background from the first frame on
+        self._pending = ""  # a command typed while the text model loads: sent once it is ready
 
         self.window.switch_to()
         self._texture = pyglet.image.Texture.create(self.width, self.height)
@@ -163,6 +166,9 @@ class Viewer:
         text = text.strip()
         if not text:
             return False
+        if not self.text_model.ready and not self.text_model.cached(text):
+            self._pending = text  # sending now would wait for the model with the window frozen
+            return True
         try:
             self.loop.command(text)
         except ValueError as e:  # ScriptError is one; controllers raise it for prompts they cannot perform
@@ -201,6 +207,8 @@ class Viewer:
                 self.paused = not self.paused
             elif symbol == k.R:
                 self.loop.reset()
+            elif symbol == k.S:
+                self.save_recent()
             elif symbol == k.F:
                 self.follow = not self.follow
             elif symbol == k.Q:
@@ -240,6 +248,9 @@ class Viewer:
     def tick(self, dt: float) -> None:
         """One frame: advance the sim by dt, render the scene, draw the overlay and show it."""
         now = time.perf_counter()
+        if self._pending and self.text_model.ready:
+            text, self._pending = self._pending, ""
+            self.send(text)
         t0 = self.loop.time
         self.advance(dt)
         if self._last_tick is not None:
@@ -256,10 +267,11 @@ class Viewer:
         self.window.flip()
         self.window.dispatch_events()
         self.frames += 1
+        self.text_model.start()
 
     def _update_camera(self, force: bool = False) -> None:
         if self.follow or force:
-            self.camera.lookat[:] = self.loop.data.xpos[self._pelvis] * np.array([1, 1, 0]) + np.array([0, 0, 0.9])
+            self.tracking.update(self.loop.data)
 
     def _render_scene(self) -> np.ndarray:
         def render():
@@ -284,7 +296,7 @@ class Viewer:
         if len(loop.errors) > self._errors_seen:  # a queued command the controller refused
             self._errors_seen = len(loop.errors)
             self.error = f"skipped {loop.errors[-1]}"
-        _set(self.command_label, loop.current_text or "(no command: type one below)")
+        _set(self.command_label, _command_text(loop) or "(no command: type one below)")
         queue = " → ".join(f"{s.text} ({s.duration:g} s)" for s in loop.queued)
         if loop.current is not None and loop.remaining > 0:
             now = f"{loop.elapsed:.1f}/{loop.current.duration:g} s"
@@ -292,13 +304,32 @@ class Viewer:
             now = f"{loop.elapsed:.1f} s"
         _set(self.queue_label, f"now {now}   next: {queue or '-'}")
         state = "PAUSED" if self.paused else f"sim {self.speed:.2f}× real time"
+        if not self.text_model.ready:
+            state = f"loading text model…{f' (then: {self._pending})' if self._pending else ''}   {state}"
         _set(self.status_label, f"{state}   {self.fps:.0f} FPS   t={loop.time:.1f} s   falls {loop.falls}   "
                                 f"follow {'on' if self.follow else 'off'}")
         caret = "_" if self.focused else ""
         _set(self.input_label, f"> {self.text}{caret}")
         _set(self.help_label, "Enter: send   Esc: keys" if self.focused else
-             "space: pause   r: reset   f: follow   q: quit   Enter/Tab: type   drag: orbit   scroll: zoom")
+             "space: pause   r: reset   f: follow   s: save last 30 s   q: quit   Enter/Tab: type   drag: orbit   "
+             "scroll: zoom")
         _set(self.error_label, self.error)
+
+    def save_recent(self, seconds: float = 30.0, folder: Path | str = ".") -> list[Path]:
+        """Write the last `seconds` of motion as npz, BVH and glb (rendering.export) into `folder`, named by the
+        time; prints and shows where."""
+        from rendering.export import save
+
+        rec = self.loop.recording(seconds)
+        stem = Path(folder) / time.strftime("superpadl-%Y%m%d-%H%M%S")
+        try:
+            paths = [save(stem.with_suffix(ext), rec) for ext in (".npz", ".bvh", ".glb")]
+        except OSError as e:
+            self.error = f"cannot save: {' '.join(str(e).split())}"
+            return []
+        self.error = f"saved {rec.num_frames / rec.fps:.1f} s: {stem}.npz, .bvh, .glb"
+        print(f"saved {rec.num_frames / rec.fps:.1f} s to {', '.join(map(str, paths))}", flush=True)
+        return paths
 
     def _draw(self) -> None:
         self.window.clear()
@@ -358,6 +389,62 @@ class Viewer:
 
     def __exit__(self, *_):
         self.close()
+
+
+def _command_text(loop: SimLoop) -> str | None:
+    """The current command and what it was matched to; "not a known skill" below KNOWN_SIMILARITY."""
+    c = loop.timeline[-1] if loop.timeline and loop.current is not None else None
+    if c is None or c["similarity"] is None:  # no command yet, or a controller that does not match text
+        return loop.current_text
+    from superpadl.runtime import KNOWN_SIMILARITY, match_label
+
+    if c["similarity"] < KNOWN_SIMILARITY:
+        return f"{c['text']}: not a known skill — nearest: \"{c['caption']}\" ({c['similarity']:.2f})"
+    return match_label(c["text"], c["caption"], c["similarity"])
+
+
+class _TextModel:
+    """The controller's text encoder (its `encoder.load()`), loaded on a background thread once the window shows
+    its first frame: torch and the model take seconds, and the window keeps drawing and taking keys meanwhile.
+    Ready at once for a controller without one. A failed load is left for the first command to report."""
+
+    def __init__(self, controller):
+        load = getattr(getattr(controller, "encoder", None), "load", None)
+        self._cached = getattr(getattr(controller, "encoder", None), "cached", None)
+        self._thread = threading.Thread(target=self._load, args=(load,), name="text-model", daemon=True) \
+            if callable(load) else None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.ident is None:
+            self._thread.start()
+
+    @staticmethod
+    def _load(load) -> None:
+        try:
+            load()
+        except Exception:  # noqa: BLE001  the first command loads again and shows the error
+            pass
+
+    @property
+    def ready(self) -> bool:
+        return self._thread is None or (self._thread.ident is not None and not self._thread.is_alive())
+
+    def cached(self, command: str) -> bool:
+        """Every stage of `command` is in the encoder's prompt cache: it can be performed before the model loads."""
+        from superpadl.script import parse_script
+
+        try:
+            stages = parse_script(command, source="<command>")
+        except ValueError:
+            return True  # a bad script needs no model to be refused
+        return callable(self._cached) and all(self._cached(s.text) for s in stages)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Start the load if it has not started and wait for it (tests, benchmarks); True once ready."""
+        self.start()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.ready
 
 
 def _set(label, text: str) -> None:
