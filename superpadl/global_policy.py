@@ -37,6 +37,7 @@ from padl.discriminator import ReplayBuffer
 from padl.config import from_dict, to_dict
 from padl.env import EnvConfig, ImitationEnv, weighted_choice
 from padl.evaluate import evaluate_policy
+from padl.expert import eval_line, log_evaluation
 from padl.normalizer import update as update_normalizer
 from superpadl import student as S
 from superpadl.evaluate import GlobalAgent, kept_score, transition_success
@@ -99,6 +100,55 @@ def caption_table(library: MotionLibrary, clips: list[str], encoder=None):
     return captions, owners, np.concatenate(emb).astype(np.float32)
 
 
+FINGERPRINT_TEXT = "a person walks forward"
+FINGERPRINT_SIZE = 16  # leading components of the fingerprint embedding recorded
+FINGERPRINT_TOLERANCE = 2e-3  # rounding (5e-5) and float noise across machines (~1e-6) stay far below it
+
+
+def encoder_record(encoder) -> dict:
+    """What a policy records of the text encoder its captions were embedded with: the model's name, the embedding
+    size, and a fingerprint (a fixed sentence and the leading components of its embedding, rounded). The runtime
+    refuses a policy whose encoder differs (`check_encoder`): it would condition on embeddings it never saw."""
+    from superpadl.text import MODEL_NAME
+
+    e = np.asarray(encoder.encode(FINGERPRINT_TEXT)[0], np.float64)
+    return {"name": getattr(encoder, "model_name", MODEL_NAME), "dim": int(e.shape[0]),
+            "fingerprint": {"text": FINGERPRINT_TEXT, "values": [round(float(x), 4) for x in e[:FINGERPRINT_SIZE]]}}
+
+
+def policy_encoder(meta: dict, caption_emb: np.ndarray, where) -> dict:
+    """The encoder record of a loaded policy. A policy distilled before records existed (the shipped
+    models/default) used the default encoder; its own first caption and embedding are then the fingerprint."""
+    from superpadl.text import MODEL_NAME
+
+    record = meta.get("text_encoder")
+    if isinstance(record, dict):
+        return record
+    if record is not None:
+        raise checkpoint.CheckpointError(f"{where}: malformed text_encoder record {record!r}")
+    return {"name": MODEL_NAME, "dim": int(caption_emb.shape[1]),
+            "fingerprint": {"text": meta["captions"][0], "values": [float(x) for x in caption_emb[0][:FINGERPRINT_SIZE]]}}
+
+
+def check_encoder(record: dict, encoder, where, embed: bool = True) -> None:
+    """ValueError (one line naming `where`) unless `encoder` is the one `record` describes; `embed=False` checks
+    the name alone (no model is loaded)."""
+    from superpadl.text import MODEL_NAME
+
+    name = getattr(encoder, "model_name", MODEL_NAME)
+    if name != record.get("name"):
+        raise ValueError(f"{where}: distilled with text encoder {record.get('name')!r}, not this runtime's {name!r}")
+    if not embed:
+        return
+    fp = record.get("fingerprint") or {}
+    e = np.asarray(encoder.encode(fp.get("text", FINGERPRINT_TEXT))[0], np.float64)
+    values = np.asarray(fp.get("values", []), np.float64)
+    if e.shape[0] != record.get("dim") or len(values) > e.shape[0] or \
+            not np.all(np.abs(e[:len(values)] - values) <= FINGERPRINT_TOLERANCE):
+        raise ValueError(f"{where}: distilled with a text encoder named {name!r} whose embeddings differ from this "
+                         f"runtime's (fingerprint {fp.get('text')!r}, dimension {record.get('dim')} vs {e.shape[0]})")
+
+
 def teacher_share(iteration: int, cfg: GlobalConfig) -> float:
     """The share of envs the teachers drive (DAgger's beta): from all, down to `beta_floor` over `beta_iterations`.
     A floor keeps states the teachers know in the aggregated data: once only the student drives, labels come from
@@ -108,7 +158,7 @@ def teacher_share(iteration: int, cfg: GlobalConfig) -> float:
 
 
 def _policy_template(meta: dict, cfg: GlobalConfig) -> dict:
-    ts = ppo.init(jax.random.key(0), meta["input_size"], meta["action_size"], cfg.ppo)
+    ts = ppo.template(meta["input_size"], meta["action_size"], cfg.ppo)
     return {"policy_params": ts.policy_params, "normalizer": ts.normalizer,
             "caption_emb": np.zeros((len(meta["captions"]), EMBED_DIM), np.float32),
             "start_qpos": np.zeros((meta["action_size"] + 7,), np.float32)}
@@ -121,21 +171,22 @@ def load_global(path: str | Path) -> tuple[dict, dict]:
     _, meta = checkpoint.load(path)
     if meta.get("kind") != KIND:
         raise checkpoint.CheckpointError(f"{path}.json: not a SuperPADL global policy (kind={meta.get('kind')!r})")
-    tree, _ = checkpoint.load(path, _policy_template(meta, from_dict(GlobalConfig, meta["global"])))
+    try:
+        template = _policy_template(meta, from_dict(GlobalConfig, meta["global"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise checkpoint.CheckpointError(f"{path}.json: malformed global policy metadata "
+                                         f"({e.__class__.__name__}: {e})") from None
+    tree, _ = checkpoint.load(path, template)
     return tree, meta
 
 
-@jax.jit
-def _mean_action(ts, x):
-    return ppo.act(ts, x, jax.random.key(0), deterministic=True)[0]
+_mean_action = jax.jit(ppo.mean_action)
 
 
 def policy_act(tree: dict, cfg: GlobalConfig):
     """x -> mean action of a loaded global policy (one compilation per network shape, not per policy: a training
     run builds one at every evaluation)."""
-    ts = ppo.init(jax.random.key(0), tree["normalizer"].mean.shape[0],
-                  tree["policy_params"]["params"]["mean"]["out"]["bias"].shape[0], cfg.ppo)
-    return functools.partial(_mean_action, ts.replace(policy_params=tree["policy_params"], normalizer=tree["normalizer"]))
+    return functools.partial(_mean_action, ppo.policy_state(tree["policy_params"], tree["normalizer"], cfg.ppo))
 
 
 class Carry(NamedTuple):
@@ -152,9 +203,20 @@ class Carry(NamedTuple):
     shown_start: jax.Array | None = None  # (N, 3) where the student's command began (the runtime's start); None: start
 
 
+def idle_clip(library: MotionLibrary, clips: list[str]) -> int:
+    """Library index of the first of `clips` captioned as standing (`motions.captions.STANDING_CAPTIONS`): the
+    skill a held one-shot command returns to (`dagger_rollout`); -1 when there is none."""
+    from motions.captions import STANDING_CAPTIONS
+
+    for clip in clips:
+        if set(library.captions[library.index(clip)]) & set(STANDING_CAPTIONS):
+            return library.index(clip)
+    return -1
+
+
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, p_switch: float,
                    train_clips, draw_caption, starts, clip_end, end_switch: float = 1.0, finish_s: float = 0.0,
-                   rest_switch: float = 0.0):
+                   rest_switch: float = 0.0, idle: int = -1):
     """`steps` control steps of DAgger data collection: each env is driven by the student (or by the teacher where
     by_teacher), and every state the batch visits is labelled with teacher(own state, history, command, clock,
     heading), the teacher's action on that very state. Commands switch with probability p_switch per step, and with
@@ -169,6 +231,10 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
 
     A share `rest_switch` of the episodes that begin at a clip's first frame are commanded another clip at once: a
     user's first command, given in the rest pose the viewer starts in, which is rarely the commanded clip's own.
+
+    With an idle clip (`idle`, a library clip index; -1: none), a command kept past its non-looping clip's end is
+    labelled from then on by the idle clip's teacher, begun where the character stands, while the student still
+    sees the command: a one-shot skill finishes and returns to standing, however long its command is held.
     Returns (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)),
     (falls, switches))."""
     env_state, hist, command, caption, clock, start, pending, shown_start = carry
@@ -197,6 +263,7 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         else:
             ends_now = S.ending(clock, clip_end[command], dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
         user = ~restart & ~handover & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (ends_now & (pending < 0)))
+        to_idle = (idle >= 0) & ~restart & ~handover & ~user & over & (command != idle)
         finishing = user & ((pending >= 0) | (~over & (left <= finish_s)))
         switch = user & ~finishing  # the teacher switches now
         other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), env_state.clip_weights)]
@@ -204,9 +271,10 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         first = jnp.where(rest, other, jnp.asarray(new.clip))  # the command an episode begins with
         caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
         new_root = S.root_frame(new.qpos)
-        began = switch | handover | rest  # the teacher's command begins here, where the character stands
+        began = switch | handover | rest | to_idle  # the teacher's command begins here, where the character stands
         restart_start = jnp.where(rest[:, None], new_root, starts[jnp.asarray(new.clip)])
-        command = jnp.where(restart, first, jnp.where(switch, other, jnp.where(handover, pending, command)))
+        command = jnp.where(restart, first, jnp.where(switch, other, jnp.where(handover, pending,
+                                                                               jnp.where(to_idle, idle, command))))
         pending = jnp.where(restart | handover, -1, jnp.where(finishing, other, pending))
         clock = jnp.where(began, 0.0, jnp.where(restart, jnp.asarray(new.clip_time), clock + dt))
         start = jnp.where(began[:, None], new_root, jnp.where(restart[:, None], restart_start, start))
@@ -222,17 +290,24 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
 def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Path, cfg: GlobalConfig = GlobalConfig(),
                  clips: list[str] | None = None, resume: bool = False, iterations: int | None = None,
                  progress: bool = True, log=print, time_limit_s: float | None = None, encoder=None,
-                 init_from: str | Path | None = None) -> dict:
+                 init_from: str | Path | None = None, force: bool = False) -> dict:
     """Train (or resume) the global policy on the clips the group teachers cover; returns its last evaluation.
     `init_from` (a global policy with the same inputs) starts a new run from its network and normaliser: new
-    teachers are distilled into it by fine-tuning, not from scratch."""
+    teachers are distilled into it by fine-tuning, not from scratch. A new run refuses to overwrite a policy kept in
+    `out` by an earlier one unless `force` (`checkpoint.prepare_run`)."""
     from tensorboardX import SummaryWriter
     from tqdm import tqdm
 
+    from superpadl.text import default_encoder
+
     out = Path(out)
     saved = checkpoint.resume_meta(out, TRAIN_STATE, KIND, "SuperPADL global run") if resume else None
+    checkpoint.prepare_run(out, POLICY, TRAIN_STATE, resumed=saved is not None, force=force)
+    encoder = encoder or default_encoder()
     if saved:
         cfg, clips = from_dict(GlobalConfig, saved["global"]), saved["clips"]
+        if "text_encoder" in saved:  # a run goes on with the encoder it began with
+            check_encoder(saved["text_encoder"], encoder, out / f"{TRAIN_STATE}.json")
     covered = [c for i, c in enumerate(library.clip_ids) if teachers.clip_owner[i] >= 0]
     clips = list(clips or covered)
     if missing := [c for c in clips if c not in covered]:
@@ -260,10 +335,12 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     start_qpos = np.asarray(library.sample(jnp.asarray([library.index(clips[0])]), jnp.zeros(1)).qpos[0], np.float32)
     meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips, "captions": captions,
             "caption_clips": owners, "input_size": in_size, "action_size": env.action_size,
-            "character": env.character.name}
+            "character": env.character.name, "text_encoder": encoder_record(encoder)}
     state["average"] = state["ppo"].policy_params
     if saved:
         state, _ = checkpoint.load(out / TRAIN_STATE, state)
+        if kept := checkpoint.kept_eval(out, POLICY):  # kept after the checkpoint, before a kill
+            state["best"] = np.asarray(max(tuple(state["best"]), kept_score(kept)), np.float64)
         log(f"resumed {out} at iteration {int(state['iteration'])}")
     elif init_from is not None:
         tree, source = load_global(init_from)
@@ -275,6 +352,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         log(f"starting from {init_from} (iteration {source['iteration']})")
     out.mkdir(parents=True, exist_ok=True)
     total = cfg.iterations if iterations is None else iterations
+    checkpoint.trim_log(out / "progress.jsonl", int(state["iteration"]))
     writer, curve = SummaryWriter(str(out / "logs")), open(out / "progress.jsonl", "a")
     T, N = cfg.rollout_steps, env.num_envs
     p_switch = 1.0 / (cfg.switch_every_s * env_cfg.control_hz)
@@ -295,6 +373,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     carry = Carry(env_state, hist, command, draw_caption(k0, command), jnp.asarray(env_state.clip_time),
                   starts[command])
     clip_end = S.clip_ends(library)
+    idle = idle_clip(library, clips)
     last_eval: dict = {}
     t_start = time.time()
     bar = tqdm(total=total, initial=it, disable=not progress, desc="global", dynamic_ncols=True)
@@ -315,7 +394,8 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         key, k_roll = jax.random.split(key)
         carry, (xs, ys, _), stats = dagger_rollout(
             env, carry, lambda x, k: ppo.act(ts, x, k)[0], teachers.act, by_teacher, emb_j, hcfg, T, k_roll,
-            p_switch, train_clips, draw_caption, starts, clip_end, cfg.end_switch, cfg.finish_s, cfg.rest_switch)
+            p_switch, train_clips, draw_caption, starts, clip_end, cfg.end_switch, cfg.finish_s, cfg.rest_switch,
+            idle)
         dones, switches = stats
         flat_x = xs.reshape(T * N, -1)
         buf_x, buf_y = buf_x.add(flat_x), buf_y.add(ys.reshape(T * N, -1))
@@ -353,6 +433,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
             curve.write(json.dumps({"iteration": it, "samples": samples, "wall_s": time.time() - t_start,
                                     **last_eval, **scalars, "clip_success": success}) + "\n")
             curve.flush()
+            log_evaluation(log, progress, eval_line(it, total, last_eval))
             score = kept_score(last_eval)
             if score > tuple(state["best"]):
                 state["best"] = np.asarray(score, np.float64)

@@ -150,6 +150,32 @@ def test_a_switch_near_a_clips_end_is_labelled_by_its_teacher_until_it_ends(lib,
         np.testing.assert_array_equal(s[0], 0.0)
 
 
+def test_a_command_held_past_its_clips_end_is_labelled_by_the_idle_teacher(lib, small_env):
+    """With an idle clip, a command kept past its non-looping clip's end (0.2 s: the 6th step) is labelled by the
+    idle clip's teacher from then on, while the student is still shown the command; without one its own teacher
+    labels on (holding the clip's last frame)."""
+    hcfg = S.HistoryConfig()
+    starts, ends = S.clip_starts(lib), jnp.full((len(lib.clip_ids),), 0.2)
+    a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
+    teacher = lambda pobs, hist, cmd, clock, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+    state = small_env.reset(jax.random.key(0))
+    labels, shown = {}, {}
+    for idle in (-1, b):
+        command = jnp.full(4, a, jnp.int32)
+        carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), command, command, jnp.zeros(4),
+                      starts[command])
+        carry, (xs, ys, _), (falls, switches) = dagger_rollout(
+            small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
+            jnp.eye(len(lib.clip_ids), 384), hcfg, 8, jax.random.key(1), 0.0, jnp.asarray([a, b]),
+            lambda k, c: c, starts, ends, 0.0, 0.0, 0.0, idle)
+        assert falls == 0 and switches == 0
+        labels[idle], shown[idle] = np.asarray(ys[:, :, 0]), np.asarray(xs[:, :, -384 + a])
+    np.testing.assert_array_equal(labels[-1], a)
+    np.testing.assert_array_equal(labels[b], np.broadcast_to(np.where(np.arange(8)[:, None] < 6, a, b), (8, 4)))
+    for s in shown.values():
+        np.testing.assert_array_equal(s, 1.0)
+
+
 def test_rest_switch_commands_another_clip_from_a_first_frame_start(lib):
     """`rest_switch` 1: every episode begun at a clip's first frame (0.1 s episodes, all begun there) is commanded
     a clip of `train_clips` at once (here clip b only), as a user's first command from the viewer's rest pose; with
@@ -429,8 +455,9 @@ def test_policy_controller_commands_history_and_bad_prompts(global_dir):
 def test_eval_cli_and_foreign_checkpoints(lib, global_dir, groups_dir, tmp_path, capsys):
     out = tmp_path / "eval.json"
     assert superpadl_main(["eval", str(global_dir), str(lib.path), "--episodes", "1", "--transitions", "4",
-                           "--json", str(out)]) == 0
+                           "--endurance-minutes", "0.2", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert result["endurance"]["simulated_minutes"] == pytest.approx(0.2) and result["endurance"]["commands"] >= 1
     assert set(result["clips"]) == set(CLIPS) and 0.0 <= result["mean"]["transition_success"] <= 1.0
     by_clip = result["transitions"]["by_clip"]  # also printed, a row per clip: pairs leaving it and going to it
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[:1] in ([c] for c in by_clip)]
