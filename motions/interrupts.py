@@ -1,9 +1,18 @@
 """SIGTERM handled like Ctrl-C by the command-line tools: it raises in the main thread, so the cleanups on the way
 out run (a partial video or temporary file is removed; a checkpoint being written stays whole, as it is renamed
-into place only once complete) and the tool ends with one line instead of a traceback or a silent kill."""
+into place only once complete) and the tool ends with one line instead of a traceback or a silent kill.
+
+An interrupt raised inside a garbage-collection callback (JAX runs one at every collection), where Python prints
+and ignores exceptions, would be lost and the tool would run on to its end: it is delivered again (`_redeliver`).
+A compilation interrupted goes on on XLA's worker thread, and JAX's exit handler would free the client under it (a
+segmentation fault after the one line): the tool ends without exit handlers (`report`)."""
 from __future__ import annotations
 
+import os
 import signal
+import sys
+import threading
+from typing import NoReturn
 
 
 class Terminated(KeyboardInterrupt):
@@ -16,17 +25,37 @@ def _raise(signum, frame):
 
 def terminate_as_interrupt() -> None:
     """From now on SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread (called from another
-    thread, e.g. a tool run inside a server, nothing changes)."""
-    import threading
-
+    thread, e.g. a tool run inside a server, nothing changes). An interrupt raised where Python ignores exceptions
+    is delivered again (`_redeliver`)."""
+    global _previous_hook
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise)
+        if sys.unraisablehook is not _redeliver:
+            _previous_hook, sys.unraisablehook = sys.unraisablehook, _redeliver
 
 
-def report(prog: str, e: KeyboardInterrupt) -> int:
-    """The one line a tool prints on an interrupt, and its exit code (128 + the signal, as a shell reports)."""
-    import sys
+_previous_hook = sys.__unraisablehook__
 
+
+def _redeliver(unraisable) -> None:
+    """sys.unraisablehook: an interrupt ignored (raised in a garbage-collection callback, a __del__) is sent to the
+    main thread again shortly, from another thread, so that it is raised once the ignoring code has returned; any
+    other unraisable exception goes to the hook installed before (Python's prints it)."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _previous_hook(unraisable)
+        return
+    sig = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+    again = threading.Timer(0.05, signal.pthread_kill, (threading.main_thread().ident, sig))
+    again.daemon = True
+    again.start()
+
+
+def report(prog: str, e: KeyboardInterrupt) -> NoReturn:
+    """Print the one line of an interrupt and end the process with exit code 128 + the signal, as a shell reports.
+    It ends at once, without Python's exit handlers: the cleanups ran on the way here, and JAX's handler would
+    free XLA's client under a compilation still running on a worker thread (a segmentation fault)."""
     sig = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
     print(f"{prog}: interrupted ({sig.name})", file=sys.stderr)
-    return 128 + int(sig)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + int(sig))
