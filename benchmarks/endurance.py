@@ -76,11 +76,8 @@ def main() -> None:
         totals = [sum(bool(r.falls_s) for rs in h.values() for r in rs) for h in held.values()]
         counts = [sum(len(rs) for rs in h.values()) for h in held.values()]
         rows.append(("all captions", *(f"{t}/{n} fell" for t, n in zip(totals, counts))))
-        header = ("", *held)
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         print(f"\nevery caption given from the start pose and held {args.start_pose_s:g} s")
-        for r in [header, tuple("-" * w for w in widths), *rows]:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print(E.table(("", *held), rows))
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def yaw_of(quat_wxyz: np.ndarray) -> float:
 
 def heading_direction(direction_local: np.ndarray, quat_wxyz: np.ndarray) -> np.ndarray:
     """A direction given in the heading frame (x forward, y left), in the world's horizontal plane."""
-    c, s = np.cos(yaw_of(quat_wxyz)), np.sin(yaw_of(quat_wxyz))
+    yaw = yaw_of(quat_wxyz)
+    c, s = np.cos(yaw), np.sin(yaw)
     x, y = direction_local
     return np.array([c * x - s * y, s * x + c * y])
 
@@ -136,6 +137,13 @@ def run(controller, minutes: float, seeds: int, directions: dict[str, np.ndarray
     return summarize([r for s in range(seeds) for r in chain(controller, minutes, s, directions)])
 
 
+def table(header: tuple, rows: list[tuple]) -> str:
+    """Left-aligned columns under a header and a rule."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths))
+                     for r in [header, tuple("-" * w for w in widths), *rows])
+
+
 def report(summaries: dict[str, dict]) -> str:
     """One table, a column per summary: falls per hour, then per clip the falls on entering + holding over the
     commands given (and the median set-off distance of locomotion)."""
@@ -156,9 +164,7 @@ def report(summaries: dict[str, dict]) -> str:
                 cell += f", set off {np.median(c['set_off_m']):.2f} m"
             cells.append(cell)
         rows.append((clip, *cells))
-    header = ("", *names)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header, tuple("-" * w for w in widths), *rows]]
+    lines = [table(("", *names), rows)]
     lines.append(f"per clip: falls entering (first {ENTER_S:g} s) + holding, of the commands given; set off: median "
                  f"metres along the clip's direction {SET_OFF_S:g} s after a locomotion command held that long")
     return "\n".join(lines)

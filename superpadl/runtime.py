@@ -222,7 +222,7 @@ class PolicyController:
         _, self._low, self._high = S.joint_limits(self.character)
         # before the first command the character idles: the policy's standing skill if it knows one, else the
         # PD servos hold the character's rest pose (conditioning on some caption would play that skill, unasked;
-        # the start pose held so topples within 2 s, the rest pose stands: tests/test_default_model.py)
+        # the policy's start pose held so toppled within 2 s here, the rest pose stands: tests/test_default_model.py)
         from motions.captions import STANDING_CAPTIONS
 
         self.idle = next((i for i, c in enumerate(self.captions) if c in STANDING_CAPTIONS), None)
