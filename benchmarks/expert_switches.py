@@ -4,7 +4,7 @@
         [--rate 0.5] [--end-share 1] [--seconds 10] [--foreign-clips CLIP ...]
 
 A batch of 64 envs on the experts' clips (reference-state starts) is driven by the experts alone
-(`student.ExpertTeachers`), once without switches and once with envs switching as group training with
+(`teachers.ExpertTeachers`), once without switches and once with envs switching as group training with
 `switch_rate` does (`groups.draw_switches`: at `--rate` per second once 0.5 s into a clip, and at a share
 `--end-share` of non-looping clip ends, to another clip), whose reference `ImitationEnv.switch` re-anchors where the
 character stands, as a user's command does at run time. The body-error termination is off, so a fall is the only
@@ -30,9 +30,9 @@ import numpy as np  # noqa: E402
 
 from motions.library import MotionLibrary  # noqa: E402
 from padl.env import EnvConfig, ImitationEnv  # noqa: E402
-from padl.expert import load_policy  # noqa: E402
 from superpadl import student as S  # noqa: E402
 from superpadl.groups import draw_switches  # noqa: E402
+from superpadl.teachers import load_experts  # noqa: E402
 
 
 def _env(lib, teachers, clips, envs: int, **extra) -> ImitationEnv:
@@ -95,7 +95,7 @@ def main() -> None:
     sets = {"experts": args.experts, **({"candidate": args.candidate} if args.candidate else {})}
     rows, clips = {}, None
     for name, paths in sets.items():
-        teachers = S.ExpertTeachers(lib, [load_policy(e) for e in S.find_experts(paths)], lib.character)
+        teachers = load_experts(lib, paths)
         if clips is not None and teachers.clips(lib) != clips:
             raise SystemExit(f"{name}: its experts cover other clips than --experts")
         clips = teachers.clips(lib)

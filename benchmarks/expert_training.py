@@ -2,6 +2,7 @@
 
     python benchmarks/expert_training.py --library LIB [--clip deepmimic_walk] [--backend mujoco] [--minutes 60]
                                          [--num-envs 64] [--out runs/bench_expert] [--resume]
+    python benchmarks/expert_training.py --library LIB --profile 23 [--warmup 2] [--out runs/bench_expert_profile]
 
 Trains until early stopping (success 100 % and G-MPJPE under the threshold) or the time budget, with the
 run's own evaluation every `eval_every` iterations, and writes the learning curve (wall time, samples,
@@ -9,6 +10,14 @@ success, G-MPJPE, ...) to `<out>/progress.jsonl` (one JSON object per evaluation
 table of the end-to-end training rate (samples/s, i.e. control steps of all envs per second of wall time,
 including policy, discriminator and PPO updates and evaluations) against the raw physics rate of the same
 backend and batch measured in the same run (bare mujoco.batch / bare vmapped mjx.step, 4 substeps per sample).
+
+`--profile N` instead trains a new run in --out for `--warmup` + N iterations and prints where the N iterations after
+the warm-up spent their wall time (`training_profile`): physics, policy inference, observation/reward, discriminator,
+PPO update, evaluation (at its steady rate, one per eval_every iterations), checkpointing and logging, host<->device
+copies and the rest, per iteration and as shares, with the end-to-end samples/s against the raw physics rate of the
+same run; also written to <out>/profile.json. warmup + N = eval_every (the default 2 + 23) ends the run on its
+periodic evaluation. Its timers block on each call's result, which costs the trainer the little overlap of dispatch
+with work it had: the end-to-end rate is a little below an untimed run's.
 """
 from __future__ import annotations
 
@@ -23,11 +32,40 @@ from pathlib import Path
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import training_profile as TP  # noqa: E402
 from env_throughput import mjx_raw_rate, raw_rate  # noqa: E402
 
 from motions.library import MotionLibrary  # noqa: E402
 from padl.env import ImitationEnv  # noqa: E402
 from padl.expert import ExpertConfig, train  # noqa: E402
+
+
+def profile(library: MotionLibrary, cfg: ExpertConfig, out: Path, warmup: int, iterations: int) -> dict:
+    """Train a new run for warmup + iterations and time the last `iterations` (`training_profile`)."""
+    from tensorboardX import SummaryWriter
+
+    from padl import checkpoint, expert, ppo
+
+    prof = TP.Profile(warmup)
+    TP.patch_run(prof)
+    TP.patch_env(prof)
+    prof.patch(ppo, "act", TP.POLICY)
+    for owner, name in ((expert, "_rewards"), (expert, "disc_phase"), (ImitationEnv, "reference_disc_obs")):
+        prof.patch(owner, name, TP.DISC)
+    for name in ("update", "value", "hold_policy"):
+        prof.patch(ppo, name, TP.UPDATE)
+    prof.patch(checkpoint, "save", TP.CKPT, absorb=True)
+    prof.patch(SummaryWriter, "add_scalar", TP.CKPT, absorb=True)
+    TP.patch_stack(prof, expert)
+    try:
+        train(library, out, cfg, iterations=warmup + iterations, progress=False, force=True, log=lambda *a: None)
+        prof.stop()
+    finally:
+        prof.restore()
+    env = ImitationEnv(library, cfg.env)
+    raw = raw_rate(env, os.cpu_count() or 1, 3.0) if env.backend == "mujoco" else mjx_raw_rate(env, 3.0)
+    order = [TP.PHYSICS, TP.POLICY, TP.OBS, TP.DISC, TP.UPDATE, TP.EVAL, TP.CKPT, TP.GLUE, TP.STACK]
+    return prof.result(iterations, cfg.rollout_steps * env.num_envs, raw, env.substeps, order, cfg.eval_every)
 
 
 def main(argv=None) -> int:
@@ -38,14 +76,24 @@ def main(argv=None) -> int:
     ap.add_argument("--num-envs", type=int, default=64)
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--eval-every", type=int, default=25)
-    ap.add_argument("--out", type=Path, default=Path("runs/bench_expert"))
+    ap.add_argument("--out", type=Path, help="default runs/bench_expert (with --profile: runs/bench_expert_profile)")
     ap.add_argument("--resume", action="store_true", help="continue a run in --out (its time budget restarts)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="profile N iterations of a new run in --out (overwritten) instead of the learning curve")
+    ap.add_argument("--warmup", type=int, default=2, help="iterations before the profiled ones")
     args = ap.parse_args(argv)
+    args.out = args.out or Path("runs/bench_expert_profile" if args.profile else "runs/bench_expert")
 
     library = MotionLibrary(args.library, clips=[args.clip], include_flagged=True)
     base = ExpertConfig()
     cfg = dataclasses.replace(base, eval_every=args.eval_every, env=dataclasses.replace(
         base.env, num_envs=args.num_envs, backend=args.backend, clips=(args.clip,)))
+    if args.profile:
+        r = profile(library, cfg, args.out, args.warmup, args.profile)
+        TP.print_table(f"expert training profile: {args.clip}, {args.backend}, {args.num_envs} envs x "
+                       f"{cfg.rollout_steps} steps per iteration, evaluation every {cfg.eval_every}", r)
+        TP.save(args.out / "profile.json", {"stage": "expert", "clip": args.clip, "backend": args.backend, **r})
+        return 0
     meta = args.out / "train_state.json"
     samples0 = json.loads(meta.read_text())["config"]["samples"] if args.resume and meta.exists() else 0
     t0 = time.time()

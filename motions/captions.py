@@ -258,6 +258,8 @@ def named_captions(name: str) -> list[str]:
 # A span cut from a take's rest (`motions import FILE@START:END`) shows standing, not the take's labelled skill.
 STANDING_CAPTIONS = ("a person stands still", "stand still", "someone stands and waits", "a person stands idle",
                      "stand idle")
+# Shared by both get-up clips' captions: the command `superpadl.host.SimLoop` gives after a fall.
+GET_UP_CAPTIONS = ("get up from the ground",)
 
 
 def captions_for(labels: dict, source_format: str, clip_id: str, cmu_tsv: Path | None) -> list[str]:

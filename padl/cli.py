@@ -40,7 +40,7 @@ def _expert_config(args, clips: tuple[str, ...], threads: int = 0):
 
     cfg = ExpertConfig()
     env = dataclasses.replace(cfg.env, clips=clips, backend=args.backend, num_threads=threads,
-                              hold_s=args.hold_s,
+                              hold_s=args.hold_s, fall_starts=args.fall_starts,
                               **({"num_envs": args.num_envs} if args.num_envs is not None else {}))
     cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
     for name in ("eval_every", "eval_episodes", "checkpoint_every"):
@@ -56,7 +56,8 @@ def _finetune_config(args, cfg):
     call's environment choices and starts; early stopping is off, since its evaluation from the clip's start does
     not see what fine-tuning is for."""
     from padl.config import from_dict
-    from padl.expert import ExpertConfig, load_source
+    from padl.expert import ExpertConfig
+    from padl.policy import load_source
 
     meta, _ = load_source(args.init_from)
     source = from_dict(ExpertConfig, meta["expert"])
@@ -64,6 +65,7 @@ def _finetune_config(args, cfg):
                               num_envs=source.env.num_envs if args.num_envs is None else args.num_envs,
                               foreign_share=args.foreign_starts,
                               recover_s=args.recover_s, recover_follow=args.recover_follow, hold_s=args.hold_s,
+                              fall_starts=args.fall_starts,
                               foreign_clips=tuple(args.foreign_clips) if args.foreign_clips else None)
     iterations = source.iterations if args.steps is None else math.ceil(args.steps / (source.rollout_steps * env.num_envs))
     return dataclasses.replace(source, env=env, seed=cfg.seed, iterations=iterations, stop_success=2.0,
@@ -110,7 +112,7 @@ def cmd_train_experts(args) -> None:
     clips = list(args.clips or lib.clip_ids)
     settings = {k: v for k, v in vars(args).items()
                 if k in ("backend", "num_envs", "steps", "seed", "minutes", "eval_every", "eval_episodes",
-                          "checkpoint_every", "hold_s")}
+                          "checkpoint_every", "hold_s", "fall_starts")}
     jobs = [(str(args.lib), c, str(args.out / c), settings) for c in clips]
     if args.ray_address:
         import ray
@@ -133,24 +135,18 @@ def cmd_train_experts(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from padl import ppo
     from padl.evaluate import evaluate_policy
-    from padl.expert import load_policy
+    from padl.policy import ExpertPolicy
 
-    import jax
-
-    ts, meta = load_policy(args.checkpoint)
+    policy = ExpertPolicy.load(args.checkpoint)
+    meta = policy.meta
     clips = list(args.clips or meta["clips"])
     lib = _library(args.lib, clips)
     if lib.data.qpos.shape[1] != meta["action_size"] + 7:
         raise CliError(f"{args.lib}: library character does not match the policy's ({meta['character']})")
-    from padl.config import from_dict
-    from padl.expert import ExpertConfig
-
-    env_cfg = dataclasses.replace(from_dict(ExpertConfig, meta["expert"]).env, backend=args.backend)
-    key = jax.random.key(0)
-    result = evaluate_policy(lib, lambda s: ppo.act(ts, s.obs, key, deterministic=True)[0], clips, args.episodes,
-                             args.noise, args.seconds, env_cfg)
+    env_cfg = dataclasses.replace(policy.env, backend=args.backend)
+    result = evaluate_policy(lib, lambda s: policy.act(s.obs), clips, args.episodes, args.noise, args.seconds,
+                             env_cfg)
     head = f"{'clip':<36} {'success':>8} {'G-MPJPE mm':>11} {'L-MPJPE mm':>11} {'root mm':>8} {'frames':>7}"
     print(head + "\n" + "-" * len(head))
     for clip, m in result.items():
@@ -166,10 +162,10 @@ def cmd_eval(args) -> None:
 
 
 def cmd_record(args) -> None:
-    from padl.expert import load_policy
+    from padl.policy import ExpertPolicy
     from padl.rollouts import record
 
-    _, meta = load_policy(args.checkpoint)  # refuses a foreign or corrupted checkpoint before the library loads
+    meta = ExpertPolicy.load(args.checkpoint).meta  # refuses a foreign or corrupted checkpoint before the library loads
     lib = _library(args.lib, meta["clips"])
     path = record(args.checkpoint, lib, args.out, args.steps, args.num_envs, args.noise, args.seed, args.backend)
     print(f"wrote {path}")
@@ -195,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--hold-s", type=O.nonneg_float, default=0.0,
                        help="episodes of a non-looping clip go on this long past its end, its last frame held still "
                             "(practice for standing after the skill; default 0: they end with the clip)")
+        q.add_argument("--fall-starts", type=O.fraction, default=0.0,
+                       help="share of a get-up clip's starts where a simulated fall left the character (default 0)")
 
     t = sub.add_parser("train-expert", help="train (or resume) the expert of one clip (or of several at once)")
     t.add_argument("lib", type=Path)

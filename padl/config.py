@@ -14,6 +14,7 @@ def from_dict(cls, data: dict) -> Any:
     """Rebuild dataclass `cls` from `to_dict` output; unknown keys are an error (a config of another version)."""
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    data = _moved(cls, data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     if unknown := sorted(set(data) - names):
@@ -22,6 +23,24 @@ def from_dict(cls, data: dict) -> Any:
     for name, value in data.items():
         kwargs[name] = _convert(hints[name], value)
     return cls(**kwargs)
+
+
+def _moved(cls, data: dict) -> dict:
+    """`data` with the flat keys of an older version of `cls` moved into the nested config that now holds them
+    (`cls.MOVED`: old key -> field name), so that configs saved before the move still load."""
+    moved = getattr(cls, "MOVED", {})
+    if not any(k in data for k in moved):
+        return data
+    data = dict(data)
+    for key, into in moved.items():
+        if key in data:
+            nested = data.get(into, {})
+            if not isinstance(nested, dict):
+                raise ValueError(f"{cls.__name__}: {into!r} is not a mapping")
+            if key in nested:
+                raise ValueError(f"{cls.__name__}: {key!r} is given both flat and in {into!r}")
+            data[into] = {**nested, key: data.pop(key)}
+    return data
 
 
 def _convert(hint, value):

@@ -30,6 +30,7 @@ from characters.character import Character
 from motions import kinematics as K
 from motions.library import MotionLibrary, sample_reference
 from padl import observations as O
+from padl.falls import LYING_HEIGHT, facing_z, fallen_states
 from padl.rewards import RewardConfig, mean_body_pos_error, tracking_terms
 
 COUNTERS = ("episodes", "falls", "body_error_terminations", "blowups", "nan_actions")
@@ -76,6 +77,10 @@ class EnvConfig:
     # the kick and punch experts trained on with a 2 s hold (`padl train-expert --init-from --hold-s 2`, 290-310
     # iterations) stood through it in 0-50 % of the evaluations (the kick export itself: 100 %, punch: 0 %).
     hold_s: float = 0.0
+    # The share of a get-up clip's starts (a clip whose first frame lies on the floor) in a state a simulated fall
+    # left the character in (`padl.falls`), face down or up as the clip begins, its reference re-anchored there: a
+    # get-up has to work from where falls really end, not only from the clip's own first frame.
+    fall_starts: float = 0.0
     # Re-anchor a looping clip's reference at the character's root and heading as each cycle begins, so body error
     # counts one cycle's drift, not ten seconds of it. For a policy that never sees the reference (a text command
     # names no heading), a jog 3 degrees off course is still a jog; evaluation of distilled policies uses this.
@@ -234,6 +239,15 @@ class _Core:
         self.low, self.high = (np.asarray(m.actuator_ctrlrange[:, i], np.float32) for i in (0, 1))
         self.nv = m.nv
         self.sizes = O.obs_sizes(config)
+        first = np.asarray(library.sample(np.arange(len(library.clip_ids)), np.zeros(len(library.clip_ids))).qpos)
+        # a get-up clip: its reference starts on the floor, so being low is the skill, not a fall
+        self.lying = jnp.asarray(first[:, 2] < LYING_HEIGHT)
+        if config.fall_starts > 0:
+            q, v = fallen_states(library, 256, seed=config.seed)
+            body = library.bodies(q)
+            self.fallen = RefWindow(*(jnp.asarray(x)[:, None] for x in (q, v, body.pos, body.rot)))
+            same_side = np.sign(facing_z(q))[None] == np.sign(facing_z(first))[:, None]  # (C, P)
+            self.fallen_logits = jnp.log(np.where(same_side.any(1, keepdims=True), same_side, True).astype(np.float32))
 
     # -- reference and observation ------------------------------------------------------------------------
     def refs(self, clip, times, anchor=None) -> RefWindow:
@@ -305,6 +319,16 @@ class _Core:
         else:
             frames = self.refs(clip, time[:, None] + jnp.concatenate([-jnp.arange(h), jnp.arange(1, k + 1)]) * self.dt)
             past, ref = _take(frames, slice(0, h)), _take(frames, slice(h, None))
+        if self.cfg.fall_starts > 0:
+            k_fall, k_state = jax.random.split(jax.random.fold_in(noise_key, 3))
+            fall = (jax.random.uniform(k_fall, (m,)) < self.cfg.fall_starts) & self.lying[clip]
+            which = jax.random.categorical(k_state, self.fallen_logits[clip])
+            lying = jax.tree.map(lambda x: jnp.repeat(x[which], h, axis=1), self.fallen)  # (m, h, ...), at rest
+            time = jnp.where(fall, 0.0, time)
+            own = self.refs(clip, time[:, None] + jnp.arange(k + 1) * self.dt)
+            at = anchor_between(own.qpos[:, 0], lying.qpos[:, 0])
+            anchor = jnp.where(fall[:, None], at, anchor)
+            past, ref = _where(fall, (lying, anchor_ref(_take(own, slice(1, None)), at)), (past, ref))
         hist = O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies])
         qpos, qvel = past.qpos[:, 0], past.qvel[:, 0]
         body = K.BodyState(past.body_pos[:, 0], past.body_rot[:, 0])
@@ -384,7 +408,7 @@ class _Core:
         failed = bad | nan_action
         terms = {name: jnp.where(failed, 0.0, v) for name, v in terms.items()}
         err = mean_body_pos_error(body.pos, now.body_pos)
-        fell = fallen(body.pos, now.body_pos, self.non_foot, cfg.fall_height, cfg.fall_margin)
+        fell = fallen(body.pos, now.body_pos, self.non_foot, cfg.fall_height, cfg.fall_margin) & ~self.lying[state.clip]
         too_far = (err > cfg.max_body_error) & (clip_time >= cfg.recover_s)
         done = fell | too_far | failed
         clip_end = cfg.end_with_clip & ~self.data.loop[state.clip] & (clip_time >= self.span[state.clip] - 1e-6)
@@ -431,6 +455,8 @@ class ImitationEnv:
             raise ValueError(f"first_frame_share must be in [0, 1], not {config.first_frame_share}")
         if not 0.0 <= config.foreign_share <= 1.0:
             raise ValueError(f"foreign_share must be in [0, 1], not {config.foreign_share}")
+        if not 0.0 <= config.fall_starts <= 1.0:
+            raise ValueError(f"fall_starts must be in [0, 1], not {config.fall_starts}")
         if config.hold_s < 0:
             raise ValueError(f"hold_s must be >= 0, not {config.hold_s}")
         if config.action_mode not in ("residual", "absolute"):

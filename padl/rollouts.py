@@ -27,16 +27,16 @@ import numpy as np
 
 from motions.library import MotionLibrary
 from padl import checkpoint, ppo
-from padl.config import from_dict, to_dict
+from padl.config import to_dict
 from padl.env import ImitationEnv
-from padl.expert import ExpertConfig, load_policy
+from padl.policy import ExpertPolicy
 
 
 def record(expert: str | Path, library: MotionLibrary, out: str | Path, steps: int = 300, num_envs: int = 64,
            noise: float = 0.0, seed: int = 0, backend: str = "auto") -> Path:
-    ts, meta = load_policy(expert)
-    cfg = from_dict(ExpertConfig, meta["expert"]).env
-    cfg = dataclasses.replace(cfg, num_envs=num_envs, backend=backend, seed=seed, clips=tuple(meta["clips"]))
+    policy = ExpertPolicy.load(expert)
+    ts, meta = policy.ts, policy.meta
+    cfg = dataclasses.replace(policy.env, num_envs=num_envs, backend=backend, seed=seed, clips=tuple(policy.clips))
     env = ImitationEnv(library, cfg)
     state = env.reset(jax.random.key(seed))
     key = jax.random.key(seed + 1)

@@ -5,6 +5,8 @@ them (`eval`).
     superpadl distill groups LIB EXPERTS [EXPERTS ...] --out DIR [--resume]
     superpadl distill global LIB GROUPS --out DIR [--resume]
     superpadl eval POLICY LIB [--json OUT]
+    superpadl train RECIPE --out RUN [--resume]  # every stage from a recipe (configs/*.toml), unattended
+    superpadl status RUN
     superpadl skills [--policy DIR]           # the captions a policy knows, by clip
 
 Controllers: `--policy DIR` loads a trained text-conditioned policy (superpadl.runtime.load_controller);
@@ -288,13 +290,15 @@ def cmd_distill_global(args) -> None:
     import dataclasses
 
     from superpadl.global_policy import GlobalConfig, train_global
-    from superpadl.groups import load_groups
+    from superpadl.teachers import load_groups
 
     _fresh_run(args.out, "train_state.json", args.resume, args.force)
     lib = _library(args.lib)
     teachers = load_groups(args.groups, lib)
-    cfg = dataclasses.replace(_training(args, GlobalConfig()), end_switch=args.end_switch, finish_s=args.finish_s,
-                              rest_switch=args.rest_switch, beta_floor=args.beta_floor)
+    cfg = _training(args, GlobalConfig())
+    cfg = dataclasses.replace(cfg, commands=dataclasses.replace(
+        cfg.commands, end_switch=args.end_switch, finish_s=args.finish_s, rest_switch=args.rest_switch,
+        beta_floor=args.beta_floor))
     r = train_global(lib, teachers, args.out, cfg, clips=args.clips, resume=args.resume,
                      progress=sys.stderr.isatty(),
                      iterations=args.iterations, time_limit_s=args.minutes * 60 if args.minutes is not None else None,
@@ -329,14 +333,30 @@ def cmd_eval(args) -> None:
         write_json_atomic(args.json, result)
 
 
+def cmd_train(args) -> None:
+    from superpadl import pipeline
+
+    if not args.recipe.is_file():
+        raise CliError(f"{args.recipe}: no such recipe file")
+    pipeline.train(args.recipe, args.out, resume=args.resume, max_hours=args.max_hours, workers=args.workers,
+                   ray_address=args.ray_address)
+
+
+def cmd_status(args) -> None:
+    from superpadl.pipeline import status_table
+
+    if not (args.run / "status.json").is_file():
+        raise CliError(f"{args.run}: not a training run (no status.json)")
+    print(status_table(args.run))
+
+
 def _endurance(args) -> dict | None:
     """Real use (superpadl.endurance): random captions held 2-20 s from the start pose, through SimLoop."""
-    from padl import checkpoint
     from superpadl import endurance as E
+    from superpadl import policies
     from superpadl.runtime import load_controller
 
-    policy_json = args.policy / "policy.json"
-    if not (policy_json.is_file() and checkpoint.kind_of(policy_json) == "superpadl-global"):
+    if policies.kind(args.policy) != policies.GLOBAL_KIND:
         print("endurance: skipped (it needs a text-conditioned policy)")
         return None
     summary = E.run(load_controller(args.policy), args.endurance_minutes, args.endurance_seeds,
@@ -431,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(a user's first command from the viewer's rest pose; default 0)")
     gl.add_argument("--beta-floor", type=O.fraction, default=0.0,
                     help="share of envs the group controllers still drive once DAgger's beta has decayed "
-                         "(GlobalConfig.beta_iterations; default 0: the student alone)")
+                         "(CommandSchedule.beta_iterations; default 0: the student alone)")
     gl.set_defaults(func=cmd_distill_global)
     for q in (g, gl):
         q.add_argument("--out", type=Path, required=True)
@@ -465,6 +485,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated minutes per seed of random captions held 2-20 s from the start pose (0: skip)")
     e.add_argument("--endurance-seeds", type=O.positive_int, default=1)
     e.set_defaults(func=cmd_eval)
+
+    t = sub.add_parser("train", help="every stage from a recipe: import, experts, groups, global, eval, export",
+                       description="Train a model from a recipe (configs/*.toml, see superpadl/recipe.py) into RUN: "
+                                   "import, experts, group controllers, the global policy, its evaluation and the "
+                                   "export RUN/model (as models/default), with RUN/status.json and RUN/report.md. "
+                                   "Every stage resumes from its last checkpoint after a kill (--resume).")
+    t.add_argument("recipe", type=Path, help="recipe file (TOML)")
+    t.add_argument("--out", type=Path, required=True, help="run folder (created; must be new unless --resume)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out (started from this recipe)")
+    t.add_argument("--max-hours", type=O.positive_float,
+                   help="stop cleanly, after a checkpoint, once this much wall clock is spent (--resume goes on)")
+    t.add_argument("--workers", type=O.positive_int,
+                   help="expert trainers at once, each in its own process (default: the recipe's experts.workers, "
+                        "1: on a 2-core CPU one trainer already keeps both cores busy)")
+    t.add_argument("--ray-address", metavar="ADDR", help="run the experts as Ray tasks on this cluster")
+    t.set_defaults(func=cmd_train)
+    s_ = sub.add_parser("status", help="progress of a training run: one table of its stages")
+    s_.add_argument("run", type=Path, help="a `superpadl train` run folder")
+    s_.set_defaults(func=cmd_status)
     return p
 
 

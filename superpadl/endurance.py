@@ -36,6 +36,8 @@ class CommandRecord:
     held_s: float             # how long it was held
     falls_s: list[float] = field(default_factory=list)  # seconds after the command of each fall
     set_off_m: float | None = None   # locomotion: metres along the commanded direction after SET_OFF_S
+    get_ups_s: list[float] = field(default_factory=list)  # seconds each get-up that ended in it took
+    restarts: int = 0  # falls that ended in a restart (no get-up skill, or it timed out)
 
 
 def yaw_of(quat_wxyz: np.ndarray) -> float:
@@ -77,6 +79,7 @@ def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.
     rec = CommandRecord(caption, clip, loop.time, seconds)
     start_xy, start_quat = loop.data.qpos[:2].copy(), loop.data.qpos[3:7].copy()
     falls, steps = loop.falls, int(round(seconds * loop.control_hz))
+    get_ups, restarts = len(loop.get_ups), loop.restarts
     set_off_step = int(round(SET_OFF_S * loop.control_hz))
     for k in range(1, steps + 1):
         loop.control_step()
@@ -87,6 +90,7 @@ def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.
             moved = loop.data.qpos[:2] - start_xy
             # a fall within the window restarted the character: it did not get there upright
             rec.set_off_m = 0.0 if rec.falls_s else float(moved @ heading_direction(direction, start_quat))
+    rec.get_ups_s, rec.restarts = loop.get_ups[get_ups:], loop.restarts - restarts
     return rec
 
 
@@ -127,9 +131,12 @@ def summarize(records: list[CommandRecord]) -> dict:
         c["hold_falls"] += sum(t > ENTER_S for t in r.falls_s)
         if r.set_off_m is not None:
             c["set_off_m"].append(r.set_off_m)
+    get_ups = [t for r in records for t in r.get_ups_s]
     return {"simulated_minutes": hours * 60.0, "commands": len(records), "falls": len(falls),
             "falls_per_hour": len(falls) / hours if hours else 0.0,
-            "commands_with_a_fall": sum(bool(r.falls_s) for r in records), "clips": clips}
+            "commands_with_a_fall": sum(bool(r.falls_s) for r in records), "clips": clips,
+            "get_ups": len(get_ups), "restarts": sum(r.restarts for r in records),
+            "get_up_median_s": float(np.median(get_ups)) if get_ups else None}
 
 
 def run(controller, minutes: float, seeds: int, directions: dict[str, np.ndarray]) -> dict:
@@ -150,7 +157,10 @@ def report(summaries: dict[str, dict]) -> str:
     names = list(summaries)
     rows = [("simulated minutes", *(f"{s['simulated_minutes']:.0f}" for s in summaries.values())),
             ("commands / with a fall", *(f"{s['commands']} / {s['commands_with_a_fall']}" for s in summaries.values())),
-            ("falls per hour", *(f"{s['falls_per_hour']:.1f}" for s in summaries.values()))]
+            ("falls per hour", *(f"{s['falls_per_hour']:.1f}" for s in summaries.values())),
+            ("got up / restarted", *(f"{s['get_ups']} / {s['restarts']}" for s in summaries.values())),
+            ("median time to get up", *("-" if s["get_up_median_s"] is None else f"{s['get_up_median_s']:.1f} s"
+                                        for s in summaries.values()))]
     clips = dict.fromkeys(c for s in summaries.values() for c in s["clips"])
     for clip in clips:
         cells = []

@@ -21,12 +21,13 @@ import numpy as np
 from motions import kinematics as K
 from motions.library import MotionLibrary
 from padl import metrics as M
-from padl import checkpoint, ppo
-from padl.config import from_dict
 from padl.env import EnvConfig, ImitationEnv
 from padl.evaluate import rollout
 from superpadl import metrics as W
+from superpadl import policies
 from superpadl import student as S
+from superpadl.policies import ExpertPolicy, GlobalPolicy, GroupPolicy
+from superpadl.teachers import GroupTeachers, load_groups
 
 EPS = np.linspace(0.0, 0.3, 31)
 
@@ -46,25 +47,22 @@ class Agent:
 class ExpertAgent(Agent):
     kind = "expert"
 
-    def __init__(self, path, library):
-        from padl.expert import ExpertConfig, load_policy
-
-        self.ts, meta = load_policy(path)
-        self.env_config = from_dict(ExpertConfig, meta["expert"]).env
-        self.commands = [(c, c) for c in meta["clips"] if c in library.clip_ids]
+    def __init__(self, policy: ExpertPolicy, library):
+        self.policy, self.env_config = policy, policy.env
+        self.commands = [(c, c) for c in policy.clips if c in library.clip_ids]
 
     def actor(self, rows, switch=None):
-        return lambda s: ppo.act(self.ts, s.obs, jax.random.key(0), deterministic=True)[0]
+        return lambda s: self.policy.act(s.obs)
 
 
 class GroupAgent(Agent):
     kind = "group"
 
-    def __init__(self, teachers, library):
-        """Group controllers (`groups.load_groups`, or a training run's current one) as one agent."""
+    def __init__(self, teachers: GroupTeachers, library):
+        """Group controllers (`teachers.load_groups`, or a training run's current one) as one agent."""
         self.teachers, self.library = teachers, library
-        self.env_config = self.teachers.groups[0][1].env
-        self.commands = [(c, c) for i, c in enumerate(library.clip_ids) if self.teachers.clip_owner[i] >= 0]
+        self.env_config = teachers.env_config()
+        self.commands = [(c, c) for i, c in enumerate(library.clip_ids) if teachers.clip_owner[i] >= 0]
 
     def actor(self, rows, switch=None):
         clips = [self.library.index(self.commands[r][1]) for r in rows]
@@ -75,23 +73,18 @@ class GroupAgent(Agent):
 class GlobalAgent(Agent):
     kind = "global"
 
-    def __init__(self, tree: dict, meta: dict, library):
-        """A loaded policy (`global_policy.load_global`, or a training run's current one) and its metadata."""
-        from superpadl.global_policy import GlobalConfig, policy_act
-
-        cfg = from_dict(GlobalConfig, meta["global"])
-        self.env_config, self.history = cfg.env, from_dict(S.HistoryConfig, meta["history"])
-        self.emb, self.act = jnp.asarray(tree["caption_emb"]), policy_act(tree, cfg)
-        self.commands = [(c, k) for c, k in zip(meta["captions"], meta["caption_clips"]) if k in library.clip_ids]
-        self._rows = [i for i, (c, k) in enumerate(zip(meta["captions"], meta["caption_clips"]))
-                      if k in library.clip_ids]
+    def __init__(self, policy: GlobalPolicy, library):
+        """A global policy (loaded, or a training run's current one), commanded by its captions."""
+        self.policy, self.env_config = policy, policy.env
+        self.emb = jnp.asarray(policy.caption_emb)
+        self._rows = [i for i, k in enumerate(policy.caption_clips) if k in library.clip_ids]
+        self.commands = [(policy.captions[i], policy.caption_clips[i]) for i in self._rows]
 
     def actor(self, rows, switch=None):
         idx = np.asarray([self._rows[r] for r in rows])
-        return _commanded(
-            lambda pobs, hist, cmd, clock, heading: self.act(
-                S.student_input(pobs, hist, self.emb[cmd], self.history, clock, heading)),
-            self.history, idx, switch, self.env_config.control_hz)
+        return _commanded(lambda pobs, hist, cmd, clock, heading: self.policy.act(
+            self.policy.input(pobs, hist, self.emb[cmd], clock, heading)),
+            self.policy.history, idx, switch, self.env_config.control_hz)
 
 
 def _commanded(policy, hcfg, command, switch, control_hz):
@@ -118,22 +111,14 @@ def _commanded(policy, hcfg, command, switch, control_hz):
 
 
 def load_agent(path: str | Path, library: MotionLibrary) -> Agent:
-    """The agent for a policy path: a groups folder (groups.json), or an expert or global policy checkpoint."""
+    """The agent for a policy path: a groups folder (groups.json), or any policy `superpadl.policies.load` reads."""
     path = Path(path)
     if (path / "groups.json").is_file():
-        from superpadl.groups import load_groups
-
         return GroupAgent(load_groups(path, library), library)
-    spec = path / "policy.json" if path.is_dir() else path.with_suffix(".json")
-    if not spec.is_file():
-        raise ValueError(f"{path}: not a policy (no policy.json or groups.json)")
-    kind = checkpoint.kind_of(spec)
-    from superpadl.global_policy import load_global
-
-    agents = {"padl-expert": ExpertAgent, "superpadl-global": lambda p, lib: GlobalAgent(*load_global(p), lib)}
-    if kind not in agents:
-        raise ValueError(f"{spec}: not a policy this command knows (kind={kind!r})")
-    return agents[kind](path, library)
+    policy = policies.load(path)
+    if isinstance(policy, GroupPolicy):
+        return GroupAgent(GroupTeachers(library, [policy]), library)
+    return GlobalAgent(policy, library) if isinstance(policy, GlobalPolicy) else ExpertAgent(policy, library)
 
 
 def _yaws(qpos_list):

@@ -32,7 +32,6 @@ per group with `train_state.*`, `policy.*` (kind "superpadl-group"), `progress.j
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -46,14 +45,15 @@ from motions.library import MotionLibrary
 from padl import checkpoint, discriminator, ppo
 from padl.config import from_dict, to_dict
 from padl.env import EnvConfig, ImitationEnv
-from padl.expert import disc_phase, eval_line, log_evaluation
+from padl.expert import disc_phase
 from padl.evaluate import evaluate_policy
 from padl.normalizer import update as update_normalizer
+from padl.run import Run, Stage
 from superpadl import student as S
 from superpadl.evaluate import GroupAgent, kept_score, transition_success
+from superpadl.policies import GROUP_KIND as KIND, GROUPS_FORMAT as FORMAT, GroupPolicy
+from superpadl.teachers import ExpertTeachers, GroupTeachers, load_experts
 
-KIND = "superpadl-group"
-FORMAT = "superpadl-groups"
 TRAIN_STATE, POLICY = "train_state", "policy"
 
 
@@ -156,142 +156,65 @@ def _onehot(slot, n):
     return jax.nn.one_hot(slot, n, dtype=jnp.float32)
 
 
-def load_group(path: str | Path) -> tuple[ppo.TrainState, dict]:
-    """A group controller's policy checkpoint: (PPO state, metadata with its clips and configs)."""
-    path = Path(path)
-    path = path / POLICY if path.is_dir() else path
-    _, meta = checkpoint.load(path)
-    if meta.get("kind") != KIND:
-        raise checkpoint.CheckpointError(f"{path}.json: not a SuperPADL group controller (kind={meta.get('kind')!r})")
-    try:
-        cfg = from_dict(GroupConfig, meta["group"])
-        template = ppo.template(meta["input_size"], meta["action_size"], cfg.ppo)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise checkpoint.CheckpointError(f"{path}.json: malformed group controller metadata "
-                                         f"({e.__class__.__name__}: {e})") from None
-    ts, _ = checkpoint.load(path, template)
-    return ts, meta
+class _Stage(Stage):
+    """A group controller's iteration: a rollout labelled by the experts, then a BC fit (warm-up) or a discriminator
+    update and one PPO update (PADL); the aggregated BC data live here, not in the run state (`padl.run.Stage`)."""
 
+    def __init__(self, library: MotionLibrary, teachers: ExpertTeachers, clips: list[str], cfg: GroupConfig,
+                 name: str):
+        base = teachers.env_config()
+        env_cfg = dataclasses.replace(cfg.env, clips=tuple(clips), ref_frames=base.ref_frames,
+                                      disc_frames=base.disc_frames, control_hz=base.control_hz,
+                                      recover_follow=base.recover_follow)  # the labels after a switch, as they learnt
+        self.cfg = cfg = dataclasses.replace(cfg, env=env_cfg)
+        self.library, self.teachers, self.clips = library, teachers, list(clips)
+        self.env = env = ImitationEnv(library, env_cfg)
+        self.desc, self.label = f"group {name}", f"{name}: "
+        self.G = G = len(clips)
+        slot_of = np.zeros(len(library.clip_ids), np.int32)
+        slot_of[[library.index(c) for c in clips]] = np.arange(G)
+        self.slot_of = jnp.asarray(slot_of)
+        self.in_size = S.input_size(cfg.history, G)
+        self.disc_dim = env.core.sizes["disc"] + G
+        self.batch = cfg.rollout_steps * env.num_envs
+        self.meta = {"kind": KIND, "group": to_dict(cfg), "clips": list(clips), "input_size": self.in_size,
+                     "action_size": env.action_size, "character": env.character.name}
+        self.bc_x = discriminator.ReplayBuffer.create(cfg.bc_buffer, self.in_size)
+        self.bc_y = discriminator.ReplayBuffer.create(cfg.bc_buffer, env.action_size)
+        self.starts = S.clip_starts(library)
+        group_clips, clip_end = jnp.asarray([library.index(c) for c in clips]), S.clip_ends(library)
+        self.switch_draw = jax.jit(lambda clip, clip_time, weights, k: draw_switches(
+            k, clip, clip_time, weights, group_clips, clip_end, cfg.switch_rate, cfg.end_switch,
+            1.0 / env_cfg.control_hz))
+        self.padl_ppo = dataclasses.replace(cfg.ppo, policy_lr=cfg.padl_policy_lr)
+        self.env_state = self.hist = None  # started by the first iteration
 
-class GroupTeachers:
-    """Group controllers as teachers: env i performs clip `command[i]` (library index), begun `clock[i]` seconds
-    ago (`heading[i]`: `student.heading_features` since then); the controller of that clip's group acts on the env's state and the shared history."""
+    def initial_state(self) -> dict:
+        cfg = self.cfg
+        key = jax.random.key(cfg.seed)
+        k_ppo, k_disc, key = jax.random.split(key, 3)
+        return {"ppo": ppo.init(k_ppo, self.in_size, self.env.action_size, cfg.ppo),
+                "disc": discriminator.init(k_disc, self.disc_dim, cfg.disc),
+                "replay": discriminator.ReplayBuffer.create(cfg.disc.replay_size, self.disc_dim),
+                "key": jax.random.key_data(key), "iteration": np.int64(0), "samples": np.int64(0),
+                "best": np.asarray([-1.0, -np.inf]),  # `kept_score` of the evaluation saved as the policy
+                "clip_weights": np.ones(self.G, np.float32)}  # reset weights per clip (`clip_priorities`)
 
-    def __init__(self, library: MotionLibrary, groups: list[tuple[ppo.TrainState, dict]]):
-        self.groups, self.slots = [], []
-        owner = np.full(len(library.clip_ids), -1)
-        slot = np.zeros(len(library.clip_ids), np.int32)
-        for g, (ts, meta) in enumerate(groups):
-            self.groups.append((ts, from_dict(GroupConfig, meta["group"]), len(meta["clips"])))
-            for s, c in enumerate(meta["clips"]):
-                if c in library.clip_ids and owner[library.index(c)] < 0:
-                    owner[library.index(c)], slot[library.index(c)] = g, s
-        self.owner, self.slot = jnp.asarray(owner), jnp.asarray(slot)
-        self.clip_owner = owner
-        hist = {cfg.history for _, cfg, _ in self.groups}
-        if len(hist) != 1:
-            raise ValueError("group controllers disagree on their history settings")
-        self.history = hist.pop()
+    def student_x(self, env_state, hist):  # the command began at its clip's first frame, where the reference is anchored
+        start = S.anchored(self.starts[env_state.clip], env_state.anchor)
+        return S.student_input(S.env_proprio(env_state)[0], hist, _onehot(self.slot_of[env_state.clip], self.G),
+                               self.cfg.history, env_state.clip_time,
+                               S.heading_features(start, S.root_frame(env_state.qpos)))
 
-    def act(self, policy_obs, hist, command, clock, heading) -> jax.Array:
-        key, out = jax.random.key(0), None
-        owner = self.owner[command]
-        for g, (ts, cfg, n) in enumerate(self.groups):
-            x = S.student_input(policy_obs, hist, _onehot(self.slot[command], n), cfg.history, clock, heading)
-            a = ppo.act(ts, x, key, deterministic=True)[0]
-            out = a if out is None else jnp.where((owner == g)[:, None], a, out)
-        return out
-
-
-def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[str], out: str | Path,
-                cfg: GroupConfig = GroupConfig(), resume: bool = False, iterations: int | None = None,
-                progress: bool = True, log=print, time_limit_s: float | None = None,
-                init_from: str | Path | None = None, force: bool = False) -> dict:
-    """Train (or resume) the controller of one group of clips into `out`; returns its last evaluation. A new run
-    refuses to overwrite a controller kept there by an earlier one unless `force` (`checkpoint.prepare_run`).
-    `init_from` (a controller of the same clips and inputs) starts a new run from its networks and normaliser, with
-    a new discriminator; its policy is held for `critic_warmup_iterations` after the warm-up (`--warmup 0` skips
-    it), as when fine-tuning it on switches."""
-    from tensorboardX import SummaryWriter
-    from tqdm import tqdm
-
-    out = Path(out)
-    saved = checkpoint.resume_meta(out, TRAIN_STATE, KIND, "SuperPADL group run") if resume else None
-    checkpoint.prepare_run(out, POLICY, TRAIN_STATE, resumed=saved is not None, force=force)
-    if saved:
-        cfg, clips = from_dict(GroupConfig, saved["group"]), saved["clips"]
-    base = teachers.env_config()
-    env_cfg = dataclasses.replace(cfg.env, clips=tuple(clips), ref_frames=base.ref_frames,
-                                  disc_frames=base.disc_frames, control_hz=base.control_hz,
-                                  recover_follow=base.recover_follow)  # the labels after a switch, as they learnt
-    cfg = dataclasses.replace(cfg, env=env_cfg)
-    env = ImitationEnv(library, env_cfg)
-    G = len(clips)
-    slot_of = np.zeros(len(library.clip_ids), np.int32)
-    slot_of[[library.index(c) for c in clips]] = np.arange(G)
-    slot_of = jnp.asarray(slot_of)
-    in_size = S.input_size(cfg.history, G)
-    disc_dim = env.core.sizes["disc"] + G
-    key = jax.random.key(cfg.seed)
-    k_ppo, k_disc, key = jax.random.split(key, 3)
-    state = {"ppo": ppo.init(k_ppo, in_size, env.action_size, cfg.ppo),
-             "disc": discriminator.init(k_disc, disc_dim, cfg.disc),
-             "replay": discriminator.ReplayBuffer.create(cfg.disc.replay_size, disc_dim),
-             "key": jax.random.key_data(key), "iteration": np.int64(0), "samples": np.int64(0),
-             "best": np.asarray([-1.0, -np.inf]),  # (success, -G-MPJPE) of the evaluation saved as the policy
-             "clip_weights": np.ones(G, np.float32)}  # reset weights per clip (`clip_priorities`)
-    meta = {"kind": KIND, "group": to_dict(cfg), "clips": list(clips), "input_size": in_size,
-            "action_size": env.action_size, "character": env.character.name}
-    if saved:
-        state, _ = checkpoint.load(out / TRAIN_STATE, state)
-        if kept := checkpoint.kept_eval(out, POLICY):  # kept after the checkpoint, before a kill
-            state["best"] = np.asarray(max(tuple(state["best"]), kept_score(kept)), np.float64)
-        log(f"resumed {out} at iteration {int(state['iteration'])}")
-    elif init_from is not None:
-        source, source_meta = load_group(init_from)
-        mine = (list(clips), in_size, to_dict(cfg.history))
-        theirs = (source_meta["clips"], source_meta["input_size"], source_meta["group"]["history"])
-        if mine != theirs:
-            raise checkpoint.CheckpointError(f"{init_from}: its clips, input size and history {theirs} are not "
-                                             f"this group's {mine}")
-        state["ppo"] = state["ppo"].replace(policy_params=source.policy_params, value_params=source.value_params,
-                                            normalizer=source.normalizer)
-        log(f"starting {out.name} from {init_from} (iteration {source_meta['iteration']})")
-    out.mkdir(parents=True, exist_ok=True)
-    total = cfg.iterations if iterations is None else iterations
-    checkpoint.trim_log(out / "progress.jsonl", int(state["iteration"]))
-    writer, curve = SummaryWriter(str(out / "logs")), open(out / "progress.jsonl", "a")
-    T, N = cfg.rollout_steps, env.num_envs
-    key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
-    ts, ds, replay = state["ppo"], state["disc"], state["replay"]
-    bc_x = discriminator.ReplayBuffer.create(cfg.bc_buffer, in_size)
-    bc_y = discriminator.ReplayBuffer.create(cfg.bc_buffer, env.action_size)
-    it, samples = int(state["iteration"]), int(state["samples"])
-    env_state, hist = S.start_training_envs(env, jax.random.fold_in(key, it), state["clip_weights"], cfg.history)
-    last_eval: dict = {}
-    t_start = time.time()
-    bar = tqdm(total=total, initial=it, disable=not progress, desc=f"group {out.name}", dynamic_ncols=True)
-
-    starts = S.clip_starts(library)
-
-    def student_x(env_state, hist):  # the command began at its clip's first frame, where the reference is anchored
-        start = S.anchored(starts[env_state.clip], env_state.anchor)
-        return S.student_input(S.env_proprio(env_state)[0], hist, _onehot(slot_of[env_state.clip], G), cfg.history,
-                               env_state.clip_time, S.heading_features(start, S.root_frame(env_state.qpos)))
-
-    def controller(ts):
-        return S.student_actor(lambda x: ppo.act(ts, x, key, deterministic=True)[0], cfg.history,
-                               lambda s: _onehot(slot_of[s.clip], G))
-
-    group_clips = jnp.asarray([library.index(c) for c in clips])
-    clip_end = S.clip_ends(library)
-    switch_draw = jax.jit(lambda clip, clip_time, weights, k: draw_switches(
-        k, clip, clip_time, weights, group_clips, clip_end, cfg.switch_rate, cfg.end_switch,
-        1.0 / env_cfg.control_hz))
-
-    padl_ppo = dataclasses.replace(cfg.ppo, policy_lr=cfg.padl_policy_lr)
-    while it < total:
-        t0 = time.time()
+    def iterate(self, state: dict) -> dict:
+        cfg, env, G, slot_of = self.cfg, self.env, self.G, self.slot_of
+        T, N = cfg.rollout_steps, env.num_envs
+        it = int(state["iteration"])
+        key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
+        if self.env_state is None:
+            self.env_state, self.hist = S.start_training_envs(env, jax.random.fold_in(key, it), state["clip_weights"],
+                                                              cfg.history)
+        env_state, hist, ts, ds, replay = self.env_state, self.hist, state["ppo"], state["disc"], state["replay"]
         warmup = it < cfg.bc_warmup_iterations
         beta = max(0.0, 1.0 - it / cfg.beta_iterations) if warmup and cfg.beta_iterations else 0.0
         key, k_beta = jax.random.split(key)
@@ -302,11 +225,12 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
             key, k_act = jax.random.split(key)
             if G > 1 and (cfg.switch_rate > 0 or cfg.end_switch > 0):
                 key, k_switch = jax.random.split(key)
-                mask, new_clip = switch_draw(env_state.clip, env_state.clip_time, env_state.clip_weights, k_switch)
+                mask, new_clip = self.switch_draw(env_state.clip, env_state.clip_time, env_state.clip_weights,
+                                                  k_switch)
                 env_state, switches = env.switch(env_state, mask, new_clip), switches + int(mask.sum())
-            x = student_x(env_state, hist)
+            x = self.student_x(env_state, hist)
             a, lp, v = ppo.act(ts, x, k_act)
-            a_teacher = teachers.act(env_state)
+            a_teacher = self.teachers.act(env_state)
             a = jnp.where(by_teacher[:, None], a_teacher, a)
             new = env.step(env_state, a)
             xs.append(x), actions.append(a), logps.append(lp), values.append(v), teacher.append(a_teacher)
@@ -314,16 +238,17 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
             disc_obs.append(jnp.concatenate([jnp.asarray(new.disc_obs), _onehot(slot_of[env_state.clip], G)], -1))
             hist = S.push_step(hist, env, new, cfg.history, jax.random.fold_in(k_act, 1))
             env_state = new
+        self.env_state, self.hist = env_state, hist
         stack = lambda v: jnp.stack([jnp.asarray(u) for u in v])
         xs, teacher, tracking, dones, truncs = map(stack, (xs, teacher, tracking, dones, truncs))
         scalars = {}
         if warmup:
             flat_x, flat_y = xs.reshape(T * N, -1), teacher.reshape(T * N, -1)
-            bc_x, bc_y = bc_x.add(flat_x), bc_y.add(flat_y)
+            self.bc_x, self.bc_y = self.bc_x.add(flat_x), self.bc_y.add(flat_y)
             ts = ts.replace(normalizer=update_normalizer(ts.normalizer, flat_x))
             key, k_bc = jax.random.split(key)
-            ts, bc_loss = ppo.imitate(ts, bc_x.data, bc_y.data, bc_x.size, k_bc, cfg.bc_steps, cfg.bc_batch,
-                                      cfg.bc_lr)
+            ts, bc_loss = ppo.imitate(ts, self.bc_x.data, self.bc_y.data, self.bc_x.size, k_bc, cfg.bc_steps,
+                                      cfg.bc_batch, cfg.bc_lr)
             scalars["bc/loss"] = float(bc_loss)
             scalars["bc/beta"] = beta
         else:
@@ -333,62 +258,85 @@ def train_group(library: MotionLibrary, teachers: S.ExpertTeachers, clips: list[
             key, k_real, k_disc, k_ppo = jax.random.split(key, 4)
             m = cfg.disc_updates * cfg.disc.batch_size
             real, real_clip = env.reference_disc_obs(k_real, m)
-            real = jnp.concatenate([real, _onehot(slot_of[real_clip], G)], -1).reshape(cfg.disc_updates, -1, disc_dim)
+            real = jnp.concatenate([real, _onehot(slot_of[real_clip], G)], -1).reshape(cfg.disc_updates, -1,
+                                                                                       self.disc_dim)
             ds, replay, d_metrics = disc_phase(ds, replay, real, disc_obs.reshape(T * N, -1), k_disc)
             rollout = ppo.Rollout(xs, stack(actions), stack(logps), stack(values), rewards, dones, truncs,
-                                  ppo.value(ts, student_x(env_state, hist)), teacher_actions=teacher)
-            new_ts, p_metrics = ppo.update(ts.replace(config=padl_ppo), rollout, k_ppo)
+                                  ppo.value(ts, self.student_x(env_state, hist)), teacher_actions=teacher)
+            new_ts, p_metrics = ppo.update(ts.replace(config=self.padl_ppo), rollout, k_ppo)
             if it - cfg.bc_warmup_iterations < cfg.critic_warmup_iterations:  # the critic learns, the policy waits
                 new_ts = ppo.hold_policy(new_ts, ts)
             ts = new_ts.replace(config=cfg.ppo)
             scalars.update({"reward/disc": float(r_disc.mean()), "reward/total": float(rewards.mean()),
                             **{f"disc/{k}": float(v) for k, v in d_metrics.items()},
                             **{f"ppo/{k}": float(v) for k, v in p_metrics.items()}})
-        it, samples = it + 1, samples + T * N
+        state.update(ppo=ts, disc=ds, replay=replay, key=jax.random.key_data(key))
         ends = float(jnp.sum(dones) + jnp.sum(truncs))
         scalars.update({"reward/tracking": float(tracking.mean()),
                         "commands/switches_per_s": switches / (T * N) * env.config.control_hz,
-                        "episode/length_s": T * N / max(ends, 1.0) / env.config.control_hz,
-                        "perf/samples_per_s": T * N / (time.time() - t0)})
-        for k, v in scalars.items():
-            writer.add_scalar(k, v, samples)
-        bar.update(1)
-        bar.set_postfix(track=f"{scalars['reward/tracking']:.3f}", len=f"{scalars['episode/length_s']:.1f}s",
-                        **({"bc": f"{scalars['bc/loss']:.4f}"} if warmup else {}))
-        out_of_time = time_limit_s is not None and time.time() - t_start >= time_limit_s
-        if it % cfg.eval_every == 0 or it == total or out_of_time:
-            per_clip = evaluate_policy(library, controller(ts), clips=clips, episodes=cfg.eval_episodes,
-                                       noise=cfg.eval_noise, env_config=dataclasses.replace(env_cfg, backend="mujoco"))
-            last_eval, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
-            last_eval["worst_clip_success"] = min(success)
-            if cfg.eval_transitions and G > 1:
-                agent = GroupAgent(GroupTeachers(library, [(ts, meta)]), library)
-                last_eval["transition_success"] = transition_success(
-                    agent, library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(it))["success"]
-            state["clip_weights"] = clip_priorities(success, cfg.prioritise)
-            env_state = env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))
-            for k, v in last_eval.items():
-                writer.add_scalar(f"eval/{k}", v, samples)
-            curve.write(json.dumps({"iteration": it, "samples": samples, "wall_s": time.time() - t_start,
-                                    "phase": "bc" if warmup else "padl", **last_eval,
-                                    "clip_success": success,
-                                    "tracking": scalars["reward/tracking"],
-                                    "switches_per_s": scalars["commands/switches_per_s"],
-                                    **({"bc_loss": scalars["bc/loss"]} if warmup else {})}) + "\n")
-            curve.flush()
-            log_evaluation(log, progress, f"{out.name}: {eval_line(it, total, last_eval)}")
-            score = kept_score(last_eval)
-            if score > tuple(state["best"]):
-                state["best"] = np.asarray(score, np.float64)
-                checkpoint.save(out / POLICY, ts, {**meta, "iteration": it, "samples": samples, "eval": last_eval})
-        if it % cfg.checkpoint_every == 0 or it == total or out_of_time:
-            state.update(ppo=ts, disc=ds, replay=replay, key=jax.random.key_data(key), iteration=np.int64(it),
-                         samples=np.int64(samples))
-            checkpoint.save(out / TRAIN_STATE, state, {**meta, "iteration": it, "samples": samples})
-        if out_of_time:
-            break
-    bar.close(), writer.close(), curve.close()
-    return last_eval
+                        "episode/length_s": T * N / max(ends, 1.0) / env.config.control_hz})
+        return scalars
+
+    def evaluate(self, state: dict, scalars: dict) -> tuple[dict, dict]:
+        cfg, ts, clips, it = self.cfg, state["ppo"], self.clips, int(state["iteration"])
+        controller = S.student_actor(lambda x: ppo.act(ts, x, jax.random.key(0), deterministic=True)[0], cfg.history,
+                                     lambda s: _onehot(self.slot_of[s.clip], self.G))
+        per_clip = evaluate_policy(self.library, controller, clips=clips, episodes=cfg.eval_episodes,
+                                   noise=cfg.eval_noise, env_config=dataclasses.replace(cfg.env, backend="mujoco"))
+        ev, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
+        ev["worst_clip_success"] = min(success)
+        if cfg.eval_transitions and self.G > 1:
+            agent = GroupAgent(GroupTeachers(self.library, [GroupPolicy(ts, self.meta)]), self.library)
+            ev["transition_success"] = transition_success(
+                agent, self.library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(it))["success"]
+        state["clip_weights"] = clip_priorities(success, cfg.prioritise)
+        self.env_state = self.env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))
+        warmup = "bc/loss" in scalars
+        return ev, {"phase": "bc" if warmup else "padl", "clip_success": success,
+                    "tracking": scalars["reward/tracking"], "switches_per_s": scalars["commands/switches_per_s"],
+                    **({"bc_loss": scalars["bc/loss"]} if warmup else {})}
+
+    def policy(self, state: dict) -> ppo.TrainState:
+        return state["ppo"]
+
+    def score(self, evaluation: dict) -> tuple[float, float]:
+        return kept_score(evaluation)
+
+    def postfix(self, scalars: dict) -> dict:
+        return {"track": f"{scalars['reward/tracking']:.3f}", "len": f"{scalars['episode/length_s']:.1f}s",
+                **({"bc": f"{scalars['bc/loss']:.4f}"} if "bc/loss" in scalars else {})}
+
+
+def train_group(library: MotionLibrary, teachers: ExpertTeachers, clips: list[str], out: str | Path,
+                cfg: GroupConfig = GroupConfig(), resume: bool = False, iterations: int | None = None,
+                progress: bool = True, log=print, time_limit_s: float | None = None,
+                init_from: str | Path | None = None, force: bool = False) -> dict:
+    """Train (or resume) the controller of one group of clips into `out`; returns its last evaluation. A new run
+    refuses to overwrite a controller kept there by an earlier one unless `force` (`checkpoint.prepare_run`).
+    `init_from` (a controller of the same clips and inputs) starts a new run from its networks and normaliser, with
+    a new discriminator; its policy is held for `critic_warmup_iterations` after the warm-up (`--warmup 0` skips
+    it), as when fine-tuning it on switches."""
+    out = Path(out)
+    run = Run(out, KIND, "SuperPADL group run", resume, force, log)
+    if run.saved:
+        cfg, clips = from_dict(GroupConfig, run.saved["group"]), run.saved["clips"]
+    stage = _Stage(library, teachers, clips, cfg, out.name)
+    state = stage.initial_state()
+    if run.saved:
+        state = run.resume(state, kept_score)
+    elif init_from is not None:
+        loaded = GroupPolicy.load(init_from)
+        source, source_meta = loaded.ts, loaded.meta
+        mine = (list(clips), stage.in_size, to_dict(stage.cfg.history))
+        theirs = (source_meta["clips"], source_meta["input_size"], source_meta["group"]["history"])
+        if mine != theirs:
+            raise checkpoint.CheckpointError(f"{init_from}: its clips, input size and history {theirs} are not "
+                                             f"this group's {mine}")
+        state["ppo"] = state["ppo"].replace(policy_params=source.policy_params, value_params=source.value_params,
+                                            normalizer=source.normalizer)
+        log(f"starting {out.name} from {init_from} (iteration {source_meta['iteration']})")
+    return run.train(stage, state, stage.cfg.iterations if iterations is None else iterations, progress,
+                     time_limit_s)
 
 
 def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: GroupConfig = GroupConfig(),
@@ -399,10 +347,8 @@ def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: G
     interrupted ones, to `iterations` in all when given); returns {group name: its last evaluation}. `init_from`
     (a groups folder) takes its split, and starts each new group run from that folder's controller. `force`
     starts over: a new split, and new runs over the group runs and controllers already in `out`."""
-    from padl.expert import load_policy
-
     out = Path(out)
-    teachers = S.ExpertTeachers(library, [load_policy(p) for p in S.find_experts(expert_paths)], library.character)
+    teachers = load_experts(library, expert_paths)
     covered = teachers.clips(library)
     clips = list(clips) if clips else covered
     if missing := [c for c in clips if c not in covered]:
@@ -440,8 +386,3 @@ def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: G
                                          log=log, time_limit_s=left, force=force,
                                          init_from=None if init_from is None else Path(init_from) / g["name"])
     return results
-
-
-def load_groups(path: str | Path, library: MotionLibrary) -> GroupTeachers:
-    spec = checkpoint.read_spec(Path(path) / "groups.json", FORMAT, "groups folder")
-    return GroupTeachers(library, [load_group(Path(path) / g["name"]) for g in spec["groups"]])

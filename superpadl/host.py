@@ -11,10 +11,14 @@ its duration runs out (an interactive command lasts until the next one). Stage e
 steps from the start of the queue, rounded from cumulative time, so long scripts do not drift.
 
 When the character falls (pelvis below 0.3 m; or a body other than a foot touching the floor while the pelvis is
-below 0.6 m) or the state becomes non-finite (MuJoCo's own instability warnings included), it is restarted from
-`controller.initial_state()`, `falls` counts it, and the queue goes on where it was. So does an action that is not
-finite (a policy that blew up: NaN targets would otherwise be zeroed by MuJoCo and the character freeze silently),
-also counted in `bad_actions`.
+below 0.6 m), `falls` counts it. A controller that knows how to get up (`get_up_command`, the text of its learned
+get-up skill) is given that command: the queue's clock runs on, and once the character has stood for
+`STOOD_S` the command due now is given again (`get_ups` records how long each took). If it is not standing
+within `GET_UP_TIMEOUT_S`, or the controller has no get-up skill, it is restarted from
+`controller.initial_state()` (`restarts` counts these), and the queue goes on where it was. A non-finite state
+(MuJoCo's own instability warnings included) is restarted at once; so is an action that is not finite (a policy
+that blew up: NaN targets would otherwise be zeroed by MuJoCo and the character freeze silently), also counted in
+`bad_actions`.
 """
 from __future__ import annotations
 
@@ -28,6 +32,9 @@ from superpadl.script import Stage, parse_script, total_duration
 
 FALL_HEIGHT = 0.3         # pelvis below this: fallen
 CONTACT_FALL_HEIGHT = 0.6  # a non-foot body on the floor with the pelvis below this: fallen
+STAND_HEIGHT = 0.75        # pelvis above this and upright (its z axis within ~35 degrees of vertical): standing
+STOOD_S = 0.5              # standing this long ends a get-up
+GET_UP_TIMEOUT_S = 8.0     # a get-up not done by then is given up: the character is restarted
 _UNSTABLE_WARNINGS = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
                       mujoco.mjtWarning.mjWARN_BADQACC)
 
@@ -126,6 +133,10 @@ class SimLoop:
         self.control_steps = 0
         self.falls = 0
         self.bad_actions = 0  # control steps whose action was not finite (each also counted in falls)
+        self.restarts = 0  # falls ended by a restart (no get-up skill, a get-up timed out, a blow-up)
+        self.get_ups: list[float] = []  # seconds from each fall to standing again, by the learned get-up
+        self._getting_up: int | None = None  # control step of the fall being got up from
+        self._stood = 0  # control steps stood so far in a get-up
         self.errors: list[str] = []  # stages the controller refused (non-strict mode), newest last
         self.current: Stage | None = None
         self._queue: deque[Stage] = deque()
@@ -202,7 +213,8 @@ class SimLoop:
             self._cum += stage.duration
             self._stage_end = self._queue_step + self._steps(self._cum)
             try:
-                self.controller.set_command(stage.text)
+                if self._getting_up is None:  # else given once the character stands again
+                    self.controller.set_command(stage.text)
             except ValueError as e:
                 if self.strict:
                     raise ValueError(f"command {stage.text!r}: {e}") from None
@@ -223,16 +235,23 @@ class SimLoop:
             else:  # the controller blew up: counted, and restarted like a physics blow-up (not frozen in place)
                 self.bad_actions += 1
                 self.falls += 1
-                self._start()
+                self._restart()
         mujoco.mj_step(m, d)
         self.physics_steps += 1
         self._sub += 1
         if self._sub == self.substeps:
             self._sub = 0
             self.control_steps += 1
-            if self._fallen():
+            if self._getting_up is not None:
+                self._get_up_step()
+            elif (fall := self._fallen()) is not None:
                 self.falls += 1
-                self._start()
+                get_up = getattr(self.controller, "get_up_command", None)
+                if fall == "fell" and get_up:
+                    self._getting_up, self._stood = self.control_steps, 0
+                    self.controller.set_command(get_up)
+                else:
+                    self._restart()
             self._advance_queue()
             self.history.append(d.qpos.copy())
 
@@ -251,7 +270,38 @@ class SimLoop:
 
     def reset(self) -> None:
         """Restart the character from the controller's initial state (not counted as a fall; queue kept)."""
+        self._getting_up = None
         self._start()
+
+    def _restart(self) -> None:
+        self.restarts += 1
+        self.reset()
+
+    def _get_up_step(self) -> None:
+        """During a get-up: a blow-up or the time-out restarts; standing for STOOD_S gives the due command again."""
+        if self._fallen() == "unstable":
+            return self._restart()
+        if self.standing():
+            self._stood += 1
+        else:
+            self._stood = 0
+        if self._stood * self.control_dt >= STOOD_S:
+            self.get_ups.append((self.control_steps - self._getting_up) * self.control_dt)
+            self._getting_up = None
+            if self.current is not None:
+                try:
+                    self.controller.set_command(self.current.text)
+                except ValueError as e:  # a stage given during the get-up that the controller refuses
+                    if self.strict:
+                        raise ValueError(f"command {self.current.text!r}: {e}") from None
+                    self.errors.append(f"{self.current.text!r}: {e}")
+        elif (self.control_steps - self._getting_up) * self.control_dt >= GET_UP_TIMEOUT_S:
+            self._restart()
+
+    def standing(self) -> bool:
+        """Pelvis above STAND_HEIGHT and upright."""
+        up = self.data.xmat[self._pelvis].reshape(3, 3)[2, 2]  # the z component of the pelvis's z axis
+        return bool(self.data.xpos[self._pelvis, 2] > STAND_HEIGHT and up > 0.8)
 
     def _start(self) -> None:
         m, d = self.model, self.data
@@ -298,23 +348,24 @@ class SimLoop:
     def _warning_counts(self) -> np.ndarray:
         return np.array([self.data.warning[w].number for w in _UNSTABLE_WARNINGS])
 
-    def _fallen(self) -> bool:
+    def _fallen(self) -> str | None:
+        """"unstable" (a non-finite state, or MuJoCo reset it), "fell", or None."""
         d = self.data
         if not (np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all()):
-            return True
+            return "unstable"
         if (self._warning_counts() > self._warnings).any():  # MuJoCo reset the state itself
-            return True
+            return "unstable"
         height = d.xpos[self._pelvis, 2]
         if height < FALL_HEIGHT:
-            return True
+            return "fell"
         if height < CONTACT_FALL_HEIGHT:
             bodyid = self.model.geom_bodyid
             for c in d.contact[: d.ncon]:
                 g1, g2 = c.geom1, c.geom2
                 other = g2 if g1 in self._floor_geoms else g1 if g2 in self._floor_geoms else None
                 if other is not None and bodyid[other] not in self._foot_bodies and bodyid[other] != 0:
-                    return True
-        return False
+                    return "fell"
+        return None
 
     # ----- scripted rendering --------------------------------------------------------------------------------
     def run_script(self, stages: list[Stage], fps: float,

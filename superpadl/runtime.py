@@ -1,6 +1,6 @@
 """Runtime controllers: text command in, PD targets out (the `superpadl.host.Controller` protocol).
 
-`PolicyController` runs the distilled global policy (`superpadl.global_policy`): the prompt's embedding (by
+`PolicyController` runs the distilled global policy (`superpadl.policies.GlobalPolicy`): the prompt's embedding (by
 default snapped to the nearest caption the policy was trained on, since 30-odd clips' captions cover the text
 space sparsely) conditions one network that needs no motion library. A policy folder holds its `policy.*`.
 
@@ -24,10 +24,10 @@ import numpy as np
 from motions import kinematics as K
 from motions.library import MotionLibrary, sample_reference
 from padl import observations as O
-from padl import checkpoint, ppo
-from padl.config import from_dict
+from padl import checkpoint
 from padl.env import anchor_between, pd_targets
-from padl.expert import ExpertConfig, load_policy
+from padl.policy import ExpertPolicy
+from superpadl import policies
 
 FORMAT = "padl-expert-controller"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
@@ -92,10 +92,8 @@ class ExpertController:
         self.model = self.character.model
         self.experts, self.clip_expert = [], {}
         for path in experts:
-            ts, meta = load_policy(path)
-            cfg = from_dict(ExpertConfig, meta["expert"]).env
-            self.experts.append((ts, cfg))
-            for clip in meta["clips"]:
+            self.experts.append(ExpertPolicy.load(path))
+            for clip in self.experts[-1].clips:
                 if clip in library.clip_ids:
                     self.clip_expert.setdefault(clip, len(self.experts) - 1)
         if not self.clip_expert:
@@ -124,7 +122,6 @@ class ExpertController:
         self._observe = observe
         sample = jax.jit(lambda data, clip, t: sample_reference(data, skel, clip, t))
         self._sample = lambda clip, t: sample(library.data, clip, t)
-        self._act = jax.jit(lambda ts, obs: ppo.act(ts, obs, jax.random.key(0), deterministic=True)[0])
         self.command_text, self.clip = None, next(iter(self.clip_expert))
         self.clip_time, self.anchor = 0.0, Anchor()
         self.matched_caption, self.similarity = None, None
@@ -167,7 +164,8 @@ class ExpertController:
     def act(self, qpos, qvel) -> np.ndarray:
         self._qpos = np.asarray(qpos, np.float64)
         i = self.library.index(self.clip)
-        ts, cfg = self.experts[self.clip_expert[self.clip]]
+        expert = self.experts[self.clip_expert[self.clip]]
+        cfg = expert.env
         duration = float(self.library.durations[i])
         if not bool(self.library.data.loop[i]) and self.clip_time + cfg.ref_frames / self.control_hz > duration:
             self.clip_time = 0.0  # a gesture ended: play it again from where the character now stands
@@ -182,7 +180,7 @@ class ExpertController:
         obs = self._observe(jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32),
                             jnp.asarray(ref_pos, jnp.float32), jnp.asarray(ref_rot, jnp.float32),
                             jnp.asarray(phase, jnp.float32))
-        action = np.asarray(self._act(ts, obs))[0]
+        action = np.asarray(expert.act(obs))[0]
         self.clip_time += 1.0 / self.control_hz
         return np.asarray(self._pd(ref_qpos[0, 7:].astype(np.float32), action, cfg))
 
@@ -199,33 +197,31 @@ class PolicyController:
     def __init__(self, path: str | Path, encoder=None, snap: bool = True):
         from characters.character import load_character
         from superpadl import student as S
-        from superpadl.global_policy import GlobalConfig, check_encoder, load_global, policy_act, policy_encoder
         from superpadl.text import default_encoder
 
-        tree, meta = load_global(path)
+        policy = policies.GlobalPolicy.load(path)
         # the prompts must be embedded as the captions were: the name is checked now, the embeddings at the first
         # command (that loads the model)
-        self._where = checkpoint.in_folder(path, "policy.json")
-        self._encoder_record = policy_encoder(meta, tree["caption_emb"], self._where)
+        self._where, self._encoder_record = policy.where, policy.encoder()
         encoder = encoder or default_encoder()
-        check_encoder(self._encoder_record, encoder, self._where, embed=False)
-        cfg = from_dict(GlobalConfig, meta["global"])
-        self.character = load_character(meta["character"])
+        policies.check_encoder(self._encoder_record, encoder, self._where, embed=False)
+        self.character = load_character(policy.character)
         self.model = self.character.model
-        self.control_hz = cfg.env.control_hz
-        self.history = from_dict(S.HistoryConfig, meta["history"])
-        self.captions, self.caption_clips = list(meta["captions"]), list(meta["caption_clips"])
-        self.caption_emb = np.asarray(tree["caption_emb"], np.float32)
-        self.start_qpos = np.asarray(tree["start_qpos"], np.float64)
+        self.control_hz = policy.env.control_hz
+        self.history = policy.history
+        self.captions, self.caption_clips = policy.captions, policy.caption_clips
+        self.caption_emb, self.start_qpos = policy.caption_emb, policy.start_qpos
         self.encoder, self.snap = encoder, snap
-        self._S, self._policy, self._proprio = S, policy_act(tree, cfg), S.make_proprio(self.character)
+        self._S, self._policy, self._proprio = S, policy.act, S.make_proprio(self.character)
         _, self._low, self._high = S.joint_limits(self.character)
         # before the first command the character idles: the policy's standing skill if it knows one, else the
         # PD servos hold the character's rest pose (conditioning on some caption would play that skill, unasked;
         # the policy's start pose held so toppled within 2 s here, the rest pose stands: tests/test_default_model.py)
-        from motions.captions import STANDING_CAPTIONS
+        from motions.captions import GET_UP_CAPTIONS, STANDING_CAPTIONS
 
         self.idle = next((i for i, c in enumerate(self.captions) if c in STANDING_CAPTIONS), None)
+        # what `SimLoop` commands after a fall, when the policy learnt to get up (else it restarts the character)
+        self.get_up_command = next((c for c in self.captions if c in GET_UP_CAPTIONS), None)
         self.condition = None if self.idle is None else self.caption_emb[self.idle]
         self._hold = self.character.rest_qpos()[7:][self.character.actuator_joint].astype(np.float64)
         self.command_text, self.matched_caption, self.similarity = None, None, None
@@ -235,9 +231,7 @@ class PolicyController:
     def match(self, text: str) -> tuple[str, float, np.ndarray]:
         """(nearest training caption, cosine similarity, the embedding to condition on) for a command."""
         if self._encoder_record is not None:
-            from superpadl.global_policy import check_encoder
-
-            check_encoder(self._encoder_record, self.encoder, self._where)
+            policies.check_encoder(self._encoder_record, self.encoder, self._where)
             self._encoder_record = None  # checked
         e = np.asarray(self.encoder.encode(text)[0], np.float32)
         sim = self.caption_emb @ e
@@ -296,7 +290,7 @@ def known_skills(path: str | Path | None = None) -> dict[str, list[str]]:
     its checkpoint's metadata, without building the network; an expert controller is loaded."""
     path = Path(path) if path is not None else DEFAULT_MODEL
     out: dict[str, list[str]] = {}
-    if (path / "policy.json").is_file() and checkpoint.kind_of(path / "policy.json") == "superpadl-global":
+    if policies.kind(path) == policies.GLOBAL_KIND:
         meta = checkpoint.load(path / "policy")[1]
         pairs = zip(meta["caption_clips"], meta["captions"])
     else:
@@ -311,8 +305,7 @@ def load_controller(path: str | Path):
     """The controller in a folder: a global policy (`policy.json` of kind superpadl-global) or an expert
     controller (`controller.json`)."""
     path = Path(path)
-    policy_json = path / "policy.json"
-    if policy_json.is_file() and checkpoint.kind_of(policy_json) == "superpadl-global":
+    if policies.kind(path) == policies.GLOBAL_KIND:
         return PolicyController(path)
     spec = checkpoint.read_spec(path / "controller.json", FORMAT, "controller folder")
     lib_dir = (path / spec["library"]).resolve()

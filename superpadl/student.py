@@ -17,7 +17,6 @@ reference's own past (`restart_fill`), so a student that starts mid-skill sees a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -25,9 +24,6 @@ import numpy as np
 
 from motions import kinematics as K
 from padl import observations as O
-from padl import ppo
-from padl.config import from_dict
-from padl.env import EnvConfig, pd_targets
 
 
 @dataclass(frozen=True)
@@ -234,63 +230,3 @@ def student_actor(policy, cfg: HistoryConfig, condition, clock=lambda state: sta
         return policy(student_input(pobs, hist, condition(state), cfg, clock(state), heading))
 
     return act
-
-
-class ExpertTeachers:
-    """Experts as teachers of reference-free students: for each env, the expert of its clip acts on the env's
-    full observation (which has the reference), and its residual action becomes an absolute one."""
-
-    def __init__(self, library, experts: list[tuple[ppo.TrainState, dict]], character):
-        from padl.expert import ExpertConfig
-
-        self.experts, self.env_configs = [], []
-        owner = np.full(len(library.clip_ids), -1)
-        for ts, meta in experts:
-            cfg = from_dict(ExpertConfig, meta["expert"]).env
-            self.experts.append(ts)
-            self.env_configs.append(cfg)
-            for c in meta["clips"]:
-                if c in library.clip_ids and owner[library.index(c)] < 0:
-                    owner[library.index(c)] = len(self.experts) - 1
-        self.owner = owner  # library clip index -> expert index (-1: none)
-        act_joint, self.low, self.high = joint_limits(character)
-        self._abs = [jax.jit(lambda ref, a, c=c: to_absolute(
-            pd_targets(ref, a, c.action_mode, c.action_scale, act_joint, self.low, self.high), self.low, self.high))
-            for c in self.env_configs]
-        self._owner = jnp.asarray(owner)
-
-    def clips(self, library) -> list[str]:
-        return [c for i, c in enumerate(library.clip_ids) if self.owner[i] >= 0]
-
-    def env_config(self) -> EnvConfig:
-        """The experts' environment settings (all must agree on what the observation holds)."""
-        first = self.env_configs[0]
-        for c in self.env_configs[1:]:
-            if (c.ref_frames, c.disc_frames, c.control_hz) != (first.ref_frames, first.disc_frames, first.control_hz):
-                raise ValueError("experts disagree on ref_frames / disc_frames / control_hz; distil them separately")
-        return first
-
-    def act(self, state) -> jax.Array:
-        """(N, 28) absolute actions of each env's clip expert on its current state."""
-        key = jax.random.key(0)
-        out = None
-        owner = self._owner[state.clip]
-        for e, ts in enumerate(self.experts):
-            a = self._abs[e](state.ref.qpos[:, 0, 7:], ppo.act(ts, state.obs, key, deterministic=True)[0])
-            out = a if out is None else jnp.where((owner == e)[:, None], a, out)
-        return out
-
-
-def find_experts(paths) -> list[Path]:
-    """Expert run folders (holding policy.json) named directly or as sub-folders of the given folders."""
-    found = []
-    for p in map(Path, paths):
-        if (p / "policy.json").is_file():
-            found.append(p)
-        elif p.is_dir():
-            found += sorted(d for d in p.iterdir() if (d / "policy.json").is_file())
-        else:
-            raise ValueError(f"{p}: no such expert folder")
-    if not found:
-        raise ValueError(f"{', '.join(map(str, paths))}: no expert (a folder with policy.json) found")
-    return found

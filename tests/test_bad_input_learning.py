@@ -20,8 +20,9 @@ from padl import checkpoint
 from padl.cli import main as padl_main
 from padl.expert import train
 from superpadl import cli as superpadl_cli
-from superpadl.global_policy import FINGERPRINT_TEXT, check_encoder, encoder_record, train_global
+from superpadl.global_policy import train_global
 from superpadl.groups import train_group
+from superpadl.policies import FINGERPRINT_TEXT, check_encoder, encoder_record
 from superpadl.host import HoldController, SimLoop
 from superpadl.runtime import DEFAULT_MODEL, PolicyController, load_controller
 from superpadl.text import MODEL_NAME

@@ -47,17 +47,19 @@ def test_default_prompt_script_runs_without_a_fall(controller):
 def test_shipped_teachers_load_and_cover_the_default_models_clips():
     """models/teachers hold the experts the default was distilled from (and the standing skill's, for the next
     distillation: its card); a renamed config field must not strand them."""
-    from padl.expert import load_policy
-    from superpadl.student import find_experts
+    from padl.config import from_dict
+    from padl.expert import ExpertConfig
+    from padl.policy import ExpertPolicy
+    from superpadl.policies import GlobalPolicy
+    from superpadl.teachers import find_experts
 
     clips = set()
     for path in find_experts([REPO / "models" / "teachers"]):
-        ts, meta = load_policy(path)
-        assert np.isfinite(np.asarray(ts.normalizer.mean)).all(), path
-        clips |= set(meta["clips"])
-    from superpadl.global_policy import load_global
-
-    assert clips >= set(load_global(DEFAULT_MODEL)[1]["clips"])
+        policy = ExpertPolicy.load(path)
+        from_dict(ExpertConfig, policy.meta["expert"])  # what `padl train-expert --init-from` reads of it
+        assert np.isfinite(np.asarray(policy.ts.normalizer.mean)).all(), path
+        clips |= set(policy.clips)
+    assert clips >= set(GlobalPolicy.load(DEFAULT_MODEL).clips)
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,14 @@ from padl.config import to_dict
 from padl.env import EnvConfig, ImitationEnv
 from padl.evaluate import evaluate_policy
 from padl.expert import ExpertConfig
+from padl.policy import ExpertPolicy
 from superpadl import student as S
 from superpadl.cli import main as superpadl_main
 from superpadl.evaluate import GroupAgent, kept_score, transition_success
-from superpadl.global_policy import Carry, GlobalConfig, dagger_rollout, load_global, train_global
-from superpadl.groups import (GroupConfig, GroupTeachers, clip_priorities, draw_switches, load_group, load_groups,
-                              make_groups, train_group)
+from superpadl.global_policy import Carry, CommandSchedule, Commands, GlobalConfig, dagger_rollout, train_global
+from superpadl.groups import GroupConfig, clip_priorities, draw_switches, make_groups, train_group
+from superpadl.policies import GlobalPolicy, GroupPolicy
+from superpadl.teachers import ExpertTeachers, GroupTeachers, load_groups
 from superpadl.runtime import PolicyController, load_controller
 from synthetic import write_synthetic_library
 
@@ -99,6 +101,11 @@ def test_anchored_start_is_where_the_reanchored_clip_begins(lib):
     assert np.linalg.norm(np.asarray(got[:, :2] - start[:, :2]), axis=-1).min() > 0.3
 
 
+def _schedule(p_switch: float, **kw) -> CommandSchedule:
+    """The command schedule that switches with probability `p_switch` (0 or 1) per control step (30 Hz)."""
+    return CommandSchedule(switch_every_s=1 / 30 / p_switch if p_switch else np.inf, **kw)
+
+
 def test_dagger_commands_outlive_their_clip_by_end_switch(lib, small_env):
     """A command whose clip ends (here after 0.1 s) switches with probability `end_switch`: always with 1, never with
     0, when its teacher learnt to stand after the skill (`EnvConfig.hold_s`), so its clock runs on past the end."""
@@ -112,8 +119,8 @@ def test_dagger_commands_outlive_their_clip_by_end_switch(lib, small_env):
                       jnp.zeros(4, jnp.int32), jnp.zeros(4), starts[jnp.asarray(state.clip)])  # commands just begun
         carry, (xs, _, _), (falls, switches) = dagger_rollout(
             small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), lambda *a: jnp.zeros((a[0].shape[0], 28)),
-            jnp.zeros(4, bool), jnp.eye(2, 384), hcfg, 6, jax.random.key(1), 0.0, clips,
-            lambda k, c: jnp.zeros_like(c), starts, ends, end_switch)
+            jnp.zeros(4, bool), jnp.eye(2, 384), hcfg, 6, jax.random.key(1),
+            Commands(clips, lambda k, c: jnp.zeros_like(c), starts, ends), _schedule(0.0, end_switch=end_switch))
         assert falls == 0
         seen[end_switch] = (switches, 8.0 * np.asarray(xs[-1, :, -2]))  # the clock ramp of the last step
     assert seen[1.0][0] == 8 and seen[0.0][0] == 0  # each env crossed 0.1 s twice in six steps (3 steps apiece)
@@ -138,8 +145,8 @@ def test_a_switch_near_a_clips_end_is_labelled_by_its_teacher_until_it_ends(lib,
                       jnp.asarray(state.clip), jnp.zeros(4), starts[jnp.asarray(state.clip)])
         carry, (xs, ys, _), (falls, switches) = dagger_rollout(
             small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
-            jnp.eye(len(lib.clip_ids), 384), hcfg, 8, jax.random.key(1), 1.0, jnp.asarray([b]),
-            lambda k, c: c, starts, ends, 1.0, finish_s)
+            jnp.eye(len(lib.clip_ids), 384), hcfg, 8, jax.random.key(1),
+            Commands(jnp.asarray([b]), lambda k, c: c, starts, ends), _schedule(1.0, finish_s=finish_s))
         assert falls == 0
         labels[finish_s], shown[finish_s] = np.asarray(ys[:, on_a, 0]), np.asarray(xs[:, on_a, -384 + b])
     for finish_s, handover in ((0.0, 1), (0.5, 6)):
@@ -166,8 +173,8 @@ def test_a_command_held_past_its_clips_end_is_labelled_by_the_idle_teacher(lib, 
                       starts[command])
         carry, (xs, ys, _), (falls, switches) = dagger_rollout(
             small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
-            jnp.eye(len(lib.clip_ids), 384), hcfg, 8, jax.random.key(1), 0.0, jnp.asarray([a, b]),
-            lambda k, c: c, starts, ends, 0.0, 0.0, 0.0, idle)
+            jnp.eye(len(lib.clip_ids), 384), hcfg, 8, jax.random.key(1),
+            Commands(jnp.asarray([a, b]), lambda k, c: c, starts, ends, idle), _schedule(0.0, end_switch=0.0))
         assert falls == 0 and switches == 0
         labels[idle], shown[idle] = np.asarray(ys[:, :, 0]), np.asarray(xs[:, :, -384 + a])
     np.testing.assert_array_equal(labels[-1], a)
@@ -192,8 +199,8 @@ def test_rest_switch_commands_another_clip_from_a_first_frame_start(lib):
                       jnp.asarray(state.clip), jnp.zeros(4), starts[jnp.asarray(state.clip)])
         carry, (_, ys, _), _ = dagger_rollout(
             env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
-            jnp.eye(len(lib.clip_ids), 384), hcfg, 5, jax.random.key(1), 0.0, jnp.asarray([b]),
-            lambda k, c: c, starts, looping, 1.0, 0.0, rest_switch)
+            jnp.eye(len(lib.clip_ids), 384), hcfg, 5, jax.random.key(1),
+            Commands(jnp.asarray([b]), lambda k, c: c, starts, looping), _schedule(0.0, rest_switch=rest_switch))
         assert (np.asarray(carry.env_state.step) == 2).all()  # restarted after the third step
         got[rest_switch] = (np.asarray(ys[3:, :, 0]), np.asarray(carry.env_state.clip), np.asarray(carry.clock))
     own, clips, _ = got[0.0]
@@ -237,8 +244,8 @@ def test_dagger_labels_are_the_teachers_actions_on_the_students_states(lib, smal
         carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), jnp.asarray(state.clip),
                       jnp.zeros(4, jnp.int32), jnp.asarray(state.clip_time), starts[jnp.asarray(state.clip)])
         carry, (xs, ys, executed), _ = dagger_rollout(
-            env, carry, student, teacher, jnp.full((4,), beta > 0), emb, hcfg, 6, jax.random.key(1), p_switch,
-            clips, lambda k, c: jnp.zeros_like(c), starts, clip_end)
+            env, carry, student, teacher, jnp.full((4,), beta > 0), emb, hcfg, 6, jax.random.key(1),
+            Commands(clips, lambda k, c: jnp.zeros_like(c), starts, clip_end), _schedule(p_switch))
         seen_clock = 8.0 * np.asarray(xs[..., -5])  # the student's clock feature (a ramp, < 8 s here)
         seen_lateral = np.asarray(xs[..., -1])
         # the labels are the teacher's on the student's own state (xs[..., :223]) and the clock the student saw
@@ -259,11 +266,11 @@ def test_dagger_labels_are_the_teachers_actions_on_the_students_states(lib, smal
     assert not np.allclose(ys[-1], 0.3)
 
 
-def _zero_residual_expert(lib) -> tuple[ppo.TrainState, dict]:
+def _zero_residual_expert(lib) -> ExpertPolicy:
     """An untrained expert: its mean action is ~0, i.e. PD on the reference, which follows these clips."""
     cfg = ExpertConfig(env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, clips=tuple(CLIPS)))
     ts = ppo.init(jax.random.key(0), ImitationEnv(lib, cfg.env).obs_size, 28, cfg.ppo)
-    return ts, {"expert": to_dict(cfg), "clips": CLIPS}
+    return ExpertPolicy(ts, {"expert": to_dict(cfg), "clips": CLIPS})
 
 
 def _tiny_group_config(**kw) -> GroupConfig:
@@ -277,7 +284,7 @@ def _tiny_group_config(**kw) -> GroupConfig:
 @pytest.fixture(scope="module")
 def groups_dir(lib, tmp_path_factory):
     out = tmp_path_factory.mktemp("groups")
-    teachers = S.ExpertTeachers(lib, [_zero_residual_expert(lib)], lib.character)
+    teachers = ExpertTeachers(lib, [_zero_residual_expert(lib)])
     train_group(lib, teachers, CLIPS, out / "group_000", _tiny_group_config(), progress=False, log=lambda m: None)
     (out / "groups.json").write_text(json.dumps({"format": "superpadl-groups",
                                                  "groups": [{"name": "group_000", "clips": CLIPS}]}))
@@ -294,7 +301,8 @@ def _episode_frames(lib, ts, cfg):
 
 def test_group_warmup_lowers_bc_loss_and_keeps_the_character_up(lib, groups_dir):
     curve = [json.loads(line) for line in (groups_dir / "group_000" / "progress.jsonl").read_text().splitlines()]
-    ts, meta = load_group(groups_dir / "group_000")
+    policy = GroupPolicy.load(groups_dir / "group_000")
+    ts, meta = policy.ts, policy.meta
     assert meta["iteration"] == 12 and meta["clips"] == CLIPS
     cfg = _tiny_group_config()
     trained = _episode_frames(lib, ts, cfg)["mean"]
@@ -307,14 +315,14 @@ def test_group_warmup_lowers_bc_loss_and_keeps_the_character_up(lib, groups_dir)
     state, _ = checkpoint.load(groups_dir / "group_000" / "train_state")
     assert np.allclose(state["['clip_weights']"], clip_priorities(curve[-1]["clip_success"], cfg.prioritise))
     with pytest.raises(checkpoint.CheckpointError, match="not a SuperPADL global policy"):
-        load_global(groups_dir / "group_000")
+        GlobalPolicy.load(groups_dir / "group_000")
 
 
 def test_group_run_resumes_to_more_iterations(lib, groups_dir, tmp_path):
     import shutil
 
     run = shutil.copytree(groups_dir / "group_000", tmp_path / "group_000")
-    teachers = S.ExpertTeachers(lib, [_zero_residual_expert(lib)], lib.character)
+    teachers = ExpertTeachers(lib, [_zero_residual_expert(lib)])
     train_group(lib, teachers, CLIPS, run, _tiny_group_config(), resume=True, iterations=14, progress=False,
                 log=lambda m: None)
     _, meta = checkpoint.load(run / "train_state")
@@ -325,19 +333,20 @@ def test_group_init_from_holds_its_controller_while_the_critic_learns_and_scores
     """A fine-tuning run (`init_from`, no warm-up) starts from the controller's networks: held bit for bit through
     the critic warm-up; its evaluations also switch commands, and the kept policy is scored by both. A controller
     of other clips is refused."""
-    teachers = S.ExpertTeachers(lib, [_zero_residual_expert(lib)], lib.character)
-    source, _ = load_group(groups_dir / "group_000")
+    teachers = ExpertTeachers(lib, [_zero_residual_expert(lib)])
+    source = GroupPolicy.load(groups_dir / "group_000").ts
     cfg = _tiny_group_config(bc_warmup_iterations=0, critic_warmup_iterations=2, iterations=2, eval_every=2,
                              eval_transitions=4, end_switch=1.0)
     run = tmp_path / "group_000"
     train_group(lib, teachers, CLIPS, run, cfg, progress=False, log=lambda m: None, init_from=groups_dir / "group_000")
-    ts, meta = load_group(run)
+    policy = GroupPolicy.load(run)
+    ts, meta = policy.ts, policy.meta
     for a, b in zip(jax.tree.leaves(ts.policy_params), jax.tree.leaves(source.policy_params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     row = json.loads((run / "progress.jsonl").read_text().splitlines()[-1])
     assert row["phase"] == "padl" and meta["eval"]["transition_success"] == row["transition_success"]
     # the held controller's own transitions, drawn as the evaluation at iteration 2 draws them
-    agent = GroupAgent(GroupTeachers(lib, [load_group(groups_dir / "group_000")]), lib)
+    agent = GroupAgent(GroupTeachers(lib, [GroupPolicy.load(groups_dir / "group_000")]), lib)
     assert row["transition_success"] == transition_success(agent, lib, 4, 2.0, 3.0, np.random.default_rng(2))["success"]
     with pytest.raises(checkpoint.CheckpointError, match="not this group's"):
         train_group(lib, teachers, CLIPS[:1], tmp_path / "other", cfg, progress=False, log=lambda m: None,
@@ -380,7 +389,7 @@ def test_group_split_random_and_cluster():
 def _tiny_global_config(**kw) -> GlobalConfig:
     return GlobalConfig(env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, action_mode="absolute",
                                       max_body_error=1e6, end_with_clip=False),
-                        rollout_steps=8, iterations=16, beta_iterations=4, sgd_steps=32, eval_every=8,
+                        rollout_steps=8, iterations=16, commands=CommandSchedule(beta_iterations=4), sgd_steps=32, eval_every=8,
                         eval_episodes=1, checkpoint_every=8, eval_transitions=6, **kw)
 
 
@@ -396,7 +405,8 @@ def test_global_dagger_lowers_bc_loss(global_dir):
     curve = [json.loads(line) for line in (global_dir / "progress.jsonl").read_text().splitlines()]
     assert [c["iteration"] for c in curve] == [8, 16]
     assert curve[-1]["bc/loss"] < curve[0]["bc/loss"]
-    tree, meta = load_global(global_dir)
+    policy = GlobalPolicy.load(global_dir)
+    tree, meta = policy.tree, policy.meta
     assert meta["captions"] and tree["caption_emb"].shape == (len(meta["captions"]), 384)
     # the policy kept is the best evaluated: skills and switches alike, then the closest to its clips
     best = max(curve, key=lambda c: (c["success"] + c["transition_success"], -c["g_mpjpe_mm"]))
@@ -407,7 +417,8 @@ def test_global_dagger_lowers_bc_loss(global_dir):
 def test_global_init_from_fine_tunes_a_trained_policy(lib, global_dir, groups_dir, tmp_path):
     """A run started from a trained global policy begins where that one ended: after its first iteration its BC
     loss is below that of the same run from a new network. A checkpoint of another kind is refused."""
-    cfg = dataclasses.replace(_tiny_global_config(), iterations=1, eval_every=1, eval_transitions=0, beta_iterations=0)
+    cfg = dataclasses.replace(_tiny_global_config(), iterations=1, eval_every=1, eval_transitions=0,
+                              commands=CommandSchedule(beta_iterations=0))
     first = {}
     for name, source in (("ft", global_dir), ("scratch", None)):
         train_global(lib, load_groups(groups_dir, lib), tmp_path / name, cfg, progress=False, log=lambda m: None,
@@ -460,14 +471,15 @@ def test_eval_cli_and_foreign_checkpoints(lib, global_dir, groups_dir, tmp_path,
     assert result["endurance"]["simulated_minutes"] == pytest.approx(0.2) and result["endurance"]["commands"] >= 1
     assert set(result["clips"]) == set(CLIPS) and 0.0 <= result["mean"]["transition_success"] <= 1.0
     by_clip = result["transitions"]["by_clip"]  # also printed, a row per clip: pairs leaving it and going to it
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[:1] in ([c] for c in by_clip)]
+    rows = [r for r in map(str.split, capsys.readouterr().out.splitlines())  # the endurance table has clip rows too
+            if r[:1] in ([c] for c in by_clip) and "/" in r[1]]
     assert {r[0]: [r[1], r[2]] for r in rows} == {c: [f"{a}/{n}" for a, n in (v["from"], v["to"])]
                                                   for c, v in by_clip.items()}
     assert sum(int(r[1].split("/")[1]) for r in rows) == 4
     for m in result["commands"].values():
         assert 0.0 <= m["precision_auc"] <= 1.0 and 0.0 <= m["recall_auc"] <= 1.0 and m["g_mpjpe_mm"] > 0
     with pytest.raises(checkpoint.CheckpointError, match="not a SuperPADL group controller"):
-        load_group(global_dir)
+        GroupPolicy.load(global_dir)
     capsys.readouterr()
     assert superpadl_main(["eval", str(tmp_path), str(lib.path)]) == 1
     err = capsys.readouterr().err.strip()
@@ -487,13 +499,13 @@ def test_the_kept_policy_weighs_success_and_transitions_alike():
 
 
 def test_teachers_drive_a_share_that_decays_to_the_floor():
-    from superpadl.global_policy import GlobalConfig, teacher_share
+    from superpadl.global_policy import teacher_share
 
-    cfg = GlobalConfig(beta_iterations=40)
+    cfg = CommandSchedule(beta_iterations=40)
     assert [teacher_share(i, cfg) for i in (0, 10, 40, 400)] == [1.0, 0.75, 0.0, 0.0]
-    floored = GlobalConfig(beta_iterations=40, beta_floor=0.2)
+    floored = CommandSchedule(beta_iterations=40, beta_floor=0.2)
     assert [teacher_share(i, floored) for i in (0, 10, 39, 40, 400)] == [1.0, 0.75, 0.2, 0.2, 0.2]
-    assert teacher_share(0, GlobalConfig(beta_iterations=0, beta_floor=0.2)) == 0.2
+    assert teacher_share(0, CommandSchedule(beta_iterations=0, beta_floor=0.2)) == 0.2
 
 
 def test_the_kept_policy_never_lost_a_skill():

@@ -19,7 +19,8 @@ from padl.cli import main as padl_main
 from padl.config import from_dict, to_dict
 from padl.env import EnvConfig
 from padl.evaluate import evaluate_policy
-from padl.expert import ExpertConfig, export_policy, load_policy, train
+from padl.expert import ExpertConfig, train
+from padl.policy import ExpertPolicy
 from synthetic import write_synthetic_library
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def test_killed_training_resumes_to_the_same_step_count(lib_path, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     end = json.loads(state.read_text())["config"]
     assert (end["iteration"], end["samples"]) == (6, 6 * 4 * 32)
-    ts, _ = load_policy(tmp_path / "killed")
+    ts = ExpertPolicy.load(tmp_path / "killed").ts
     assert int(ts.step) == 6
 
 
@@ -116,7 +117,7 @@ def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib
     meta = json.loads((tmp_path / "ft" / "train_state.json").read_text())["config"]
     assert meta["iteration"] == 2 and meta["expert"]["env"]["foreign_share"] == 0.5
     assert meta["expert"]["env"]["recover_s"] == 1.0 and meta["expert"]["stop_success"] > 1.0
-    ts, _ = load_policy(tmp_path / "ft")
+    ts = ExpertPolicy.load(tmp_path / "ft").ts
     assert int(ts.step) == 4  # the source's 2 PPO updates, then 2 of its own: the networks came from the source
     capsys.readouterr()
     code = padl_main(["train-expert", str(lib_path), "synthetic_squat", "--out", str(tmp_path / "other"), *TINY,
@@ -129,8 +130,9 @@ def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib
                       str(tmp_path / "other"), *TINY,
                       "--init-from", str(tmp_path / "src" / "policy"), "--steps", "64", "--quiet"])
     assert code == 0, capsys.readouterr().err
-    source, _ = load_policy(tmp_path / "src")
-    started, meta = load_policy(tmp_path / "other")
+    source = ExpertPolicy.load(tmp_path / "src").ts
+    policy = ExpertPolicy.load(tmp_path / "other")
+    started, meta = policy.ts, policy.meta
     assert meta["clips"] == ["synthetic_squat", "synthetic_sway"]
     assert jax.tree.all(jax.tree.map(np.array_equal, source.policy_params, started.policy_params))
 
@@ -141,14 +143,15 @@ def test_init_from_a_policy_export_holds_the_policy_while_its_new_critic_learns(
     best one (success, then G-MPJPE; the earliest of ties), not the latest."""
     train(lib, tmp_path / "src", tiny_config(), iterations=2, progress=False)
     export = tmp_path / "synthetic_sway_0-1.5s"  # named by a clip cut from a take: a folder, though it has a dot
-    export_policy(tmp_path / "src", export)
+    ExpertPolicy.load(tmp_path / "src").export(export)
     assert sorted(p.name for p in export.iterdir()) == ["policy.json", "policy.npz"]
     code = padl_main(["train-expert", str(lib_path), "synthetic_sway", "--out", str(tmp_path / "ft"), *TINY,
                       "--init-from", str(export), "--steps", "384", "--eval-every", "1", "--eval-episodes", "3",
                       "--quiet"])
     assert code == 0, capsys.readouterr().err
-    source, _ = load_policy(export)
-    tuned, meta = load_policy(tmp_path / "ft")
+    source = ExpertPolicy.load(export).ts
+    policy = ExpertPolicy.load(tmp_path / "ft")
+    tuned, meta = policy.ts, policy.meta
     assert meta["expert"]["eval_episodes"] == 3
     assert jax.tree.all(jax.tree.map(np.array_equal, source.policy_params, tuned.policy_params))
     curve = [json.loads(line) for line in (tmp_path / "ft" / "progress.jsonl").read_text().splitlines()]
@@ -164,7 +167,7 @@ def test_recorder_writes_expert_actions_on_visited_states(lib, tmp_path):
     assert meta["clips"] == ["synthetic_sway"] and arrays["obs"].shape == (12, 3, meta["obs_layout"]["obs"])
     assert arrays["action"].shape == (12, 3, 28) and arrays["ref_qpos"].shape == (12, 3, 35)
     assert set(np.unique(arrays["clip"])) == {0}
-    ts, _ = load_policy(tmp_path / "expert")
+    ts = ExpertPolicy.load(tmp_path / "expert").ts
     mean, _, _ = ppo.act(ts, arrays["obs"][5], jax.random.key(0), deterministic=True)
     np.testing.assert_allclose(arrays["action"][5], np.asarray(mean), atol=1e-5)  # the expert's label, not the noisy act
     # Noisy acting took the states away from the noise-free rollout: the recorder explores.

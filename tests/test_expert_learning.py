@@ -7,7 +7,8 @@ import numpy as np
 from motions.library import MotionLibrary
 from padl import ppo
 from padl.env import EnvConfig, ImitationEnv
-from padl.expert import ExpertConfig, load_policy, train
+from padl.expert import ExpertConfig, train
+from padl.policy import ExpertPolicy
 
 HORIZON = 135  # control steps (4.5 s, the whole bow) scored from the clip's start
 ITERATIONS = 60  # 60 x 64 envs x 32 steps = 123k samples, about two minutes on two cores
@@ -43,7 +44,7 @@ def test_short_expert_run_learns_the_bow(shared_data, tmp_path):
     untrained = ppo.init(jax.random.split(jax.random.key(cfg.seed), 3)[0], env.obs_size, env.action_size, cfg.ppo)
     before = score(lib, untrained)
     train(lib, tmp_path / "expert", cfg, iterations=ITERATIONS, progress=False)
-    after = score(lib, load_policy(tmp_path / "expert")[0])
+    after = score(lib, ExpertPolicy.load(tmp_path / "expert").ts)
     print(f"episode length {before[0]:.1f} -> {after[0]:.1f} steps, tracking {before[1]:.3f} -> {after[1]:.3f}")
     assert before[0] < 90  # the untrained policy (PD around the reference) does not get through the bow
     assert after[0] > before[0] + 8 and after[1] > before[1] * 1.1

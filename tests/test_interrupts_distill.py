@@ -96,7 +96,7 @@ class TinyGroupConfig(G.GroupConfig):
 class TinyGlobalConfig(P.GlobalConfig):
     rollout_steps: int = 8
     sgd_steps: int = 16
-    beta_iterations: int = 4
+    commands: P.CommandSchedule = P.CommandSchedule(beta_iterations=4)
     eval_episodes: int = 1
     eval_transitions: int = 4
     checkpoint_every: int = 2

@@ -28,9 +28,11 @@ def _random_init_tree(meta, cfg):
 
 
 def test_eval_shape_template_loads_the_same_policy_and_actions():
-    from superpadl.global_policy import GlobalConfig, load_global, policy_act
+    from superpadl.global_policy import GlobalConfig
+    from superpadl.policies import GlobalPolicy
 
-    tree, meta = load_global(DEFAULT)
+    policy = GlobalPolicy.load(DEFAULT)
+    tree, meta = policy.tree, policy.meta
     cfg = from_dict(GlobalConfig, meta["global"])
     template, ts = _random_init_tree(meta, cfg)
     before, _ = checkpoint.load(DEFAULT / "policy", template)
@@ -40,7 +42,7 @@ def test_eval_shape_template_loads_the_same_policy_and_actions():
     x = jax.random.normal(jax.random.key(1), (5, meta["input_size"]))
     old = ppo.act(ts.replace(policy_params=before["policy_params"], normalizer=before["normalizer"]), x,
                   jax.random.key(0), deterministic=True)[0]
-    np.testing.assert_allclose(np.asarray(policy_act(tree, cfg)(x)), np.asarray(old), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(policy.act(x)), np.asarray(old), atol=1e-6)
 
 
 def test_template_has_init_shapes_without_building_it():
@@ -166,7 +168,7 @@ def test_render_prints_only_its_result_without_mujoco_gl(tmp_path):
 
 
 def test_training_logs_a_line_per_evaluation_when_not_on_a_terminal(capsys):
-    from padl.expert import eval_line, log_evaluation
+    from padl.run import eval_line, log_evaluation
 
     ev = {"success": 0.92, "g_mpjpe_mm": 69.24, "worst_clip_success": 0.5, "transition_success": 0.8}
     assert eval_line(50, 400, ev) == "iteration 50/400: success 92%, G-MPJPE 69.2 mm, worst clip 50%, transitions 80%"

@@ -1,0 +1,84 @@
+"""A PADL expert loaded for acting: the one reader of `padl-expert` checkpoints, without the trainer.
+
+An expert run folder holds `policy.*` (the best-evaluated PPO state, kept by `padl.expert.train`) and
+`train_state.*` (the whole run); an export (`ExpertPolicy.export`) holds the policy network and its observation
+normaliser alone, with `policy_only` set in its metadata. Evaluation, recording, teachers and the runtime act
+with an `ExpertPolicy`; the trainer imports this module, never the reverse.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+
+from padl import checkpoint, ppo
+from padl.config import from_dict
+from padl.env import EnvConfig
+
+KIND = "padl-expert"
+POLICY = "policy"  # <run>/policy.{npz,json}: the best-evaluated policy
+TRAIN_STATE = "train_state"  # <run>/train_state.{npz,json}: the whole run, for --resume
+
+mean_action = jax.jit(ppo.mean_action)  # one compilation per network shape, shared by every policy kind
+
+
+class ExpertPolicy:
+    """An expert's PPO state and metadata: `act(obs)` is its deterministic (mean) action on the expert's
+    observation (policy part, then the reference part); `env` the environment it was trained in, `clips` its clips."""
+
+    kind = KIND
+
+    def __init__(self, ts: ppo.TrainState, meta: dict, where: str | Path = POLICY):
+        try:
+            self.env = from_dict(EnvConfig, meta["expert"]["env"])
+            self.clips = list(meta["clips"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise checkpoint.CheckpointError(f"{where}: malformed expert policy metadata "
+                                             f"({e.__class__.__name__}: {e})") from None
+        self.ts, self.meta = ts, meta
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ExpertPolicy":
+        """From a run folder, its `policy` checkpoint, or an export (whose value network and optimisers are left
+        at their initial values)."""
+        path = Path(path)
+        path = path / POLICY if path.is_dir() else path
+        where = f"{path}.json"
+        _, meta = checkpoint.load(path)  # validates format and checksum before anything is trusted
+        if meta.get("kind") != KIND:
+            raise checkpoint.CheckpointError(f"{where}: not a PADL expert policy (kind={meta.get('kind')!r})")
+        try:
+            shape = (meta["obs_size"], meta["action_size"], from_dict(ppo.PPOConfig, meta["expert"]["ppo"]))
+            # an export's value network and optimisers start at their initial values, so they are built for real;
+            # a full checkpoint replaces every leaf, so its template is shapes alone
+            template = ppo.init(jax.random.key(0), *shape) if meta.get("policy_only") else ppo.template(*shape)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise checkpoint.CheckpointError(f"{where}: malformed expert policy metadata "
+                                             f"({e.__class__.__name__}: {e})") from None
+        if meta.get("policy_only"):
+            part, _ = checkpoint.load(path, {"policy_params": template.policy_params,
+                                             "normalizer": template.normalizer})
+            return cls(template.replace(**part), meta, where)
+        ts, _ = checkpoint.load(path, template)
+        return cls(ts, meta, where)
+
+    def act(self, obs: jax.Array) -> jax.Array:
+        """(N, action) mean actions on (N, obs) expert observations."""
+        return mean_action(self.ts, obs)
+
+    def export(self, dst: str | Path) -> Path:
+        """Write the policy network and its observation normaliser alone (about a sixth of a `policy`
+        checkpoint): what acting needs, for shipping."""
+        return checkpoint.save(checkpoint.in_folder(dst, POLICY),
+                               {"policy_params": self.ts.policy_params, "normalizer": self.ts.normalizer},
+                               {**self.meta, "policy_only": True})
+
+
+def load_source(path: str | Path) -> tuple[dict, ppo.TrainState | None]:
+    """What a run's `init_from` names: (its metadata, None) for an expert run (its `train_state`), or (metadata,
+    PPO state) for an expert policy alone, such as a shipped export."""
+    meta = checkpoint.resume_meta(path, TRAIN_STATE, KIND, "PADL expert run")
+    if meta is not None:
+        return meta, None
+    policy = ExpertPolicy.load(path)
+    return policy.meta, policy.ts

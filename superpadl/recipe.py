@@ -1,0 +1,255 @@
+"""Training recipes: one TOML file names the motion sources and what differs from the defaults of every stage.
+
+    name = "default"
+    sources = ["data/walk.txt", "data/punch.bvh@0:2"]    # or: sources_file = "sources.txt" (+ data = ROOT)
+    [experts]   # ExpertConfig fields (nested [experts.env], [experts.ppo], ...) and the stage keys of EXPERT_KEYS
+    [groups]    # GroupConfig fields and `minutes`
+    [global]    # GlobalConfig fields and `minutes`
+    [eval]      # EvalSettings fields
+
+Paths are relative to the recipe file (the entries of a `sources_file` to `data`, default the sources file's
+folder). A bad recipe is a `RecipeError`, one line naming the file and the key, raised before anything is written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from padl.expert import ExpertConfig
+from superpadl.global_policy import GlobalConfig
+from superpadl.groups import GroupConfig
+
+
+class RecipeError(ValueError):
+    """'<recipe file>: <key>: <what is wrong>'."""
+
+
+@dataclass(frozen=True)
+class ExpertStage:
+    config: ExpertConfig = ExpertConfig()
+    teachers: Path | None = None  # a folder of finished experts: clips with an expert there are not trained
+    minutes: float | None = None  # wall-clock budget of one expert's first attempt (None: iterations alone)
+    success: float = 0.9  # the bar an expert must reach, or be retried: success at least this...
+    g_mpjpe_mm: float = 100.0  # ...and G-MPJPE at most this
+    retries: int = 2  # further attempts of an expert below its bar (`superpadl.pipeline.retry_plan`)
+    clips_per_expert: int = 1  # >1: one expert tracks a caption-embedding cluster of about this many clips
+    workers: int = 1  # expert trainers at once (`superpadl train --workers` overrides)
+
+
+@dataclass(frozen=True)
+class Stage:
+    config: typing.Any
+    minutes: float | None = None  # wall-clock budget of the stage (None: its config's iterations alone)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    episodes: int = 2  # per caption, as `superpadl eval --episodes`
+    transitions: int = 100
+    seed: int = 0
+    endurance_minutes: float = 0.0  # simulated minutes of real use per seed (`superpadl.endurance`; 0: skip)
+    endurance_seeds: int = 1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path
+    name: str
+    sources: tuple[str, ...]  # absolute 'FILE' or 'FILE@START:END'
+    listed: tuple[str, ...]  # the same as the recipe writes them (for the exported sources.txt)
+    experts: ExpertStage = ExpertStage()
+    groups: Stage = field(default_factory=lambda: Stage(GroupConfig()))
+    global_: Stage = field(default_factory=lambda: Stage(GlobalConfig()))
+    eval: EvalSettings = EvalSettings()
+    raw: dict = field(default_factory=dict)  # the parsed TOML: a run refuses to resume under another recipe
+
+
+TOP_KEYS = {"name", "sources", "sources_file", "data", "experts", "groups", "global", "eval"}
+EXPERT_KEYS = {f.name for f in dataclasses.fields(ExpertStage)} - {"config"}
+STAGE_KEYS = {"minutes"}
+
+
+def load(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecipeError(f"{path}: cannot read ({e.__class__.__name__})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{path}: not valid TOML ({e})") from None
+    return parse(raw, path)
+
+
+def parse(raw: dict, path: Path) -> Recipe:
+    def fail(key: str, what: str):
+        raise RecipeError(f"{path}: {key}: {what}")
+
+    for key in raw:
+        if key not in TOP_KEYS:
+            fail(key, f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        fail("name", "must be a non-empty string")
+    listed, sources = _sources(raw, path, fail)
+
+    def table(key: str) -> dict:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            fail(key, f"must be a table, not {type(value).__name__}")
+        return value
+
+    e = table("experts")
+    stage = {k: v for k, v in e.items() if k in EXPERT_KEYS}
+    ex = ExpertStage(config=_config(ExpertConfig, {k: v for k, v in e.items() if k not in EXPERT_KEYS}, "experts",
+                                    fail, ExpertStage.config),
+                     **_fields(ExpertStage, {k: v for k, v in stage.items() if k != "teachers"}, "experts", fail))
+    if "teachers" in stage:
+        if not isinstance(stage["teachers"], str):
+            fail("experts.teachers", "must be a folder path (string)")
+        teachers = (path.parent / stage["teachers"]).resolve()
+        if not teachers.is_dir():
+            fail("experts.teachers", f"no such folder {teachers}")
+        ex = dataclasses.replace(ex, teachers=teachers)
+    for key, low in (("retries", 0), ("clips_per_expert", 1), ("workers", 1)):
+        if getattr(ex, key) < low:
+            fail(f"experts.{key}", f"must be >= {low}, not {getattr(ex, key)}")
+    if not 0 <= ex.success <= 1:
+        fail("experts.success", f"must be in [0, 1], not {ex.success}")
+    stages = {}
+    for key, cls in (("groups", GroupConfig), ("global", GlobalConfig)):
+        t = table(key)
+        cfg = _config(cls, {k: v for k, v in t.items() if k not in STAGE_KEYS}, key, fail, cls())
+        stages[key] = Stage(cfg, **_fields(Stage, {k: v for k, v in t.items() if k in STAGE_KEYS}, key, fail))
+    ev = EvalSettings(**_fields(EvalSettings, table("eval"), "eval", fail))
+    for where, obj in (("experts", ex), ("groups", stages["groups"]), ("global", stages["global"]), ("eval", ev)):
+        _check_budgets(obj, where, fail)
+    return Recipe(path=path.resolve(), name=name, sources=sources, listed=listed, experts=ex,
+                  groups=stages["groups"], global_=stages["global"], eval=ev, raw=raw)
+
+
+def _sources(raw: dict, path: Path, fail) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the entries as written, their absolute forms), each file checked to exist."""
+    if ("sources" in raw) == ("sources_file" in raw):
+        fail("sources", "give either `sources` (a list of files) or `sources_file` (a sources.txt)")
+    if "sources" in raw:
+        key, entries, root = "sources", raw["sources"], path.parent
+        if not isinstance(entries, list) or not all(isinstance(s, str) for s in entries):
+            fail(key, "must be a list of file paths ('FILE' or 'FILE@START:END')")
+        if "data" in raw:
+            fail("data", "only with `sources_file`")
+    else:
+        key = "sources_file"
+        if not isinstance(raw[key], str):
+            fail(key, "must be a file path (string)")
+        listing = path.parent / raw[key]
+        if not listing.is_file():
+            fail(key, f"no such file {listing}")
+        if not isinstance(raw.get("data", ""), str):
+            fail("data", "must be a folder path (string)")
+        root = path.parent / raw["data"] if "data" in raw else listing.parent
+        entries = [s.strip() for s in listing.read_text().splitlines() if s.strip() and not s.lstrip().startswith("#")]
+    if not entries:
+        fail(key, "empty clip list")
+    absolute = []
+    for s in entries:
+        file, sep, span = s.rpartition("@")
+        file, span = (file, sep + span) if sep and not (root / s).is_file() else (s, "")
+        full = (root / file).resolve()
+        if not full.is_file():
+            fail(key, f"source file {full} is missing")
+        absolute.append(f"{full}{span}")
+    if len(set(absolute)) != len(absolute):
+        fail(key, "a source is listed twice")
+    return tuple(entries), tuple(absolute)
+
+
+def _fields(cls, data: dict, where: str, fail) -> dict:
+    """`data` checked against the fields of dataclass `cls` (names and types), nested tables included."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in data.items():
+        if key not in known:
+            fail(f"{where}.{key}", f"unknown key (not a field of {cls.__name__})")
+        out[key] = _value(hints[key], value, f"{where}.{key}", fail)
+    return out
+
+
+def _config(cls, data: dict, where: str, fail, default):
+    """Dataclass `default` with the fields `data` sets replaced; a nested table replaces fields of the nested
+    default (a recipe states only what differs, at any depth)."""
+    changes = _fields(cls, data, where, fail)
+    for key, value in changes.items():
+        current = getattr(default, key)
+        if isinstance(value, dict) and dataclasses.is_dataclass(current):
+            changes[key] = _config(type(current), data[key], f"{where}.{key}", fail, current)
+    return dataclasses.replace(default, **changes)
+
+
+def _value(hint, value, key: str, fail):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _value(arg, value, key, _mismatch)
+            except _Mismatch as e:
+                errors.append(str(e))
+        fail(key, errors[0] if errors else "must not be empty")
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            fail(key, f"must be a table, not {type(value).__name__}")
+        _fields(hint, value, key, fail)
+        return value  # checked here; built by `_config` from the nested default
+    if hint is bool:
+        if not isinstance(value, bool):
+            fail(key, f"must be true or false, not {value!r}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail(key, f"must be an integer, not {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(key, f"must be a number, not {value!r}")
+        return float(value)
+    elif hint is str or hint is Path:
+        if not isinstance(value, str):
+            fail(key, f"must be a string, not {value!r}")
+    elif origin is tuple or hint is tuple:
+        if not isinstance(value, list):
+            fail(key, f"must be a list, not {value!r}")
+        item = args[0] if args else typing.Any
+        return tuple(_value(item, v, f"{key}[{i}]", fail) for i, v in enumerate(value))
+    return value
+
+
+BUDGET_SUFFIXES = ("iterations", "_every", "_s", "episodes", "transitions", "seeds", "_steps", "_size")
+BUDGET_NAMES = {"minutes", "num_envs", "retries", "workers", "clips_per_expert", "buffer", "bc_buffer"}
+
+
+class _Mismatch(Exception):
+    """A value that is not of one member of a union type (the next member is tried)."""
+
+
+def _mismatch(key: str, what: str):
+    raise _Mismatch(what)
+
+
+def _check_budgets(obj, where: str, fail) -> None:
+    """Budgets and sizes are not negative: iterations, minutes, episodes, transitions, seconds."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_budgets(value, f"{where}.{f.name}" if f.name != "config" else where, fail)
+        elif (isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0
+              and (f.name.endswith(BUDGET_SUFFIXES) or f.name in BUDGET_NAMES)):
+            fail(f"{where}.{f.name}", f"must not be negative, not {value}")
+        elif f.name == "minutes" and value is not None and value <= 0:
+            fail(f"{where}.{f.name}", f"must be > 0, not {value}")

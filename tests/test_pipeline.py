@@ -1,0 +1,168 @@
+"""`superpadl train` on a tiny recipe through every stage to an exported policy that `superpadl render` drives, and
+a run SIGKILLed inside a stage that resumes to the same finished stages and step counts."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+RECIPE = """
+name = "tiny"
+sources = ["humanoid3d_wave.txt", "humanoid3d_reach.txt"]
+[experts]
+iterations = 4
+success = 0.0          # every expert passes: the bar is not what this test is about
+g_mpjpe_mm = 1e6
+retries = 0
+eval_every = 2
+checkpoint_every = 2
+eval_episodes = 1
+rollout_steps = 8
+stop_g_mpjpe_mm = 0.0  # no early stop: the step counts are the budget's
+[experts.env]
+num_envs = 8
+backend = "mujoco"
+num_threads = 1
+[groups]
+iterations = 4
+bc_warmup_iterations = 2
+beta_iterations = 1
+bc_steps = 8
+critic_warmup_iterations = 1
+eval_every = 2
+checkpoint_every = 2
+eval_episodes = 1
+rollout_steps = 8
+disc_updates = 1
+[groups.env]
+num_envs = 8
+backend = "mujoco"
+num_threads = 1
+[global]
+iterations = 6
+sgd_steps = 8
+eval_every = 3
+checkpoint_every = 2
+eval_episodes = 1
+eval_transitions = 2
+rollout_steps = 8
+[global.env]
+num_envs = 8
+backend = "mujoco"
+num_threads = 1
+[global.commands]
+beta_iterations = 2
+[eval]
+episodes = 1
+transitions = 2
+"""
+
+
+def _deepmimic(path: Path, joint: int, amplitude: float, frames: int = 31) -> None:
+    """A DeepMimic motion standing still with one elbow (joint 0: right, 1: left) bending and straightening."""
+    ident = [1.0, 0.0, 0.0, 0.0]
+    rows = []
+    for i in range(frames):
+        bend = amplitude * 0.5 * (1 - np.cos(2 * np.pi * i / (frames - 1)))
+        elbows = [bend, 0.0] if joint == 0 else [0.0, bend]
+        rows.append([1 / 30 if i < frames - 1 else 0.0, 0.0, 0.9, 0.0, *ident, *ident, *ident, *ident, 0.0, *ident,
+                     *ident, elbows[0], *ident, 0.0, *ident, *ident, elbows[1]])
+    path.write_text(json.dumps({"Loop": "wrap", "Frames": rows}))
+
+
+def _recipe(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    _deepmimic(folder / "humanoid3d_wave.txt", 0, 1.2)
+    _deepmimic(folder / "humanoid3d_reach.txt", 1, 0.8)
+    (folder / "tiny.toml").write_text(RECIPE)
+    return folder / "tiny.toml"
+
+
+def _train(recipe: Path, run: Path, *extra: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "superpadl.cli", "train", str(recipe), "--out", str(run), *extra],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _steps(run: Path) -> dict:
+    """What a run did: its finished stages and each trainer's (iteration, samples)."""
+    status = json.loads((run / "status.json").read_text())
+    counts = {}
+    for state in sorted(run.rglob("train_state.json")):
+        config = json.loads(state.read_text())["config"]
+        counts[str(state.parent.relative_to(run))] = (config["iteration"], config["samples"])
+    return {"stages": {k: v["state"] for k, v in status["stages"].items()}, "steps": counts}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("pipeline")
+    recipe = _recipe(folder)
+    proc = _train(recipe, folder / "run")
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
+    return recipe, folder / "run"
+
+
+def test_train_runs_every_stage_to_a_policy_render_drives(finished, tmp_path):
+    recipe, run = finished
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "done" and all(s["state"] == "done" for s in status["stages"].values())
+    assert sorted(status["clips"]) == ["deepmimic_reach", "deepmimic_wave"] and status["left_out"] == {}
+    assert {e["state"] for e in status["experts"].values()} == {"done"}
+    assert all(s["wall_s"] > 0 for s in status["stages"].values())
+    report = json.loads((run / "report.json").read_text())
+    assert set(report["global"]["clips"]) == set(status["clips"])
+    assert {"success", "g_mpjpe_mm", "precision_auc", "recall_auc"} <= set(report["global"]["mean"])
+    assert report["compute"]["experts"]["samples"] == 2 * 4 * 8 * 8  # 2 experts x 4 iterations x 8 steps x 8 envs
+    for f in ("policy.npz", "policy.json", "sources.txt", "README.md"):
+        assert (run / "model" / f).is_file()
+    card = (run / "model" / "README.md").read_text()
+    assert "MIT" in card and "G-MPJPE" in card and 'name = "tiny"' in card
+    assert (run / "model" / "sources.txt").read_text().splitlines()[1:] == ["humanoid3d_wave.txt",
+                                                                            "humanoid3d_reach.txt"]
+    table = subprocess.run([sys.executable, "-m", "superpadl.cli", "status", str(run)], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0 and "experts" in table.stdout and "2 / 0 / 0" in table.stdout, table.stdout
+    video = tmp_path / "v.mp4"
+    r = subprocess.run([sys.executable, "-m", "superpadl.cli", "render", "--policy", str(run / "model"), "--prompt",
+                        "wave", "-o", str(video), "--width", "160", "--height", "120", "--fps", "10", "--quiet"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and video.stat().st_size > 0, r.stderr
+    again = _train(recipe, run)  # a finished run is not started over
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 1 and "pass --resume" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_in", ["experts", "global"])
+def test_sigkill_inside_a_stage_resumes_to_the_same_steps(finished, tmp_path, kill_in):
+    recipe, reference = finished
+    run = tmp_path / "run"
+    proc = _train(recipe, run)
+    deadline = time.time() + 600
+    while time.time() < deadline:  # inside the stage, after a checkpoint of it
+        try:
+            status = json.loads((run / "status.json").read_text())
+        except (OSError, ValueError):
+            status = {}
+        if status.get("stages", {}).get(kill_in, {}).get("state") == "running" and list(
+                (run / ("experts" if kill_in == "experts" else "global")).rglob("train_state.json")):
+            break
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert _steps(run)["stages"][kill_in] == "running"
+    resumed = _train(recipe, run, "--resume")
+    out, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, out
+    assert _steps(run) == _steps(reference)

@@ -1,0 +1,109 @@
+"""Recipes: defaults that work, overrides at any depth, and bad recipes refused in one line naming the file and key,
+with nothing written."""
+from __future__ import annotations
+
+import pytest
+
+from superpadl import cli
+from superpadl import recipe as R
+
+GOOD = """
+name = "tiny"
+sources = ["a.txt", "b.txt@0:1"]
+[experts]
+iterations = 7
+retries = 1
+[experts.env]
+num_envs = 4
+[groups]
+minutes = 2.5
+[global.commands]
+finish_s = 2
+[eval]
+episodes = 1
+"""
+
+
+def write(tmp_path, text: str, files=("a.txt", "b.txt")):
+    for f in files:
+        (tmp_path / f).write_text("# no entries\n" if f.startswith("s") else "x")
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_recipe_states_only_what_differs(tmp_path):
+    r = R.load(write(tmp_path, GOOD))
+    assert r.sources == (str(tmp_path / "a.txt"), f"{tmp_path / 'b.txt'}@0:1") and r.listed == ("a.txt", "b.txt@0:1")
+    assert r.experts.config.iterations == 7 and r.experts.retries == 1 and r.experts.config.env.num_envs == 4
+    default = R.ExpertStage().config
+    assert r.experts.config.env.action_mode == default.env.action_mode and r.experts.config.ppo == default.ppo
+    assert r.groups.minutes == 2.5 and r.global_.minutes is None
+    assert r.global_.config.commands.finish_s == 2.0 and isinstance(r.global_.config.commands.finish_s, float)
+    assert r.global_.config.commands.rest_switch == R.Recipe.__dataclass_fields__["global_"].default_factory() \
+        .config.commands.rest_switch
+    assert r.eval.episodes == 1 and r.eval.transitions == 100
+
+
+def test_sources_file_entries_are_relative_to_data(tmp_path):
+    (tmp_path / "mocap").mkdir()
+    (tmp_path / "mocap" / "w.txt").write_text("x")
+    (tmp_path / "sources.txt").write_text("# a comment\nw.txt\n\nw.txt@0:2\n")
+    path = tmp_path / "r.toml"
+    path.write_text('sources_file = "sources.txt"\ndata = "mocap"\n')
+    r = R.load(path)
+    assert r.sources == (str(tmp_path / "mocap" / "w.txt"), f"{tmp_path / 'mocap' / 'w.txt'}@0:2")
+    assert r.name == "r"
+
+
+@pytest.mark.parametrize("text, files, key, problem", [
+    ('sources = ["a.txt"]\nepochs = 3\n', ("a.txt",), "epochs", "unknown key"),
+    ('sources = ["a.txt"]\n[groups.env]\nnum_env = 3\n', ("a.txt",), "groups.env.num_env", "unknown key"),
+    ('sources = ["a.txt"]\n[global.commands]\nfinish = 3\n', ("a.txt",), "global.commands.finish", "unknown key"),
+    ('sources = ["a.txt"]\n[experts]\nminutes = -5\n', ("a.txt",), "experts.minutes", "negative"),
+    ('sources = ["a.txt"]\n[groups]\niterations = -1\n', ("a.txt",), "groups.iterations", "negative"),
+    ('sources = ["a.txt"]\n[experts]\niterations = "many"\n', ("a.txt",), "experts.iterations", "integer"),
+    ('sources = ["a.txt", "gone.bvh@0:2"]\n', ("a.txt",), "sources", "gone.bvh is missing"),
+    ('sources = []\n', (), "sources", "empty clip list"),
+    ('sources_file = "s.txt"\n', ("s.txt",), "sources_file", "empty clip list"),
+    ('sources = ["a.txt"\n', ("a.txt",), "", "not valid TOML"),
+])
+def test_bad_recipes_are_one_line_errors_and_write_nothing(tmp_path, capsys, text, files, key, problem):
+    path = write(tmp_path, text, files)
+    run = tmp_path / "run"
+    assert cli.main(["train", str(path), "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"superpadl: error: {path}: {key}") and problem in err, err
+    assert not run.exists()
+
+
+def test_a_run_is_resumed_only_with_resume_and_from_its_recipe(tmp_path, capsys):
+    from superpadl import pipeline
+
+    path = write(tmp_path, 'sources = ["a.txt"]\n', ("a.txt",))
+    run = tmp_path / "run"
+    recipe = R.load(path)
+    assert cli.main(["train", str(path), "--out", str(run), "--resume"]) == 1
+    assert "no run to resume" in capsys.readouterr().err and not run.exists()
+    run.mkdir()
+    from padl.checkpoint import write_json_atomic
+
+    write_json_atomic(run / "status.json", pipeline.open_run(recipe, run, resume=False))
+    assert cli.main(["train", str(path), "--out", str(run)]) == 1
+    assert "pass --resume" in capsys.readouterr().err
+    path.write_text('sources = ["a.txt"]\n[eval]\nepisodes = 3\n')
+    assert cli.main(["train", str(path), "--out", str(run), "--resume"]) == 1
+    assert "another recipe" in capsys.readouterr().err
+
+
+def test_ray_address_without_ray_is_one_line(tmp_path, capsys):
+    pytest.importorskip("superpadl.pipeline")
+    try:
+        import ray  # noqa: F401
+        pytest.skip("ray is installed")
+    except ModuleNotFoundError:
+        pass
+    path = write(tmp_path, 'sources = ["a.txt"]\n', ("a.txt",))
+    assert cli.main(["train", str(path), "--out", str(tmp_path / "run"), "--ray-address", "auto"]) == 1
+    err = capsys.readouterr().err
+    assert "Ray is not installed" in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
