@@ -1,13 +1,15 @@
 """Real use: falls per hour of random held commands from the start pose, and every caption held from it.
 
     python benchmarks/endurance.py POLICY [--baseline models/default|none] [--lib libs/default]
-                                   [--minutes 20] [--seeds 3] [--start-pose-s 30] [--json OUT]
+                                   [--minutes 20] [--seeds 3] [--start-pose-s 30] [--shoves 20] [--json OUT]
 
 Both parts run the policy through `superpadl.host.SimLoop`, as the viewer and renderer do (`superpadl.endurance`):
 1. `--seeds` chains of random captions, each held 2-20 s, from the start pose for `--minutes` simulated minutes
    each: falls per hour, and per clip the falls on entering a command and while holding it;
 2. every caption given once from the start pose and held `--start-pose-s` seconds (0: skip): captions that fell,
-   and for locomotion the metres covered in the commanded direction 4 s after the command (the bar is 2 m).
+   and for locomotion the metres covered in the commanded direction 4 s after the command (the bar is 2 m);
+3. `--shoves` forced falls (0: skip): from the start pose a 4 m/s shove in a random direction; of the shoves that
+   fell the character, the share standing again within 5 s by its learned get-up without a restart (the bar: 80 %).
 The baseline (the shipped model by default) is measured in the same run. LIB (a library of the policy's clips)
 tells which clips are locomotion and which way they go (`endurance.locomotion_directions`).
 """
@@ -47,6 +49,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=20.0, help="simulated minutes per seed")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--start-pose-s", type=float, default=30.0, help="seconds each caption is held (0: skip)")
+    p.add_argument("--shoves", type=int, default=20, help="forced falls per policy (0: skip)")
     p.add_argument("--json", type=Path, help="write POLICY's chain summary here (tests/regression/endurance.json)")
     args = p.parse_args()
     if not (args.lib / "manifest.json").is_file():
@@ -78,6 +81,16 @@ def main() -> None:
         rows.append(("all captions", *(f"{t}/{n} fell" for t, n in zip(totals, counts))))
         print(f"\nevery caption given from the start pose and held {args.start_pose_s:g} s")
         print(E.table(("", *held), rows))
+
+    if args.shoves > 0:
+        shoves = {name: E.shove_summary(E.shove(c, args.shoves)) for name, c in controllers.items()}
+        cell = lambda s: "-" if s["got_up_share"] is None else f"{s['got_up_share']:.0%}"
+        time = lambda s: "-" if s["get_up_median_s"] is None else f"{s['get_up_median_s']:.1f} s"
+        print(f"\nforced falls: {args.shoves} shoves of {E.SHOVE_SPEED:g} m/s from the start pose")
+        print(E.table(("", *shoves), [("fell", *(f"{s['fell']}/{s['trials']}" for s in shoves.values())),
+                                      (f"standing within {E.GET_UP_BAR_S:g} s, no restart",
+                                       *(cell(s) for s in shoves.values())),
+                                      ("median time to get up", *(time(s) for s in shoves.values()))]))
 
 
 if __name__ == "__main__":

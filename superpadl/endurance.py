@@ -117,6 +117,38 @@ def chain(controller, minutes: float, seed: int, directions: dict[str, np.ndarra
     return records
 
 
+SHOVE_SPEED = 4.0  # m/s added to the root, horizontally: no standing skill stays up under it
+GET_UP_BAR_S = 5.0
+
+
+def shove(controller, trials: int, seed: int = 0, settle_s: float = 2.0, watch_s: float = 10.0) -> list[dict]:
+    """Forced falls: from the start pose (idle for `settle_s`), the character is shoved at SHOVE_SPEED in a random
+    direction and watched for `watch_s`; per trial whether it fell, the seconds from the fall to standing again by
+    its learned get-up (None: it did not), and whether the loop restarted it."""
+    rng, out = np.random.default_rng(seed), []
+    for t in range(trials):
+        loop = SimLoop(controller.model, controller, seed=seed + t)
+        loop.advance(settle_s)
+        heading = rng.uniform(-np.pi, np.pi)
+        loop.data.qvel[:2] += SHOVE_SPEED * np.array([np.cos(heading), np.sin(heading)])
+        falls, restarts = loop.falls, loop.restarts
+        loop.advance(watch_s)
+        out.append({"fell": loop.falls > falls, "get_up_s": loop.get_ups[0] if loop.get_ups else None,
+                    "restarted": loop.restarts > restarts})
+    return out
+
+
+def shove_summary(trials: list[dict]) -> dict:
+    """How many shoves felled the character, and of those the share standing again within GET_UP_BAR_S by its
+    own get-up, without a restart."""
+    fell = [t for t in trials if t["fell"]]
+    quick = [t for t in fell if t["get_up_s"] is not None and t["get_up_s"] <= GET_UP_BAR_S and not t["restarted"]]
+    times = [t["get_up_s"] for t in fell if t["get_up_s"] is not None]
+    return {"trials": len(trials), "fell": len(fell), "got_up_in_time": len(quick),
+            "got_up_share": len(quick) / len(fell) if fell else None,
+            "get_up_median_s": float(np.median(times)) if times else None}
+
+
 def summarize(records: list[CommandRecord]) -> dict:
     """Falls per hour, per-clip falls on entering and while holding, and locomotion set-off distances."""
     hours = sum(r.held_s for r in records) / 3600.0

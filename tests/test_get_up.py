@@ -70,3 +70,11 @@ def test_a_get_up_that_times_out_restarts():
     loop.advance(1.5)
     assert (loop.falls, loop.restarts, loop.get_ups) == (1, 1, [])
     assert c.given[-1] == "wave" and loop.pelvis_height > host.STAND_HEIGHT
+
+
+def test_shoves_fell_a_character_without_a_get_up_and_it_never_gets_up():
+    """The forced-fall measure on a controller that can only stand: every shove fells it, none is got up from."""
+    from superpadl import endurance as E
+
+    summary = E.shove_summary(E.shove(HoldController(), 3, watch_s=3.0))
+    assert summary["fell"] == 3 and summary["got_up_in_time"] == 0 and summary["got_up_share"] == 0.0
