@@ -30,15 +30,16 @@ import jax  # noqa: E402
 
 from benchmarks.env_throughput import env_rate, mjx_raw_rate, raw_rate  # noqa: E402
 from motions.library import MotionLibrary  # noqa: E402
-from padl.env import EnvConfig, ImitationEnv  # noqa: E402
+from padl.config import replace  # noqa: E402
+from padl.env import EnvConfig, ImitationEnv, PhysicsConfig  # noqa: E402
 from padl.expert import ExpertConfig, train  # noqa: E402
 
 
 def env_table(library: MotionLibrary, clips: tuple[str, ...], n: int) -> None:
-    mjx_env = ImitationEnv(library, EnvConfig(num_envs=n, backend="mjx", clips=clips))
+    mjx_env = ImitationEnv(library, EnvConfig(num_envs=n, clips=clips, physics=PhysicsConfig(backend="mjx")))
     rate, compile_s, _ = env_rate(mjx_env, 10.0)
-    rows = [("MuJoCo C, bare (baseline)", raw_rate(ImitationEnv(library, EnvConfig(num_envs=n, backend="mujoco",
-                                                                                  clips=clips)), 0, 10.0)),
+    rows = [("MuJoCo C, bare (baseline)", raw_rate(ImitationEnv(library, EnvConfig(
+        num_envs=n, clips=clips, physics=PhysicsConfig(backend="mujoco"))), 0, 10.0)),
             ("MJX, bare mjx.step", mjx_raw_rate(mjx_env, 10.0)),
             ("MJX, ImitationEnv.step", rate * mjx_env.substeps)]
     print(f"{n} envs on {jax.devices()[0].platform} (env compile {compile_s:.0f} s; {os.cpu_count()} CPUs)")
@@ -62,8 +63,8 @@ def main(argv=None) -> int:
     if not args.resume:
         env_table(library, clips, args.num_envs)
     base = ExpertConfig()
-    cfg = dataclasses.replace(base, env=dataclasses.replace(base.env, num_envs=args.num_envs, backend="mjx",
-                                                            clips=clips),
+    cfg = dataclasses.replace(base, env=replace(base.env, num_envs=args.num_envs, clips=clips,
+                                                physics=dict(backend="mjx")),
                               ppo=dataclasses.replace(base.ppo, num_minibatches=args.minibatches),
                               eval_every=10, eval_episodes=1, checkpoint_every=50, iterations=10 ** 6)
     t = time.time()

@@ -13,7 +13,6 @@ student's lost skill shows as a ratio below 1 and where in the clip it goes wron
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from motions.library import MotionLibrary  # noqa: E402
-from padl.env import EnvConfig  # noqa: E402
+from padl.config import replace  # noqa: E402
+from padl.env import EpisodeConfig  # noqa: E402
 from padl.evaluate import rollout  # noqa: E402
 from superpadl.evaluate import load_agent  # noqa: E402
 
@@ -32,10 +32,10 @@ def trace(agent, lib: MotionLibrary, clip: str, episodes: int) -> list[tuple[np.
     rows = [r for r, (_, c) in enumerate(agent.commands) if c == clip]
     if not rows:
         raise SystemExit(f"{clip}: not a clip this policy was trained on")
-    cfg = dataclasses.replace(agent.env_config, backend="mujoco", max_body_error=EnvConfig.max_body_error,
-                              end_with_clip=True)
+    cfg = replace(agent.env_config, physics=dict(backend="mujoco"),
+                  episode=dict(max_body_error=EpisodeConfig.max_body_error, end_with_clip=True))
     rows = [rows[i % len(rows)] for i in range(episodes)]  # each caption in turn, for a global policy
-    steps = int(round(lib.durations[lib.index(clip)] * cfg.control_hz))
+    steps = int(round(lib.durations[lib.index(clip)] * cfg.physics.control_hz))
     out = []
     for _, _, _, failed, q in rollout(lib, agent.actor(rows), [clip], episodes=episodes, noise=0.02, env_config=cfg):
         out.append((q, bool(failed.any()), not failed.any() and len(q) >= steps - 1))  # a body-error end comes sooner
@@ -54,7 +54,7 @@ def main() -> None:
     if args.clip not in lib.clip_ids:
         raise SystemExit(f"{args.lib}: no clip {args.clip!r}")
     agents = [load_agent(path, lib) for path in args.policies]
-    hz = agents[0].env_config.control_hz
+    hz = agents[0].env_config.physics.control_hz
     duration = float(lib.durations[lib.index(args.clip)])
     times = [t for t in args.times if t <= duration]
     steps = np.round(np.asarray(times) * hz).astype(int)

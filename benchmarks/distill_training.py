@@ -43,7 +43,6 @@ def _patch_common(prof: TP.Profile, trainer) -> None:
 
     from padl import checkpoint, discriminator, ppo
     from padl.env import ImitationEnv
-    from superpadl import student as S
     from superpadl.teachers import ExpertTeachers, GroupTeachers
 
     TP.patch_run(prof)
@@ -51,8 +50,6 @@ def _patch_common(prof: TP.Profile, trainer) -> None:
     prof.patch(ppo, "act", TP.POLICY)
     prof.patch(ExpertTeachers, "act", TP.TEACHER, absorb=True)
     prof.patch(GroupTeachers, "act", TP.TEACHER, absorb=True)
-    for name in ("student_input", "anchored", "heading_features", "root_frame", "env_proprio", "push_step"):
-        prof.patch(S, name, TP.STUDENT)
     for name in ("update", "value", "hold_policy"):
         prof.patch(ppo, name, TP.UPDATE)
     prof.patch(ppo, "imitate", TP.BC)
@@ -80,7 +77,7 @@ def profile_groups(library, experts, out: Path, padl: bool, warmup: int, iterati
     prof = TP.Profile(warmup)
     _patch_common(prof, G)
     prof.patch(G, "disc_phase", TP.DISC)
-    prof.patch(G, "_onehot", TP.STUDENT)
+    prof.patch(G._Stage, "observe", TP.STUDENT)  # history push, student input and discriminator row: one jitted call
     try:
         G.train_group(library, teachers, clips, out, cfg, iterations=warmup + iterations, progress=False,
                       force=True, log=lambda *a: None)
@@ -122,6 +119,8 @@ def profile_global(library, experts, groups, out: Path, warmup: int, iterations:
     prof = TP.Profile(warmup)
     _patch_common(prof, GP)
     prof.patch(GP, "dagger_rollout", TP.SWITCH)
+    prof.patch(GP, "dagger_inputs", TP.STUDENT)  # one jitted call per step each
+    prof.patch(GP, "dagger_commands", TP.SWITCH)
     try:
         GP.train_global(library, teachers, out, cfg, iterations=warmup + iterations, progress=False, force=True,
                         log=lambda *a: None)
@@ -147,6 +146,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from motions.library import MotionLibrary
+    from padl.config import replace
     from padl.env import ImitationEnv
 
     library = MotionLibrary(args.library, include_flagged=True)  # as the distill commands load it
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
             prof, env_cfg, cfg, order, n_clips = profile_groups(library, args.experts, args.out / stage,
                                                               stage == "groups-padl", args.warmup, args.profile,
                                                               args.num_envs)
-        env = ImitationEnv(library, dataclasses.replace(env_cfg, backend="mujoco"))
+        env = ImitationEnv(library, replace(env_cfg, physics=dict(backend="mujoco")))
         T = cfg.rollout_steps
         r = prof.result(args.profile, T * env.num_envs, raw_rate(env, os.cpu_count() or 1, 3.0), env.substeps, order,
                         cfg.eval_every)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from motions import kinematics as K  # noqa: E402
 from motions.library import MotionLibrary  # noqa: E402
 from padl import observations as O  # noqa: E402
-from padl.env import EnvConfig, ImitationEnv  # noqa: E402
+from padl.env import EnvConfig, ImitationEnv, PhysicsConfig  # noqa: E402
 
 
 def per_body_fk(skel: K.Skeleton, qpos) -> K.BodyState:
@@ -90,7 +90,7 @@ def compile_s(f, *args) -> tuple[float, object]:
 
 
 def measure(lib: MotionLibrary, n: int) -> dict:
-    env = ImitationEnv(lib, EnvConfig(num_envs=n, backend="mujoco"))
+    env = ImitationEnv(lib, EnvConfig(num_envs=n, physics=PhysicsConfig(backend="mujoco")))
     core, state = env.core, env.reset(jax.random.key(0))
     q, v = jnp.asarray(state.qpos, jnp.float32), jnp.asarray(state.qvel, jnp.float32)
     body = K.forward_kinematics(core.skel, q)

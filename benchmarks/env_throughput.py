@@ -28,7 +28,7 @@ from mujoco import batch as mjbatch  # noqa: E402
 from characters.character import Character  # noqa: E402
 from motions.clip import LibraryWriter, velocities  # noqa: E402
 from motions.library import MotionLibrary  # noqa: E402
-from padl.env import EnvConfig, ImitationEnv  # noqa: E402
+from padl.env import EnvConfig, ImitationEnv, PhysicsConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def raw_rate(env: ImitationEnv, nthread: int, seconds: float) -> float:
     count = [0]
 
     def one():
-        if count[0] % int(env.config.control_hz) == 0:  # back to the reference every second
+        if count[0] % int(env.config.physics.control_hz) == 0:  # back to the reference every second
             qpos[:], qvel[:] = qpos0, qvel0
         ctrl[:] = target
         b.step(nstep=sub)
@@ -92,7 +92,7 @@ def mjx_raw_rate(env: ImitationEnv, seconds: float) -> float:
     from mujoco import mjx
 
     m = copy.copy(env.character.model)
-    m.opt.iterations, m.opt.ls_iterations = env.config.mjx_iterations, env.config.mjx_ls_iterations
+    m.opt.iterations, m.opt.ls_iterations = env.config.physics.mjx_iterations, env.config.physics.mjx_ls_iterations
     mx = mjx.put_model(m)
     state = env.reset(0)
     target = jnp.asarray(np.asarray(state.ref.qpos)[:, 0, 7:][:, env.core.act_joint])
@@ -155,13 +155,13 @@ def main(argv=None) -> int:
               f"{threads} CPU threads", flush=True)
         rows = []
         for n in cpu_batches:
-            env = ImitationEnv(library, EnvConfig(num_envs=n, backend="mujoco"))
+            env = ImitationEnv(library, EnvConfig(num_envs=n, physics=PhysicsConfig(backend="mujoco")))
             raw1, rawn = raw_rate(env, 1, seconds), raw_rate(env, threads, seconds)
             ctrl, compile_s, resets = env_rate(env, seconds)
             rows.append(("mujoco", n, raw1, rawn, ctrl, compile_s, resets))
             print(f"  mujoco N={n}: done", flush=True)
         for n in [] if args.no_mjx else mjx_batches:
-            env = ImitationEnv(library, EnvConfig(num_envs=n, backend="mjx"))
+            env = ImitationEnv(library, EnvConfig(num_envs=n, physics=PhysicsConfig(backend="mjx")))
             ctrl, compile_s, resets = env_rate(env, seconds)
             raw = next((r for r in rows if r[1] == n), None)
             raw1, rawn = (raw[2], raw[3]) if raw else (float("nan"), float("nan"))

@@ -1,7 +1,8 @@
 """Expert training benchmark: learning curve and end-to-end throughput of `padl.expert.train` on one clip.
 
     python benchmarks/expert_training.py --library LIB [--clip deepmimic_walk] [--backend mujoco] [--minutes 60]
-                                         [--num-envs 64] [--out runs/bench_expert] [--resume]
+                                         [--num-envs 64] [--epochs E] [--minibatches M] [--out runs/bench_expert]
+                                         [--resume]
     python benchmarks/expert_training.py --library LIB --profile 23 [--warmup 2] [--out runs/bench_expert_profile]
 
 Trains until early stopping (success 100 % and G-MPJPE under the threshold) or the time budget, with the
@@ -22,7 +23,6 @@ with work it had: the end-to-end rate is a little below an untimed run's.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -36,8 +36,12 @@ import training_profile as TP  # noqa: E402
 from env_throughput import mjx_raw_rate, raw_rate  # noqa: E402
 
 from motions.library import MotionLibrary  # noqa: E402
+from padl.config import replace  # noqa: E402
 from padl.env import ImitationEnv  # noqa: E402
 from padl.expert import ExpertConfig, train  # noqa: E402
+
+
+FUSED = "policy + observation/reward: env.fuse's jitted call, copies"
 
 
 def profile(library: MotionLibrary, cfg: ExpertConfig, out: Path, warmup: int, iterations: int) -> dict:
@@ -49,14 +53,16 @@ def profile(library: MotionLibrary, cfg: ExpertConfig, out: Path, warmup: int, i
     prof = TP.Profile(warmup)
     TP.patch_run(prof)
     TP.patch_env(prof)
-    prof.patch(ppo, "act", TP.POLICY)
+    fuse = ImitationEnv.fuse  # the trainer's control step: physics (timed inside), then one jitted call
+    ImitationEnv.fuse = lambda self, after: prof.wrap(fuse(self, after), FUSED)
+    prof._undo.append((ImitationEnv, "fuse", fuse))
+    prof.patch(expert, "_begin", TP.POLICY)
     for owner, name in ((expert, "_rewards"), (expert, "disc_phase"), (ImitationEnv, "reference_disc_obs")):
         prof.patch(owner, name, TP.DISC)
     for name in ("update", "value", "hold_policy"):
         prof.patch(ppo, name, TP.UPDATE)
     prof.patch(checkpoint, "save", TP.CKPT, absorb=True)
     prof.patch(SummaryWriter, "add_scalar", TP.CKPT, absorb=True)
-    TP.patch_stack(prof, expert)
     try:
         train(library, out, cfg, iterations=warmup + iterations, progress=False, force=True, log=lambda *a: None)
         prof.stop()
@@ -64,7 +70,7 @@ def profile(library: MotionLibrary, cfg: ExpertConfig, out: Path, warmup: int, i
         prof.restore()
     env = ImitationEnv(library, cfg.env)
     raw = raw_rate(env, os.cpu_count() or 1, 3.0) if env.backend == "mujoco" else mjx_raw_rate(env, 3.0)
-    order = [TP.PHYSICS, TP.POLICY, TP.OBS, TP.DISC, TP.UPDATE, TP.EVAL, TP.CKPT, TP.GLUE, TP.STACK]
+    order = [TP.PHYSICS, FUSED, TP.POLICY, TP.DISC, TP.UPDATE, TP.EVAL, TP.CKPT]
     return prof.result(iterations, cfg.rollout_steps * env.num_envs, raw, env.substeps, order, cfg.eval_every)
 
 
@@ -81,13 +87,18 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="profile N iterations of a new run in --out (overwritten) instead of the learning curve")
     ap.add_argument("--warmup", type=int, default=2, help="iterations before the profiled ones")
+    ap.add_argument("--epochs", type=int, help="PPO epochs per iteration (default: ExpertConfig's); with "
+                    "--minibatches, for curves of learning per wall-clock second")
+    ap.add_argument("--minibatches", type=int, help="PPO minibatches per epoch (default: ExpertConfig's)")
     args = ap.parse_args(argv)
     args.out = args.out or Path("runs/bench_expert_profile" if args.profile else "runs/bench_expert")
 
     library = MotionLibrary(args.library, clips=[args.clip], include_flagged=True)
     base = ExpertConfig()
-    cfg = dataclasses.replace(base, eval_every=args.eval_every, env=dataclasses.replace(
-        base.env, num_envs=args.num_envs, backend=args.backend, clips=(args.clip,)))
+    cfg = replace(base, eval_every=args.eval_every, env=dict(num_envs=args.num_envs, physics=dict(backend=args.backend),
+                                                             clips=(args.clip,)),
+                  ppo=dict(num_epochs=args.epochs or base.ppo.num_epochs,
+                           num_minibatches=args.minibatches or base.ppo.num_minibatches))
     if args.profile:
         r = profile(library, cfg, args.out, args.warmup, args.profile)
         TP.print_table(f"expert training profile: {args.clip}, {args.backend}, {args.num_envs} envs x "

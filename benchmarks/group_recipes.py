@@ -10,8 +10,6 @@ transition success per recipe, and each one's G-MPJPE over the default recipe's,
 The recipes (everything else is `GroupConfig()`):
 - default: the (1024, 512) LayerNorm network, prioritised clips, first-frame starts, reference-past restarts, and
   the heading features (turn and sideways offset since the command began);
-- switches: the default with commands switched mid-episode (0.3 per second, half of the clip ends), the new
-  clip's reference re-anchored at the character and labelled by its expert;
 - no_heading: the default without the heading features (the recipe before them);
 - no_reference_restarts: no heading features, and restarts repeat their first frame only;
 - small_network: the (512, 256) network without LayerNorm, neither start change (first_frame_share 0,
@@ -29,17 +27,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from motions.library import MotionLibrary  # noqa: E402
+from padl.config import replace  # noqa: E402
 from superpadl.evaluate import evaluate, load_agent  # noqa: E402
 from superpadl.groups import GroupConfig, distill_groups  # noqa: E402
 
 
 def recipes(base: GroupConfig) -> dict[str, GroupConfig]:
     no_heading = dataclasses.replace(base.history, heading=False)
-    small = dataclasses.replace(base, env=dataclasses.replace(base.env, first_frame_share=0.0),
+    small = dataclasses.replace(base, env=replace(base.env, starts=dict(first_frame_share=0.0)),
                                 ppo=dataclasses.replace(base.ppo, policy_hidden=(512, 256), layer_norm=False))
     return {
         "default": base,
-        "switches": dataclasses.replace(base, switch_rate=0.3, end_switch=0.5),
         "no_heading": dataclasses.replace(base, history=no_heading),
         "no_reference_restarts": dataclasses.replace(
             base, history=dataclasses.replace(no_heading, reference_restarts=0.0)),

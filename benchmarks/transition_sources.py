@@ -37,7 +37,7 @@ def main() -> None:
     agent = load_agent(args.policy, lib)
     if agent.kind == "expert":
         raise SystemExit(f"{args.policy}: an expert tracks its reference and takes no commands")
-    hz = agent.env_config.control_hz
+    hz = agent.env_config.physics.control_hz
     after = int(round(args.after * hz))
     row = {}  # clip -> its first command row
     for r, (_, clip) in enumerate(agent.commands):

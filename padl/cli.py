@@ -19,6 +19,7 @@ import rendering  # noqa: F401  (first: chooses MuJoCo's OpenGL backend before a
 from motions import entry, interrupts
 from motions import options as O
 from motions.clip import LibraryError
+from padl.config import replace
 
 
 class CliError(Exception):
@@ -39,9 +40,9 @@ def _expert_config(args, clips: tuple[str, ...], threads: int = 0):
     from padl.expert import ExpertConfig
 
     cfg = ExpertConfig()
-    env = dataclasses.replace(cfg.env, clips=clips, backend=args.backend, num_threads=threads,
-                              hold_s=args.hold_s, fall_starts=args.fall_starts,
-                              **({"num_envs": args.num_envs} if args.num_envs is not None else {}))
+    env = replace(cfg.env, clips=clips, physics=dict(backend=args.backend, num_threads=threads),
+                  episode=dict(hold_s=args.hold_s), starts=dict(fall_starts=args.fall_starts),
+                  **({"num_envs": args.num_envs} if args.num_envs is not None else {}))
     cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
     for name in ("eval_every", "eval_episodes", "checkpoint_every"):
         if getattr(args, name, None) is not None:
@@ -61,12 +62,12 @@ def _finetune_config(args, cfg):
 
     meta, _ = load_source(args.init_from)
     source = from_dict(ExpertConfig, meta["expert"])
-    env = dataclasses.replace(source.env, clips=cfg.env.clips, backend=cfg.env.backend, num_threads=cfg.env.num_threads,
-                              num_envs=source.env.num_envs if args.num_envs is None else args.num_envs,
-                              foreign_share=args.foreign_starts,
-                              recover_s=args.recover_s, recover_follow=args.recover_follow, hold_s=args.hold_s,
-                              fall_starts=args.fall_starts,
-                              foreign_clips=tuple(args.foreign_clips) if args.foreign_clips else None)
+    env = replace(source.env, clips=cfg.env.clips,
+                  physics=dict(backend=cfg.env.physics.backend, num_threads=cfg.env.physics.num_threads),
+                  num_envs=source.env.num_envs if args.num_envs is None else args.num_envs,
+                  episode=dict(recover_s=args.recover_s, recover_follow=args.recover_follow, hold_s=args.hold_s),
+                  starts=dict(foreign_share=args.foreign_starts, fall_starts=args.fall_starts,
+                              foreign_clips=tuple(args.foreign_clips) if args.foreign_clips else None))
     iterations = source.iterations if args.steps is None else math.ceil(args.steps / (source.rollout_steps * env.num_envs))
     return dataclasses.replace(source, env=env, seed=cfg.seed, iterations=iterations, stop_success=2.0,
                                eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
@@ -144,7 +145,7 @@ def cmd_eval(args) -> None:
     lib = _library(args.lib, clips)
     if lib.data.qpos.shape[1] != meta["action_size"] + 7:
         raise CliError(f"{args.lib}: library character does not match the policy's ({meta['character']})")
-    env_cfg = dataclasses.replace(policy.env, backend=args.backend)
+    env_cfg = replace(policy.env, physics=dict(backend=args.backend))
     result = evaluate_policy(lib, lambda s: policy.act(s.obs), clips, args.episodes, args.noise, args.seconds,
                              env_cfg)
     head = f"{'clip':<36} {'success':>8} {'G-MPJPE mm':>11} {'L-MPJPE mm':>11} {'root mm':>8} {'frames':>7}"

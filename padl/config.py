@@ -1,9 +1,38 @@
-"""Plain-dataclass configs to and from JSON-able dicts (nested dataclasses, tuples kept as tuples)."""
+"""Plain-dataclass configs to and from JSON-able dicts (nested dataclasses, tuples kept as tuples), and the one
+table that migrates configs saved by earlier versions (checkpoints, run folders, models/*)."""
 from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class Removed(NamedTuple):
+    """An option that no longer exists: a saved config may hold it only at `no_op`, the value that did nothing."""
+
+    no_op: Any
+
+
+_ENV_MOVED = {  # EnvConfig's flat fields before it was split by concern
+    **{k: f"physics.{k}" for k in ("backend", "num_threads", "control_hz", "physics_hz", "mjx_iterations",
+                                   "mjx_ls_iterations", "max_qvel")},
+    "action_mode": "action.mode", "action_scale": "action.scale",
+    "ref_frames": "obs.ref_frames", "disc_frames": "obs.disc_frames",
+    "episode_length_s": "episode.length_s",
+    **{k: f"episode.{k}" for k in ("end_with_clip", "fall_height", "fall_margin", "max_body_error", "hold_s",
+                                   "recover_s", "recover_follow", "anchor_cycles")},
+    **{k: f"starts.{k}" for k in ("init", "first_frame_share", "init_noise", "foreign_share", "foreign_clips",
+                                  "fall_starts", "reset_pool")},
+}
+
+# Per config class (by name): an old key -> its dotted path now, or `Removed` (see docs/experiments.md for why).
+MIGRATIONS: dict[str, dict[str, str | Removed]] = {
+    "EnvConfig": _ENV_MOVED,
+    "GlobalConfig": {k: f"commands.{k}" for k in ("switch_every_s", "end_switch", "finish_s", "rest_switch",
+                                                  "beta_iterations", "beta_floor")},
+    "GroupConfig": {"switch_rate": Removed(0.0), "end_switch": Removed(0.0)},
+    "HistoryConfig": {"clock": Removed(False)},
+}
 
 
 def to_dict(cfg) -> dict:
@@ -14,7 +43,7 @@ def from_dict(cls, data: dict) -> Any:
     """Rebuild dataclass `cls` from `to_dict` output; unknown keys are an error (a config of another version)."""
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
-    data = _moved(cls, data)
+    data = migrate(cls.__name__, data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     if unknown := sorted(set(data) - names):
@@ -25,22 +54,44 @@ def from_dict(cls, data: dict) -> Any:
     return cls(**kwargs)
 
 
-def _moved(cls, data: dict) -> dict:
-    """`data` with the flat keys of an older version of `cls` moved into the nested config that now holds them
-    (`cls.MOVED`: old key -> field name), so that configs saved before the move still load."""
-    moved = getattr(cls, "MOVED", {})
-    if not any(k in data for k in moved):
+def migrate(name: str, data: dict) -> dict:
+    """`data` (a saved config of class `name`) with the keys of earlier versions moved to where they are now
+    (`MIGRATIONS`) and removed options dropped; a removed option set to anything but its no-op value is an error:
+    that policy was trained with something that no longer exists."""
+    table = MIGRATIONS.get(name, {})
+    if not any(k in data for k in table):
         return data
     data = dict(data)
-    for key, into in moved.items():
-        if key in data:
-            nested = data.get(into, {})
-            if not isinstance(nested, dict):
-                raise ValueError(f"{cls.__name__}: {into!r} is not a mapping")
-            if key in nested:
-                raise ValueError(f"{cls.__name__}: {key!r} is given both flat and in {into!r}")
-            data[into] = {**nested, key: data.pop(key)}
+    for key, to in table.items():
+        if key not in data:
+            continue
+        value = data.pop(key)
+        if isinstance(to, Removed):
+            if value != to.no_op:
+                raise ValueError(f"{name}: {key!r} = {value!r} is an option that no longer exists "
+                                 f"(only {to.no_op!r} loads; docs/experiments.md)")
+            continue
+        *parents, leaf = to.split(".")
+        nested = data
+        for p in parents:
+            if not isinstance(nested.get(p, {}), dict):
+                raise ValueError(f"{name}: {p!r} is not a mapping")
+            nested[p] = dict(nested.get(p, {}))
+            nested = nested[p]
+        if leaf in nested:
+            raise ValueError(f"{name}: {key!r} is given both flat and as {to!r}")
+        nested[leaf] = value
     return data
+
+
+def replace(cfg, **changes):
+    """`dataclasses.replace` into nested configs: a dict value for a dataclass field updates that field's fields,
+    e.g. `replace(env, clips=c, physics=dict(backend="mujoco"))`."""
+    for name, value in changes.items():
+        current = getattr(cfg, name)
+        if isinstance(value, dict) and dataclasses.is_dataclass(current):
+            changes[name] = replace(current, **value)
+    return dataclasses.replace(cfg, **changes)
 
 
 def _convert(hint, value):

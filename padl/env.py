@@ -38,58 +38,85 @@ TERMS = ("pose", "vel", "key_body", "root", "tracking")
 
 
 @dataclass(frozen=True)
-class EnvConfig:
-    num_envs: int = 64
+class PhysicsConfig:
     backend: str = "auto"  # "auto" (mjx on an accelerator, else mujoco), "mjx" or "mujoco"
     num_threads: int = 0  # MuJoCo C threads; 0: all CPUs
     control_hz: float = 30.0
     physics_hz: float = 120.0  # must match the model's timestep
-    action_mode: str = "residual"  # residual: PD target = reference angle + scale * action; absolute: action -> joint range
-    action_scale: float = 0.5  # rad per unit action (residual mode)
-    episode_length_s: float = 10.0
+    mjx_iterations: int = 2
+    mjx_ls_iterations: int = 4
+    max_qvel: float = 1000.0  # |qvel| above this counts as a blow-up before it turns into NaN
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    mode: str = "residual"  # residual: PD target = reference angle + scale * action; absolute: action -> joint range
+    scale: float = 0.5  # rad per unit action (residual mode)
+
+
+@dataclass(frozen=True)
+class ObsConfig:
+    ref_frames: int = 2  # future reference frames in the observation, at control-step spacing
+    disc_frames: int = 10  # discriminator frames stacked in the state
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    """When an episode ends, and where its reference is anchored."""
+
+    length_s: float = 10.0
     end_with_clip: bool = True  # a non-looping clip's end ends the episode; False: the reference holds its last frame
     fall_height: float = 0.15  # m: a non-foot body origin below this, while its reference is ...
     fall_margin: float = 0.1  # m: ... at least this much above fall_height, is a fall
     max_body_error: float = 0.5  # m: mean body-position error that ends an episode
-    ref_frames: int = 2  # future reference frames in the observation, at control-step spacing
-    disc_frames: int = 10  # discriminator frames stacked in the state
-    clips: tuple[str, ...] | None = None  # clip ids of the library to sample; None: all
-    seed: int = 0  # used by reset() without a key
-    init: str = "random"  # episode starts: "random" (time and clip) or "start" (t=0, env i on clip i mod C): evaluation
-    first_frame_share: float = 0.0  # with init "random": the share of starts at a clip's first frame, where
-    # evaluation and a student's commands begin (uniform times alone rarely start there)
-    init_noise: float = 0.0  # std of Gaussian noise on joint angles (rad) and joint velocities (rad/s / 10) at a start
-    # The share of starts in a foreign state, a reference state of another library clip at a random time, with the
-    # own clip beginning at its first frame re-anchored at the character (as after a user's command switch,
-    # `switch`). Experts trained only from their own reference states fall after a switch. With init "start"
-    # (evaluation) too, where `padl.evaluate.rollout` sets it explicitly.
-    foreign_share: float = 0.0
-    foreign_clips: tuple[str, ...] | None = None  # library clips whose states are foreign starts; None: all
+    # A non-looping clip's episode goes on this long past the clip's end, the reference held still in its last
+    # frame, and starts are drawn over that span too: what follows a gesture is standing, not a new episode (a
+    # command at run time outlives its clip). 0: episodes end with the clip (with `end_with_clip`).
+    hold_s: float = 0.0
     recover_s: float = 0.0  # body-error terminations are waived in a clip's first recover_s (after a foreign start
     # or a switch the character cannot be on the new reference at once); falls still end the episode
     # In a clip's first recover_s, re-anchor the reference at the character's root and heading every step (it then
     # stays where the character got to): momentum carried over from the last skill (a sprint) may take steps to
     # brake, and a reference left where the command began would reward running back to that spot instead.
     recover_follow: bool = False
-    # A non-looping clip's episode goes on this long past the clip's end, the reference held still in its last
-    # frame, and starts are drawn over that span too: what follows a gesture is standing, not a new episode (a
-    # command at run time outlives its clip). 0: episodes end with the clip (with `end_with_clip`). Not learnt yet:
-    # the kick and punch experts trained on with a 2 s hold (`padl train-expert --init-from --hold-s 2`, 290-310
-    # iterations) stood through it in 0-50 % of the evaluations (the kick export itself: 100 %, punch: 0 %).
-    hold_s: float = 0.0
-    # The share of a get-up clip's starts (a clip whose first frame lies on the floor) in a state a simulated fall
-    # left the character in (`padl.falls`), face down or up as the clip begins, its reference re-anchored there: a
-    # get-up has to work from where falls really end, not only from the clip's own first frame.
-    fall_starts: float = 0.0
     # Re-anchor a looping clip's reference at the character's root and heading as each cycle begins, so body error
     # counts one cycle's drift, not ten seconds of it. For a policy that never sees the reference (a text command
     # names no heading), a jog 3 degrees off course is still a jog; evaluation of distilled policies uses this.
     anchor_cycles: bool = False
+
+
+@dataclass(frozen=True)
+class StartConfig:
+    """Where episodes begin (reference-state initialisation, `_Core.start`)."""
+
+    init: str = "random"  # "random" (time and clip) or "start" (t=0, env i on clip i mod C): evaluation
+    first_frame_share: float = 0.0  # with init "random": the share of starts at a clip's first frame, where
+    # evaluation and a student's commands begin (uniform times alone rarely start there)
+    init_noise: float = 0.0  # std of Gaussian noise on joint angles (rad) and joint velocities (rad/s / 10) at a start
+    # The share of starts in a foreign state, a reference state of another library clip at a random time, with the
+    # own clip beginning at its first frame re-anchored at the character (as after a user's command switch,
+    # `switch`): the stand-still teacher learnt to come to a stand from the other skills so (models/teachers). With
+    # init "start" (evaluation) too, where `padl.evaluate.rollout` sets it explicitly.
+    foreign_share: float = 0.0
+    foreign_clips: tuple[str, ...] | None = None  # library clips whose states are foreign starts; None: all
+    # The share of a get-up clip's starts (a clip whose first frame lies on the floor) in a state a simulated fall
+    # left the character in (`padl.falls`), face down or up as the clip begins, its reference re-anchored there: a
+    # get-up has to work from where falls really end, not only from the clip's own first frame.
+    fall_starts: float = 0.0
     reset_pool: int = 0  # new episode starts drawn ahead, refilled when used up (0: max(8, N/4)); see _Core.post
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    num_envs: int = 64
+    clips: tuple[str, ...] | None = None  # clip ids of the library to sample; None: all
+    seed: int = 0  # used by reset() without a key
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+    action: ActionConfig = field(default_factory=ActionConfig)
+    obs: ObsConfig = field(default_factory=ObsConfig)
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    starts: StartConfig = field(default_factory=StartConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
-    mjx_iterations: int = 2
-    mjx_ls_iterations: int = 4
-    max_qvel: float = 1000.0  # |qvel| above this counts as a blow-up before it turns into NaN
 
 
 class EnvState(NamedTuple):
@@ -212,11 +239,11 @@ class _Core:
     """
 
     def __init__(self, library: MotionLibrary, config: EnvConfig, character: Character):
-        if config.ref_frames < 1:
-            raise ValueError("ref_frames must be at least 1 (the next frame is the reward's and the PD base)")
+        if config.obs.ref_frames < 1:
+            raise ValueError("obs.ref_frames must be at least 1 (the next frame is the reward's and the PD base)")
         self.cfg = config
         self.n = config.num_envs
-        self.pool = config.reset_pool or max(8, -(-self.n // 4))
+        self.pool = config.starts.reset_pool or max(8, -(-self.n // 4))
         self.data = library.data
         self.skel = library.skeleton
         ids = list(config.clips) if config.clips is not None else library.clip_ids
@@ -224,25 +251,26 @@ class _Core:
         if missing:
             raise ValueError(f"clip {missing[0]!r} is not in the library")
         self.clips = jnp.asarray([library.index(c) for c in ids], jnp.int32)
-        foreign = list(config.foreign_clips) if config.foreign_clips is not None else library.clip_ids
+        foreign = list(config.starts.foreign_clips) if config.starts.foreign_clips is not None else library.clip_ids
         if missing := [c for c in foreign if c not in library.clip_ids]:
             raise ValueError(f"foreign clip {missing[0]!r} is not in the library")
         self.foreign = jnp.asarray([library.index(c) for c in foreign], jnp.int32)
         self.duration = jnp.asarray(np.maximum(library.durations, 1e-6), jnp.float32)
-        self.span = jnp.where(self.data.loop, self.duration, self.duration + config.hold_s)  # an episode's clip time
-        self.dt = 1.0 / config.control_hz
-        self.max_steps = int(round(config.episode_length_s * config.control_hz))
+        # an episode's clip time
+        self.span = jnp.where(self.data.loop, self.duration, self.duration + config.episode.hold_s)
+        self.dt = 1.0 / config.physics.control_hz
+        self.max_steps = int(round(config.episode.length_s * config.physics.control_hz))
         self.key_bodies = np.asarray(character.key_bodies)
         self.non_foot = np.setdiff1d(np.arange(len(character.body_names)), character.foot_bodies)
         m = character.model
         self.act_joint = np.asarray(character.actuator_joint)
         self.low, self.high = (np.asarray(m.actuator_ctrlrange[:, i], np.float32) for i in (0, 1))
         self.nv = m.nv
-        self.sizes = O.obs_sizes(config)
+        self.sizes = O.obs_sizes(config.obs)
         first = np.asarray(library.sample(np.arange(len(library.clip_ids)), np.zeros(len(library.clip_ids))).qpos)
         # a get-up clip: its reference starts on the floor, so being low is the skill, not a fall
         self.lying = jnp.asarray(first[:, 2] < LYING_HEIGHT)
-        if config.fall_starts > 0:
+        if config.starts.fall_starts > 0:
             q, v = fallen_states(library, 256, seed=config.seed)
             body = library.bodies(q)
             self.fallen = RefWindow(*(jnp.asarray(x)[:, None] for x in (q, v, body.pos, body.rot)))
@@ -276,7 +304,7 @@ class _Core:
     # -- reset ----------------------------------------------------------------------------------------------
     def _draw(self, key, m: int, weights=None):
         """m random (clip, time) pairs: a clip of the configured ones (uniform, or in proportion to `weights` (C,)),
-        a uniform time in it (or in its hold, `EnvConfig.hold_s`)."""
+        a uniform time in it (or in its hold, `EpisodeConfig.hold_s`)."""
         u = jax.random.uniform(key, (2, m))  # one PRNG call: each costs a loop on the CPU
         slot = (u[0] * len(self.clips)).astype(jnp.int32) if weights is None else weighted_choice(u[0], weights)
         clip = self.clips[jnp.minimum(slot, len(self.clips) - 1)]
@@ -286,7 +314,7 @@ class _Core:
         """((m, H*84) discriminator observations of the reference motion at random times, (m,) their clips):
         the "real" samples."""
         clip, time = self._draw(key, m)
-        return self.past_frames(clip, time, self.cfg.disc_frames).reshape(m, -1), clip
+        return self.past_frames(clip, time, self.cfg.obs.disc_frames).reshape(m, -1), clip
 
     def past_frames(self, clip, time, h: int):
         """(N, h, 84) discriminator frames of the reference at time, time - dt, ..., newest first."""
@@ -296,20 +324,20 @@ class _Core:
     def start(self, key, m: int, weights=None) -> dict:
         """EnvState fields of m new episodes: reference-state initialisation at a random time of a random
         clip. The discriminator history is filled from the reference's past frames, as ASE does."""
-        h, k = self.cfg.disc_frames, self.cfg.ref_frames
+        h, k = self.cfg.obs.disc_frames, self.cfg.obs.ref_frames
         key, noise_key = jax.random.split(key)
         anchor = jnp.zeros((m, 3), jnp.float32)
-        if self.cfg.init == "start":
+        if self.cfg.starts.init == "start":
             clip, time = self.clips[jnp.arange(m) % len(self.clips)], jnp.zeros((m,), jnp.float32)
         else:
             clip, time = self._draw(key, m, weights)
-            if self.cfg.first_frame_share > 0:
-                first = jax.random.uniform(jax.random.fold_in(noise_key, 1), (m,)) < self.cfg.first_frame_share
+            if self.cfg.starts.first_frame_share > 0:
+                first = jax.random.uniform(jax.random.fold_in(noise_key, 1), (m,)) < self.cfg.starts.first_frame_share
                 time = jnp.where(first, 0.0, time)
-        if self.cfg.foreign_share > 0:
+        if self.cfg.starts.foreign_share > 0:
             u = jax.random.uniform(jax.random.fold_in(noise_key, 2), (3, m))
             other = self.foreign[jnp.minimum((u[0] * len(self.foreign)).astype(jnp.int32), len(self.foreign) - 1)]
-            foreign = (u[1] < self.cfg.foreign_share) & (other != clip)
+            foreign = (u[1] < self.cfg.starts.foreign_share) & (other != clip)
             src_clip, src_time = jnp.where(foreign, other, clip), jnp.where(foreign, u[2] * self.duration[other], time)
             time = jnp.where(foreign, 0.0, time)
             past = self.refs(src_clip, src_time[:, None] - jnp.arange(h) * self.dt)
@@ -319,9 +347,9 @@ class _Core:
         else:
             frames = self.refs(clip, time[:, None] + jnp.concatenate([-jnp.arange(h), jnp.arange(1, k + 1)]) * self.dt)
             past, ref = _take(frames, slice(0, h)), _take(frames, slice(h, None))
-        if self.cfg.fall_starts > 0:
+        if self.cfg.starts.fall_starts > 0:
             k_fall, k_state = jax.random.split(jax.random.fold_in(noise_key, 3))
-            fall = (jax.random.uniform(k_fall, (m,)) < self.cfg.fall_starts) & self.lying[clip]
+            fall = (jax.random.uniform(k_fall, (m,)) < self.cfg.starts.fall_starts) & self.lying[clip]
             which = jax.random.categorical(k_state, self.fallen_logits[clip])
             lying = jax.tree.map(lambda x: jnp.repeat(x[which], h, axis=1), self.fallen)  # (m, h, ...), at rest
             time = jnp.where(fall, 0.0, time)
@@ -332,8 +360,8 @@ class _Core:
         hist = O.disc_obs_frame(past.qpos, past.qvel, past.body_pos[:, :, self.key_bodies])
         qpos, qvel = past.qpos[:, 0], past.qvel[:, 0]
         body = K.BodyState(past.body_pos[:, 0], past.body_rot[:, 0])
-        if self.cfg.init_noise > 0:
-            eps = self.cfg.init_noise * jax.random.normal(noise_key, (2, m, qpos.shape[1] - 7))
+        if self.cfg.starts.init_noise > 0:
+            eps = self.cfg.starts.init_noise * jax.random.normal(noise_key, (2, m, qpos.shape[1] - 7))
             qpos, qvel, body = qpos.at[:, 7:].add(eps[0]), qvel.at[:, 6:].add(10.0 * eps[1]), None
         obs, _, _ = self.observe(qpos, qvel, clip, time, ref, body)
         return dict(qpos=qpos, qvel=qvel, warmstart=jnp.zeros_like(qvel), time=jnp.zeros_like(time), clip=clip,
@@ -344,7 +372,7 @@ class _Core:
         re-anchored at the character (as a user's new command begins where the character stands); the
         simulation, the discriminator history and the episode's step count go on."""
         qpos, qvel = jnp.asarray(state.qpos, jnp.float32), jnp.asarray(state.qvel, jnp.float32)
-        k = self.cfg.ref_frames
+        k = self.cfg.obs.ref_frames
         clip = jnp.where(mask, clip, state.clip)
         first = self.refs(clip, jnp.zeros((self.n, 1), jnp.float32))
         anchor = jnp.where(mask[:, None], anchor_between(first.qpos[:, 0], qpos), state.anchor)
@@ -379,22 +407,22 @@ class _Core:
         cfg, n = self.cfg, self.n
         qpos, qvel, warmstart = (jnp.asarray(x, jnp.float32) for x in (qpos, qvel, warmstart))
         bad = (bad | ~jnp.isfinite(qpos).all(-1) | ~jnp.isfinite(qvel).all(-1) | ~jnp.isfinite(warmstart).all(-1)
-               | (jnp.abs(qvel).max(-1) > cfg.max_qvel))
+               | (jnp.abs(qvel).max(-1) > cfg.physics.max_qvel))
         clip_time, step = state.clip_time + self.dt, state.step + 1
         now = _take(state.ref, 0)  # the reference at clip_time, sampled K steps ago
-        entering = self.refs(state.clip, (clip_time + cfg.ref_frames * self.dt)[:, None], state.anchor)
+        entering = self.refs(state.clip, (clip_time + cfg.obs.ref_frames * self.dt)[:, None], state.anchor)
         ref = jax.tree.map(lambda a, b: jnp.concatenate([a[:, 1:], b], axis=1), state.ref, entering)
         anchor = state.anchor
         follows = []  # envs whose reference moves to the character at this step (static choices: no cost when off)
-        if cfg.recover_follow and cfg.recover_s > 0:
-            follows.append(state.clip_time < cfg.recover_s)
-        if cfg.anchor_cycles:
+        if cfg.episode.recover_follow and cfg.episode.recover_s > 0:
+            follows.append(state.clip_time < cfg.episode.recover_s)
+        if cfg.episode.anchor_cycles:
             cycle = self.duration[state.clip]
             begins = jnp.floor(clip_time / cycle) > jnp.floor(state.clip_time / cycle)
             follows.append(self.data.loop[state.clip] & begins)
         if follows:
             follow = jnp.stack(follows).any(0)
-            window = self.refs(state.clip, clip_time[:, None] + jnp.arange(cfg.ref_frames + 1) * self.dt)
+            window = self.refs(state.clip, clip_time[:, None] + jnp.arange(cfg.obs.ref_frames + 1) * self.dt)
             anchor = jnp.where(follow[:, None], anchor_between(window.qpos[:, 0], jnp.where(bad[:, None], now.qpos, qpos)),
                                anchor)
             window = anchor_ref(window, anchor)
@@ -408,10 +436,11 @@ class _Core:
         failed = bad | nan_action
         terms = {name: jnp.where(failed, 0.0, v) for name, v in terms.items()}
         err = mean_body_pos_error(body.pos, now.body_pos)
-        fell = fallen(body.pos, now.body_pos, self.non_foot, cfg.fall_height, cfg.fall_margin) & ~self.lying[state.clip]
-        too_far = (err > cfg.max_body_error) & (clip_time >= cfg.recover_s)
+        ep = cfg.episode
+        fell = fallen(body.pos, now.body_pos, self.non_foot, ep.fall_height, ep.fall_margin) & ~self.lying[state.clip]
+        too_far = (err > cfg.episode.max_body_error) & (clip_time >= cfg.episode.recover_s)
         done = fell | too_far | failed
-        clip_end = cfg.end_with_clip & ~self.data.loop[state.clip] & (clip_time >= self.span[state.clip] - 1e-6)
+        clip_end = cfg.episode.end_with_clip & ~self.data.loop[state.clip] & (clip_time >= self.span[state.clip] - 1e-6)
         truncated = ~done & ((step >= self.max_steps) | clip_end)
         hist = jnp.concatenate([frame[:, None], state.disc_hist[:, :-1]], axis=1)
 
@@ -443,29 +472,30 @@ class ImitationEnv:
         self.library, self.config = library, config
         self.character = character or library.character
         model = self.character.model
-        if abs(model.opt.timestep * config.physics_hz - 1.0) > 1e-6:
-            raise ValueError(f"model timestep {model.opt.timestep} s does not match physics_hz={config.physics_hz}")
-        substeps = config.physics_hz / config.control_hz
+        if abs(model.opt.timestep * config.physics.physics_hz - 1.0) > 1e-6:
+            raise ValueError(f"model timestep {model.opt.timestep} s does not match "
+                             f"physics.physics_hz={config.physics.physics_hz}")
+        substeps = config.physics.physics_hz / config.physics.control_hz
         if abs(substeps - round(substeps)) > 1e-9:
-            raise ValueError("physics_hz must be a multiple of control_hz")
+            raise ValueError("physics.physics_hz must be a multiple of physics.control_hz")
         self.substeps = int(round(substeps))
-        if config.init not in ("random", "start"):
-            raise ValueError(f"init must be 'random' or 'start', not {config.init!r}")
-        if not 0.0 <= config.first_frame_share <= 1.0:
-            raise ValueError(f"first_frame_share must be in [0, 1], not {config.first_frame_share}")
-        if not 0.0 <= config.foreign_share <= 1.0:
-            raise ValueError(f"foreign_share must be in [0, 1], not {config.foreign_share}")
-        if not 0.0 <= config.fall_starts <= 1.0:
-            raise ValueError(f"fall_starts must be in [0, 1], not {config.fall_starts}")
-        if config.hold_s < 0:
-            raise ValueError(f"hold_s must be >= 0, not {config.hold_s}")
-        if config.action_mode not in ("residual", "absolute"):
-            raise ValueError(f"action_mode must be 'residual' or 'absolute', not {config.action_mode!r}")
-        backend = config.backend
+        if config.starts.init not in ("random", "start"):
+            raise ValueError(f"starts.init must be 'random' or 'start', not {config.starts.init!r}")
+        if not 0.0 <= config.starts.first_frame_share <= 1.0:
+            raise ValueError(f"starts.first_frame_share must be in [0, 1], not {config.starts.first_frame_share}")
+        if not 0.0 <= config.starts.foreign_share <= 1.0:
+            raise ValueError(f"starts.foreign_share must be in [0, 1], not {config.starts.foreign_share}")
+        if not 0.0 <= config.starts.fall_starts <= 1.0:
+            raise ValueError(f"starts.fall_starts must be in [0, 1], not {config.starts.fall_starts}")
+        if config.episode.hold_s < 0:
+            raise ValueError(f"episode.hold_s must be >= 0, not {config.episode.hold_s}")
+        if config.action.mode not in ("residual", "absolute"):
+            raise ValueError(f"action.mode must be 'residual' or 'absolute', not {config.action.mode!r}")
+        backend = config.physics.backend
         if backend == "auto":
             backend = "mjx" if jax.default_backend() != "cpu" else "mujoco"
         if backend not in ("mjx", "mujoco"):
-            raise ValueError(f"backend must be 'auto', 'mjx' or 'mujoco', not {config.backend!r}")
+            raise ValueError(f"physics.backend must be 'auto', 'mjx' or 'mujoco', not {config.physics.backend!r}")
         self.backend = backend
         self.core = _Core(library, config, self.character)
         self._ref_disc = {}
@@ -473,7 +503,7 @@ class ImitationEnv:
         self.num_envs = config.num_envs
         self.obs_size = self.core.sizes["obs"]
         self.action_size = model.nu
-        self._targets = lambda ref_joints, a: pd_targets(ref_joints, a, config.action_mode, config.action_scale,
+        self._targets = lambda ref_joints, a: pd_targets(ref_joints, a, config.action.mode, config.action.scale,
                                                          self.core.act_joint, self.core.low, self.core.high)
         if backend == "mujoco":
             self._init_mujoco(model)
@@ -519,12 +549,27 @@ class ImitationEnv:
         """Apply actions (N, 28) in [-1, 1] (clipped) for one control step; finished envs are reset."""
         return self._step(state, action)
 
+    def fuse(self, after):
+        """`step` with `after(new_state, carry, params) -> (carry, next_action)` (pure JAX, e.g. a policy acting
+        and a rollout's buffers written) compiled into the step's jitted part: `fused(state, action, carry, params)
+        -> (new_state, carry, next_action)`, so a JAX policy costs no dispatch or host sync of its own per control
+        step. MuJoCo C: `after` joins the post-physics jit (the physics stays on the host); MJX: one program for
+        the whole step. `carry` is donated (its buffers are written in place), `params` is not."""
+        then = lambda new, carry, params: (new, *after(new, carry, params))
+        if self.backend == "mujoco":
+            post = jax.jit(lambda s, q, v, w, b, n, carry, params: then(self.core.post(s, q, v, w, b, n), carry, params),
+                           donate_argnums=6)
+            return lambda state, action, carry, params: self._step_mujoco(
+                state, action, lambda *a: post(*a, carry, params))
+        step = self._step
+        return jax.jit(lambda state, action, carry, params: then(step(state, action), carry, params), donate_argnums=2)
+
     # -- MuJoCo C ---------------------------------------------------------------------------------------------
     def _init_mujoco(self, model):
         from mujoco import batch as mjbatch
 
         self._SimulationError = mjbatch.SimulationError
-        nthread = self.config.num_threads or os.cpu_count() or 1
+        nthread = self.config.physics.num_threads or os.cpu_count() or 1
         self._batch = mjbatch.Batch(model, self.num_envs, nthread=nthread)
         self._qpos, self._qvel, self._warm, self._time, self._ctrl = (
             self._batch.bind(f) for f in ("qpos", "qvel", "qacc_warmstart", "time", "ctrl"))
@@ -532,7 +577,8 @@ class ImitationEnv:
         self._post = jax.jit(self.core.post)
         self._step = self._step_mujoco
 
-    def _step_mujoco(self, state: EnvState, action) -> EnvState:
+    def _step_mujoco(self, state: EnvState, action, post=None):
+        """A step; with `post` (`fuse`) its jitted part is post's, whose first output is the new state."""
         n = self.num_envs
         a = np.asarray(action, np.float32).reshape(n, self.action_size)
         nan_action = ~np.isfinite(a).all(-1)
@@ -552,20 +598,23 @@ class ImitationEnv:
         bad |= self._time < 1.0 + 0.5 * self.substeps * self.character.model.opt.timestep
         qpos, qvel, warm = np.array(self._qpos), np.array(self._qvel), np.array(self._warm)
         # post does not read the state's physics arrays: leave them out rather than convert them.
-        new = self._post(state._replace(qpos=None, qvel=None, warmstart=None), qpos, qvel, warm, bad, nan_action)
+        out = (post or self._post)(state._replace(qpos=None, qvel=None, warmstart=None), qpos, qvel, warm, bad,
+                                   nan_action)
+        new = out[0] if post else out
         # Keep MuJoCo's float64 state where the env goes on; take the (float32) reset state elsewhere.
         reset = (np.asarray(new.done) | np.asarray(new.truncated))[:, None]
-        return new._replace(qpos=np.where(reset, np.asarray(new.qpos), qpos),
-                            qvel=np.where(reset, np.asarray(new.qvel), qvel),
-                            warmstart=np.where(reset, 0.0, warm))
+        new = new._replace(qpos=np.where(reset, np.asarray(new.qpos), qpos),
+                           qvel=np.where(reset, np.asarray(new.qvel), qvel),
+                           warmstart=np.where(reset, 0.0, warm))
+        return (new, *out[1:]) if post else new
 
     # -- MJX --------------------------------------------------------------------------------------------------
     def _init_mjx(self, model):
         from mujoco import mjx
 
         m = copy.copy(model)
-        m.opt.iterations = self.config.mjx_iterations
-        m.opt.ls_iterations = self.config.mjx_ls_iterations
+        m.opt.iterations = self.config.physics.mjx_iterations
+        m.opt.ls_iterations = self.config.physics.mjx_ls_iterations
         mx = mjx.put_model(m)
         d0 = mjx.make_data(mx)
         substeps = self.substeps

@@ -7,7 +7,6 @@ Episodes of one clip differ only by a small random perturbation of the initial j
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import jax
@@ -15,6 +14,7 @@ import numpy as np
 
 from motions.library import MotionLibrary
 from padl import metrics
+from padl.config import replace
 from padl.env import EnvConfig, ImitationEnv, anchor_points
 
 _ENVS: dict = {}  # (library id, config) -> env: each new shape costs a jit compile
@@ -30,20 +30,22 @@ def _env(library: MotionLibrary, cfg: EnvConfig) -> ImitationEnv:
 def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noise: float = 0.0,
             seconds: float = 10.0, env_config: EnvConfig = EnvConfig(), seed: int = 0, foreign_share: float = 0.0):
     """Run each clip `episodes` times from its start (a `foreign_share` of them in another clip's state at a random
-    time, as after a command switch; `env_config.foreign_clips`, `recover_s` apply); returns per env (clip id, sim body pos (T,B,3),
-    reference body pos (T,B,3), failed (T,) bool, sim qpos (T,35)) up to and including the step the episode ended.
+    time, as after a command switch; `env_config.starts.foreign_clips`, `episode.recover_s` apply); returns per env
+    (clip id, sim body pos (T,B,3), reference body pos (T,B,3), failed (T,) bool, sim qpos (T,35)) up to and
+    including the step the episode ended.
 
     `act(state)` gets the whole `EnvState` (a policy with memory, like the distilled ones, keeps its own)."""
     clips = list(clips)
     durations = [library.durations[library.index(c)] for c in clips]
     length = max([seconds] + [d for c, d in zip(clips, durations) if not library.data.loop[library.index(c)]])
-    cfg = dataclasses.replace(env_config, num_envs=len(clips) * episodes, clips=tuple(clips), init="start",
-                              init_noise=noise, foreign_share=foreign_share, episode_length_s=float(length), reset_pool=1)
+    cfg = replace(env_config, num_envs=len(clips) * episodes, clips=tuple(clips), episode=dict(length_s=float(length)),
+                  starts=dict(init="start", init_noise=noise, foreign_share=foreign_share, reset_pool=1))
     env = _env(library, cfg)
     state = env.reset(jax.random.key(seed))
     n, alive = env.num_envs, np.ones(env.num_envs, bool)
     qpos, anchor, failed, valid = [], [], [], []
-    for _ in range(int(round(length * cfg.control_hz)) + 1):
+    steps = int(round(length * cfg.physics.control_hz)) + 1
+    for _ in range(steps):
         before = np.asarray(state.anchor)
         state = env.step(state, act(state))
         done, trunc = np.asarray(state.done), np.asarray(state.truncated)
@@ -55,9 +57,11 @@ def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noi
         alive &= ~(done | trunc)
         if not alive.any():
             break
-    qpos, anchor, failed, valid = (np.stack(x, 1) for x in (qpos, anchor, failed, valid))  # (N, T, ...)
-    steps = qpos.shape[1]
-    times = (np.arange(steps) + 1) / cfg.control_hz
+    # Padded to the whole episode (last rows repeated, never valid): the reference and forward kinematics below
+    # then compile once per clip set, not once per length the episodes happened to reach.
+    valid += [np.zeros(n, bool)] * (steps - len(valid))
+    qpos, anchor, failed, valid = (np.stack(x + x[-1:] * (steps - len(x)), 1) for x in (qpos, anchor, failed, valid))
+    times = (np.arange(steps) + 1) / cfg.physics.control_hz
     clip_idx = np.asarray(env.core.clips)[np.arange(n) % len(clips)]
     ref = library.sample(np.repeat(clip_idx, steps), np.tile(times, n))
     ref_pos = np.asarray(anchor_points(ref.body_pos.reshape(n, steps, -1, 3), anchor))

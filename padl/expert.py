@@ -14,7 +14,7 @@ the environment itself is not saved: on resume the episodes in flight restart fr
 """
 from __future__ import annotations
 
-import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +24,10 @@ import numpy as np
 
 from motions.library import MotionLibrary
 from padl import checkpoint, discriminator, ppo
-from padl.config import from_dict, to_dict
-from padl.env import EnvConfig, ImitationEnv
+from padl.config import from_dict, replace, to_dict
+from padl.env import TERMS, EnvConfig, ImitationEnv
 from padl.evaluate import evaluate_policy
-from padl.policy import KIND, POLICY, TRAIN_STATE, load_source  # <out>/policy.*, <out>/train_state.*
+from padl.policy import KIND, POLICY, TRAIN_STATE, load_source, mean_action  # <out>/policy.*, <out>/train_state.*
 from padl.run import Run, Stage
 
 
@@ -45,7 +45,7 @@ class ExpertConfig:
     iterations: int = 2000  # upper bound; early stopping usually ends sooner
     eval_every: int = 25
     eval_episodes: int = 4
-    eval_noise: float = 0.02  # initial-state perturbation of evaluation episodes (see EnvConfig.init_noise)
+    eval_noise: float = 0.02  # initial-state perturbation of evaluation episodes (see StartConfig.init_noise)
     stop_success: float = 1.0
     stop_g_mpjpe_mm: float = 60.0
     checkpoint_every: int = 10
@@ -87,9 +87,46 @@ def _rewards(ds, tracking, disc_obs, w_track, w_disc):
     return w_track * tracking + w_disc * r_disc, r_disc
 
 
-@jax.jit
+def _rollout_buffers(T: int, N: int, obs: int, act: int, disc: int) -> dict:
+    """An expert rollout's (T, N, ...) arrays on the device, written step by step in place (`_begin`, `_after_step`);
+    `values` has a row T more: V of the observation after the last step, the bootstrap."""
+    f = lambda *shape: jnp.zeros(shape, jnp.float32)
+    return {"t": jnp.zeros((), jnp.int32), "key": jax.random.key(0), "obs": f(T, N, obs), "actions": f(T, N, act),
+            "logps": f(T, N), "values": f(T + 1, N), "tracking": f(T, N), "dones": jnp.zeros((T, N), bool),
+            "truncs": jnp.zeros((T, N), bool), "final_obs": f(T, N, obs), "disc_obs": f(T, N, disc),
+            "terms": {k: f(N) for k in TERMS}}
+
+
+def _act_into(buf: dict, ts, obs):
+    """The policy acts on obs; the row `t` of obs, actions, log-probabilities and values is written."""
+    key, k = jax.random.split(buf["key"])
+    a, lp, v = ppo.act(ts, obs, k)
+    rows = {"obs": obs, "actions": a, "logps": lp, "values": v}
+    return {**buf, "key": key, **{n: buf[n].at[buf["t"]].set(x, mode="drop") for n, x in rows.items()}}, a
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _begin(buf: dict, ts, obs, key):
+    """A rollout's first action, its buffers (donated, reused from the last iteration) rewound."""
+    return _act_into({**buf, "t": jnp.zeros((), jnp.int32), "key": key,
+                      "terms": jax.tree.map(jnp.zeros_like, buf["terms"])}, ts, obs)
+
+
+def _after_step(new, buf: dict, ts):
+    """`ImitationEnv.fuse`'s part of a control step: step t's results written, the next action taken (the
+    counters stay on the device until the iteration ends)."""
+    t = buf["t"]
+    rows = {"tracking": new.reward, "dones": new.done, "truncs": new.truncated, "final_obs": new.final_obs,
+            "disc_obs": new.disc_obs}
+    buf = {**buf, **{n: buf[n].at[t].set(x) for n, x in rows.items()}, "t": t + 1,
+           "terms": {k: v + new.terms[k] for k, v in buf["terms"].items()}}
+    return _act_into(buf, ts, new.obs)
+
+
+@functools.partial(jax.jit, donate_argnums=1)
 def disc_phase(ds, replay, real, fake, key):
-    """`disc_updates` steps against fakes half from this rollout, half from the replay buffer; then store."""
+    """`disc_updates` steps against fakes half from this rollout, half from the replay buffer; then store. The
+    replay buffer is donated (updated in place)."""
     steps, half = real.shape[0], real.shape[1] // 2
 
     def body(ds, x):
@@ -114,6 +151,9 @@ class _Stage(Stage):
         self.meta = _config_json(cfg, library, self.env)
         self.batch = cfg.rollout_steps * self.env.num_envs
         self.env_state = None  # started by the first iteration; on resume the episodes in flight restart
+        self.step = self.env.fuse(_after_step)
+        self.buf = _rollout_buffers(cfg.rollout_steps, self.env.num_envs, self.env.obs_size, self.env.action_size,
+                                    self.env.core.sizes["disc"])
 
     def iterate(self, state: dict) -> dict:
         cfg, env, T, N = self.cfg, self.env, self.cfg.rollout_steps, self.env.num_envs
@@ -121,46 +161,38 @@ class _Stage(Stage):
         key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
         env_state = self.env_state if self.env_state is not None else env.reset(jax.random.fold_in(key, it))
         ts, ds, replay = state["ppo"], state["disc"], state["replay"]
-        obs, actions, logps, values, tracking, dones, truncs, final_obs, disc_obs = ([] for _ in range(9))
-        terms = {k: 0.0 for k in env_state.terms}
+        key, k_roll = jax.random.split(key)
+        buf, a = _begin(self.buf, ts, env_state.obs, k_roll)
         for _ in range(T):
-            key, k_act = jax.random.split(key)
-            a, lp, v = ppo.act(ts, env_state.obs, k_act)
-            new = env.step(env_state, a)
-            obs.append(env_state.obs), actions.append(a), logps.append(lp), values.append(v)
-            tracking.append(new.reward), dones.append(new.done), truncs.append(new.truncated)
-            final_obs.append(new.final_obs), disc_obs.append(new.disc_obs)
-            for k in terms:
-                terms[k] += new.terms[k]
-            env_state = new
-        self.env_state = env_state
-        stack = lambda xs: jnp.stack([jnp.asarray(x) for x in xs])
-        disc_obs = stack(disc_obs)
-        rewards, r_disc = _rewards(ds, stack(tracking), disc_obs, cfg.tracking_weight, cfg.disc_weight)
+            env_state, buf, a = self.step(env_state, a, buf, ts)
+        self.env_state, self.buf = env_state, buf
+        rewards, r_disc = _rewards(ds, buf["tracking"], buf["disc_obs"], cfg.tracking_weight, cfg.disc_weight)
         key, k_real, k_disc, k_ppo = jax.random.split(key, 4)
         real, _ = env.reference_disc_obs(k_real, cfg.disc_updates * cfg.disc.batch_size)
         real = real.reshape(cfg.disc_updates, cfg.disc.batch_size, -1)
-        ds, replay, d_metrics = disc_phase(ds, replay, real, disc_obs.reshape(T * N, -1), k_disc)
-        rollout = ppo.Rollout(stack(obs), stack(actions), stack(logps), stack(values), rewards, stack(dones),
-                              stack(truncs), ppo.value(ts, env_state.obs),
-                              ppo.value(ts, stack(final_obs).reshape(T * N, -1)).reshape(T, N))
+        ds, replay, d_metrics = disc_phase(ds, replay, real, buf["disc_obs"].reshape(T * N, -1), k_disc)
+        rollout = ppo.Rollout(buf["obs"], buf["actions"], buf["logps"], buf["values"][:T], rewards, buf["dones"],
+                              buf["truncs"], buf["values"][T],
+                              ppo.value(ts, buf["final_obs"].reshape(T * N, -1)).reshape(T, N))
         moved, p_metrics = ppo.update(ts, rollout, k_ppo)
         ts = moved if it >= int(state["policy_frozen_until"]) else ppo.hold_policy(moved, ts)
         state.update(ppo=ts, disc=ds, replay=replay, key=jax.random.key_data(key))
-        ends = float(jnp.sum(rollout.dones) + jnp.sum(rollout.truncations))
-        return {"reward/total": float(rewards.mean()), "reward/disc": float(r_disc.mean()),
-                **{f"reward/{k}": float(np.mean(v)) / T for k, v in terms.items()},
-                "episode/length_s": T * N / max(ends, 1.0) / env.config.control_hz,
-                "episode/fall_rate": float(jnp.sum(rollout.dones)) / (T * N),
-                **{f"disc/{k}": float(v) for k, v in d_metrics.items()},
-                **{f"ppo/{k}": float(v) for k, v in p_metrics.items()}}
+        falls, ends = jnp.sum(rollout.dones), jnp.sum(rollout.dones) + jnp.sum(rollout.truncations)
+        host = jax.device_get({"total": rewards.mean(), "disc": r_disc.mean(), "falls": falls, "ends": ends,
+                               "terms": {k: v.mean() for k, v in buf["terms"].items()}, "d": d_metrics, "p": p_metrics})
+        return {"reward/total": float(host["total"]), "reward/disc": float(host["disc"]),
+                **{f"reward/{k}": float(v) / T for k, v in host["terms"].items()},
+                "episode/length_s": T * N / max(float(host["ends"]), 1.0) / env.config.physics.control_hz,
+                "episode/fall_rate": float(host["falls"]) / (T * N),
+                **{f"disc/{k}": float(v) for k, v in host["d"].items()},
+                **{f"ppo/{k}": float(v) for k, v in host["p"].items()}}
 
     def evaluate(self, state: dict, scalars: dict) -> tuple[dict, dict]:
         ts, cfg = state["ppo"], self.cfg
-        ev = evaluate_policy(self.library, lambda s: ppo.act(ts, s.obs, jax.random.key(0), deterministic=True)[0],
+        ev = evaluate_policy(self.library, lambda s: mean_action(ts, s.obs),
                              clips=self.meta["clips"], episodes=cfg.eval_episodes, noise=cfg.eval_noise,
-                             env_config=dataclasses.replace(cfg.env, backend="mujoco"),
-                             foreign_share=cfg.env.foreign_share)["mean"]
+                             env_config=replace(cfg.env, physics=dict(backend="mujoco")),
+                             foreign_share=cfg.env.starts.foreign_share)["mean"]
         return ev, {"tracking": scalars["reward/tracking"]}
 
     def policy(self, state: dict) -> ppo.TrainState:
@@ -207,7 +239,7 @@ def train(library: MotionLibrary, out: str | Path, cfg: ExpertConfig = ExpertCon
     `iterations` overrides cfg.iterations (the total, counted from the start of the run, also on resume);
     `time_limit_s` ends this call (after an evaluation and a checkpoint) once that much wall time has passed;
     `init_from` (another expert run of the same clips and networks) starts a new run from that run's networks,
-    discriminator and replay (fine-tuning, e.g. with `foreign_share`), its counters at zero. From a policy alone
+    discriminator and replay (fine-tuning, e.g. with `starts.foreign_share`), its counters at zero. From a policy alone
     (an export, or a run's `policy`), the critic and discriminator are new: the policy then holds still for
     `critic_warmup_iterations`, so that the first updates it sees do not come from an untrained value function.
     Such a policy may come from other clips (any number: the observation names no clip): a tracker of one skill is

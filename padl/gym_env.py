@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from motions.library import MotionLibrary
+from padl.config import replace
 from padl.env import EnvConfig, ImitationEnv
 
 ENV_ID = "padl/Imitation-v0"
@@ -25,7 +26,8 @@ class ImitationGymEnv(gymnasium.Env):
     """One environment: Box observations (float32) and actions in [-1, 1] (PD targets, see EnvConfig).
 
     Unlike the batched env, it does not reset by itself: a terminal step returns the episode's last
-    observation, and the caller calls reset(). Extra keyword arguments override EnvConfig fields.
+    observation, and the caller calls reset(). Extra keyword arguments override EnvConfig fields (a dict for
+    a nested config updates its fields: `physics={"control_hz": 60}`).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -35,9 +37,10 @@ class ImitationGymEnv(gymnasium.Env):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', not {render_mode!r}")
         library = MotionLibrary(library_path, clips=clips)
-        cfg = EnvConfig(**{"num_threads": 1, **config, "num_envs": 1, "backend": "mujoco"})
+        physics = {"num_threads": 1, **config.pop("physics", {}), "backend": "mujoco"}
+        cfg = replace(EnvConfig(), **config, num_envs=1, physics=physics)
         self.env = ImitationEnv(library, cfg)
-        self.metadata = {**self.metadata, "render_fps": cfg.control_hz}
+        self.metadata = {**self.metadata, "render_fps": cfg.physics.control_hz}
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.env.obs_size,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.env.action_size,), np.float32)
         self.render_mode, self._size = render_mode, (width, height)

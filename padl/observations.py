@@ -25,7 +25,7 @@ PHASE_SIZE = 3  # phase in [0, 1], sin and cos of 2*pi*phase
 
 
 def obs_sizes(config=None) -> dict[str, int]:
-    """Sizes of each observation part for an EnvConfig (anything with ref_frames and disc_frames)."""
+    """Sizes of each observation part for an `EnvConfig.obs` (None: the defaults)."""
     k = getattr(config, "ref_frames", 2)
     h = getattr(config, "disc_frames", 10)
     policy = 1 + 3 * (NUM_BODIES - 1) + 12 * NUM_BODIES

@@ -5,7 +5,7 @@ a dict of arrays with leading axes (T, N) = (control steps, parallel envs):
 
     obs          (T, N, O)  float32  the expert's observation (policy part first, then the reference part;
                                      sizes in the JSON's obs_layout)
-    action       (T, N, 28) float32  the expert's mean action (residual PD offsets, EnvConfig.action_scale rad)
+    action       (T, N, 28) float32  the expert's mean action (residual PD offsets, ActionConfig.scale rad)
     ref_qpos     (T, N, 35) float32  the reference pose the step tracks (root pos, root quat wxyz, 28 joints)
     qpos, qvel   (T, N, 35 / 34)     the simulated state the observation was taken in
     clip         (T, N)     int32    index into `clips` (JSON), the clip each env follows
@@ -18,7 +18,6 @@ scaled by it (exploring states around the expert's own), while the recorded acti
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import jax
@@ -27,7 +26,7 @@ import numpy as np
 
 from motions.library import MotionLibrary
 from padl import checkpoint, ppo
-from padl.config import to_dict
+from padl.config import replace, to_dict
 from padl.env import ImitationEnv
 from padl.policy import ExpertPolicy
 
@@ -36,7 +35,7 @@ def record(expert: str | Path, library: MotionLibrary, out: str | Path, steps: i
            noise: float = 0.0, seed: int = 0, backend: str = "auto") -> Path:
     policy = ExpertPolicy.load(expert)
     ts, meta = policy.ts, policy.meta
-    cfg = dataclasses.replace(policy.env, num_envs=num_envs, backend=backend, seed=seed, clips=tuple(policy.clips))
+    cfg = replace(policy.env, num_envs=num_envs, physics=dict(backend=backend), seed=seed, clips=tuple(policy.clips))
     env = ImitationEnv(library, cfg)
     state = env.reset(jax.random.key(seed))
     key = jax.random.key(seed + 1)

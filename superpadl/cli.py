@@ -255,8 +255,10 @@ def _training(args, cfg):
     """Apply the common training options to a GroupConfig / GlobalConfig."""
     import dataclasses
 
-    env = dataclasses.replace(cfg.env, backend=args.backend, num_threads=args.threads, hold_s=args.hold_s,
-                              **({"num_envs": args.num_envs} if args.num_envs is not None else {}))
+    from padl.config import replace
+
+    env = replace(cfg.env, physics=dict(backend=args.backend, num_threads=args.threads), episode=dict(hold_s=args.hold_s),
+                  **({"num_envs": args.num_envs} if args.num_envs is not None else {}))
     cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
     for name in ("iterations", "eval_every"):
         if getattr(args, name) is not None:
@@ -272,11 +274,8 @@ def cmd_distill_groups(args) -> None:
     _fresh_run(args.out, "groups.json", args.resume, args.force)
     cfg = _training(args, GroupConfig())
     cfg = dataclasses.replace(cfg, group_size=args.group_size, grouping=args.grouping,
-                              switch_rate=args.switch_rate, end_switch=args.end_switch,
                               eval_transitions=args.eval_transitions,
                               **({"bc_warmup_iterations": args.warmup} if args.warmup is not None else {}))
-    if args.switch_rate > 0 or args.end_switch > 0:  # a switched env cannot be on its new reference at once
-        cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, recover_s=max(cfg.env.recover_s, 1.0)))
     lib = _library(args.lib)
     results = distill_groups(lib, args.experts, args.out, cfg, clips=args.clips, resume=True,
                              progress=sys.stderr.isatty(),
@@ -425,16 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--group-size", type=O.positive_int, default=20)
     g.add_argument("--grouping", choices=("random", "cluster"), default="random")
     g.add_argument("--warmup", type=O.nonneg_int, help="BC warm-up iterations (default: the config's)")
-    g.add_argument("--switch-rate", type=O.nonneg_float, default=0.0,
-                   help="command switches per second in training (default 0: none; see GroupConfig)")
-    g.add_argument("--end-switch", type=O.fraction, default=0.0,
-                   help="share of non-looping clip ends that switch command instead of ending the episode")
     g.add_argument("--eval-transitions", type=O.nonneg_int, default=0,
                    help="command pairs each evaluation also switches between; the controller kept is then the best "
                         "by the mean of success and transition success (default 0: success alone)")
     g.add_argument("--init-from", type=Path,
-                   help="a groups folder (same clips) whose controllers new group runs start from, e.g. to fine-tune "
-                        "them on switches (with --warmup 0)")
+                   help="a groups folder (same clips) whose controllers new group runs start from (with --warmup 0: "
+                        "fine-tuning)")
     g.set_defaults(func=cmd_distill_groups)
     gl = dsub.add_parser("global", help="stage 3: the global text-conditioned policy, by DAgger from the groups")
     gl.add_argument("lib", type=Path, help="motion library folder")

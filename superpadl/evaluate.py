@@ -2,7 +2,7 @@
 
 Per command (a caption for the global policy, a clip for the teachers), from the start of the commanded clip:
 - success and G-MPJPE / L-MPJPE against that clip (`padl.evaluate`, `padl.metrics`); a looping clip's reference is
-  re-anchored at the character as each cycle begins (`EnvConfig.anchor_cycles`: a command names no heading);
+  re-anchored at the character as each cycle begins (`EpisodeConfig.anchor_cycles`: a command names no heading);
 - precision and recall over 1 s motion windows, as AUC over eps in [0, 0.3] m (`superpadl.metrics`);
 - retrieval: the generated motion is nearer to its own clip than to 3 random others (top-1 among 4).
 Over random pairs of commands: transition success, no fall within 3 s after switching from the first to the second
@@ -11,7 +11,6 @@ switch count as failures too). Experts track a reference, so they have no transi
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import jax
@@ -21,8 +20,9 @@ import numpy as np
 from motions import kinematics as K
 from motions.library import MotionLibrary
 from padl import metrics as M
-from padl.env import EnvConfig, ImitationEnv
-from padl.evaluate import rollout
+from padl.config import replace
+from padl.env import EnvConfig
+from padl.evaluate import _env, rollout
 from superpadl import metrics as W
 from superpadl import policies
 from superpadl import student as S
@@ -66,8 +66,7 @@ class GroupAgent(Agent):
 
     def actor(self, rows, switch=None):
         clips = [self.library.index(self.commands[r][1]) for r in rows]
-        return _commanded(self.teachers.act, self.teachers.history, np.asarray(clips), switch,
-                          self.env_config.control_hz)
+        return _commanded(self.teachers.act, self.teachers.history, np.asarray(clips), switch)
 
 
 class GlobalAgent(Agent):
@@ -82,30 +81,28 @@ class GlobalAgent(Agent):
 
     def actor(self, rows, switch=None):
         idx = np.asarray([self._rows[r] for r in rows])
-        return _commanded(lambda pobs, hist, cmd, clock, heading: self.policy.act(
-            self.policy.input(pobs, hist, self.emb[cmd], clock, heading)),
-            self.policy.history, idx, switch, self.env_config.control_hz)
+        return _commanded(lambda pobs, hist, cmd, heading: self.policy.act(
+            self.policy.input(pobs, hist, self.emb[cmd], heading)), self.policy.history, idx, switch)
 
 
-def _commanded(policy, hcfg, command, switch, control_hz):
+def _commanded(policy, hcfg, command, switch):
     """act(state) for a batch whose env i follows command[i % len] (then switch[1][i % len] from control step
-    switch[0][i % len] on, when given, with the clock and the start frame restarted), keeping the strided history:
-    policy(pobs, hist, command, clock, heading)."""
+    switch[0][i % len] on, when given, with the start frame restarted), keeping the strided history:
+    policy(pobs, hist, command, heading)."""
     see = S.command_frames(hcfg)
     step = 0
 
     def act(state):
         nonlocal step
         n = state.qpos.shape[0]
-        cmd, clock, new_command = np.resize(command, n), np.asarray(state.clip_time, np.float32), None
+        cmd, new_command = np.resize(command, n), None
         if switch is not None:
             at = np.resize(switch[0], n)
             new_command, after = step == at, step >= at
             cmd = np.where(after, np.resize(switch[1], n), cmd)
-            clock = np.where(after, (step - at) / control_hz, clock).astype(np.float32)
         pobs, hist, heading = see(state, new_command)
         step += 1
-        return policy(pobs, hist, jnp.asarray(cmd), jnp.asarray(clock), heading)
+        return policy(pobs, hist, jnp.asarray(cmd), heading)
 
     return act
 
@@ -145,8 +142,8 @@ def evaluate(agent: Agent, library: MotionLibrary, episodes: int = 2, noise: flo
              transitions: int = 100, switch_s: float = 2.0, after_s: float = 3.0, seed: int = 0) -> dict:
     """{"commands": {name: metrics}, "clips": {clip: mean metrics}, "mean": {...}}."""
     rng = np.random.default_rng(seed)
-    cfg = dataclasses.replace(agent.env_config, backend="mujoco", num_threads=0, max_body_error=0.5,
-                              end_with_clip=True, anchor_cycles=True)
+    cfg = replace(agent.env_config, physics=dict(backend="mujoco", num_threads=0),
+                  episode=dict(max_body_error=0.5, end_with_clip=True, anchor_cycles=True))
     names = [n for n, _ in agent.commands]
     clips = [k for _, k in agent.commands]
     rows = list(range(len(names)))
@@ -209,7 +206,7 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
         a, b = rng.integers(len(names), size=2)
         if clips[a] != clips[b]:
             first.append(int(a)), second.append(int(b))
-    hz = agent.env_config.control_hz
+    hz = agent.env_config.physics.control_hz
     ends = np.asarray(S.clip_ends(library))[[library.index(clips[a]) for a in first]]
     at = np.round(hz * np.minimum(switch_s, ends)).astype(int)
     fall = switch_falls(agent, library, first, second, at, at + int(round(after_s * hz)))
@@ -229,11 +226,12 @@ def switch_falls(agent: Agent, library: MotionLibrary, first, second, at, horizo
     horizon[i]. Only a fall ends an episode (no body-error or clip-end termination)."""
     first, horizon = list(first), np.asarray(horizon)
     clips = [agent.commands[a][1] for a in first]
-    cfg = dataclasses.replace(agent.env_config, backend="mujoco", num_threads=0, num_envs=len(first), init="start",
-                              clips=tuple(clips), max_body_error=1e6, end_with_clip=False,
-                              episode_length_s=float(horizon.max()) / agent.env_config.control_hz + 1.0,
-                              reset_pool=1, init_noise=0.02)
-    env = ImitationEnv(library, cfg)
+    cfg = replace(agent.env_config, num_envs=len(first), clips=tuple(clips),
+                  physics=dict(backend="mujoco", num_threads=0),
+                  episode=dict(max_body_error=1e6, end_with_clip=False,
+                               length_s=float(horizon.max()) / agent.env_config.physics.control_hz + 1.0),
+                  starts=dict(init="start", reset_pool=1, init_noise=0.02))
+    env = _env(library, cfg)  # the same pairs again (a trainer's evaluations) compile nothing new
     act = agent.actor(first, switch=(np.asarray(at), np.asarray(second)))
     state = env.reset(jax.random.key(0))
     fall = np.full(len(first), -1)

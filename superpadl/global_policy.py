@@ -22,7 +22,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +32,8 @@ import optax
 from motions.library import MotionLibrary
 from padl import checkpoint, ppo
 from padl.discriminator import ReplayBuffer
-from padl.config import from_dict, to_dict
-from padl.env import EnvConfig, ImitationEnv, weighted_choice
+from padl.config import from_dict, replace, to_dict
+from padl.env import ActionConfig, EnvConfig, EpisodeConfig, ImitationEnv, StartConfig, weighted_choice
 from padl.evaluate import evaluate_policy
 from padl.normalizer import update as update_normalizer
 from padl.policy import mean_action
@@ -54,7 +54,7 @@ class CommandSchedule:
 
     switch_every_s: float = 3.0  # mean time between command switches in the rollouts (inf: none)
     # the share of non-looping clip ends that switch command; the others keep it, labelled by a teacher that learnt to
-    # stand after the skill (`EnvConfig.hold_s`): a command at run time outlives its clip. 1: always switch, for
+    # stand after the skill (`EpisodeConfig.hold_s`): a command at run time outlives its clip. 1: always switch, for
     # teachers that never learnt what follows a clip's end
     end_switch: float = 1.0
     # a command given in the last finish_s of a non-looping clip is labelled by that clip's teacher until it ends;
@@ -68,9 +68,9 @@ class CommandSchedule:
 
 @dataclass(frozen=True)
 class GlobalConfig:
-    env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=64, action_mode="absolute",
-                                                             max_body_error=1e6, end_with_clip=False,
-                                                             first_frame_share=0.25))
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(
+        num_envs=64, action=ActionConfig(mode="absolute"), starts=StartConfig(first_frame_share=0.25),
+        episode=EpisodeConfig(max_body_error=1e6, end_with_clip=False)))
     ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(  # the policy network and its normaliser
         policy_hidden=(1024, 512), value_hidden=(8,), layer_norm=True, log_std_init=-2.5, fixed_log_std=True))
     rollout_steps: int = 32
@@ -89,13 +89,11 @@ class GlobalConfig:
     eval_episodes: int = 2
     eval_noise: float = 0.02
     # random command pairs whose transitions each evaluation also scores (`superpadl.evaluate`; 0: none); the policy
-    # kept is the one with the best `superpadl.evaluate.kept_score`
+    # kept is the one with the best `superpadl.evaluate.kept_score`. The same pairs each time: evaluations compare
+    # alike, and their env compiles once (a new one cost 49 of an evaluation's 58 s on the CPU)
     eval_transitions: int = 40
     checkpoint_every: int = 10
     seed: int = 0
-    # keys of configs saved before `commands` (models/default): `padl.config.from_dict` moves them into it
-    MOVED: ClassVar[dict] = {k: "commands" for k in ("switch_every_s", "end_switch", "finish_s", "rest_switch",
-                                                     "beta_iterations", "beta_floor")}
 
 
 def caption_table(library: MotionLibrary, clips: list[str], encoder=None):
@@ -156,7 +154,7 @@ class Commands(NamedTuple):
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, commands: Commands,
                    schedule: CommandSchedule):
     """`steps` control steps of DAgger data collection: each env is driven by the student (or by the teacher where
-    by_teacher), and every state the batch visits is labelled with teacher(own state, history, command, clock,
+    by_teacher), and every state the batch visits is labelled with teacher(own state, history, command,
     heading), the teacher's action on that very state. Commands switch on average every `schedule.switch_every_s`,
     and with probability `end_switch` when the command's clip is over (`commands.ends`), to a clip drawn by the
     env's clip weights, restarting the clock and the start frame; after an episode ends, the command is the env's
@@ -165,7 +163,7 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     A switch that comes in the last `finish_s` of a non-looping clip is shown to the student at once but labelled
     by the old clip's teacher until that clip ends, then by the new one's: the student learns to finish a skill's
     recovery (stepping back out of a lunge) before the next, where no teacher of the next skill can start from the
-    middle of it. Its clock (for a student that sees one) and the teacher's start frame count from the handover.
+    middle of it. The command's clock and the teacher's start frame count from the handover.
 
     A share `rest_switch` of the episodes that begin at a clip's first frame are commanded another clip at once: a
     user's first command, given in the rest pose the viewer starts in, which is rarely the commanded clip's own.
@@ -179,53 +177,75 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     n = hist.shape[0]
     pending = jnp.full((n,), -1, jnp.int32) if pending is None else pending
     shown_start = start if shown_start is None else shown_start
-    dt = 1.0 / env.config.control_hz
-    train_clips, draw_caption, starts, clip_end, idle = commands
-    end_switch, finish_s, rest_switch = schedule.end_switch, schedule.finish_s, schedule.rest_switch
-    p_switch = dt / schedule.switch_every_s
-    xs, ys, executed, falls, switches = [], [], [], 0.0, 0.0
+    cmd = (hist, command, caption, clock, start, pending, shown_start)
+    xs, ys, executed, counts = [], [], [], jnp.zeros(2)
     for _ in range(steps):
-        key, k_act, k_sw, k_clip, k_cap, k_end, k_rest = jax.random.split(key, 7)
-        pobs, _ = S.env_proprio(env_state)
-        root = S.root_frame(env_state.qpos)
-        x = S.student_input(pobs, hist, emb[caption], hcfg, clock, S.heading_features(shown_start, root))
-        a_teacher = teacher(pobs, hist, command, clock, S.heading_features(start, root))
-        a = jnp.where(by_teacher[:, None], a_teacher, student(x, k_act))
+        key, keys, x, t_in = dagger_inputs(S.view(env_state), cmd, emb, key, hcfg)
+        a_teacher = teacher(*t_in)
+        a = jnp.where(by_teacher[:, None], a_teacher, student(x, keys[0]))
         new = env.step(env_state, a)
         xs.append(x), ys.append(a_teacher), executed.append(a)
-        restart = jnp.asarray(new.done | new.truncated)
-        left = clip_end[command] - (clock + dt)  # of the command's clip after this step
-        over = left <= 1e-6
-        handover = ~restart & (pending >= 0) & over
-        # end_switch 1: every command past its clip's end switches; below 1, a draw at the step the clip ends
-        # decides, and a command kept past its end is not drawn for again
-        if end_switch >= 1.0:
-            ends_now = over
-        else:
-            ends_now = S.ending(clock, clip_end[command], dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
-        user = ~restart & ~handover & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (ends_now & (pending < 0)))
-        to_idle = (idle >= 0) & ~restart & ~handover & ~user & over & (command != idle)
-        finishing = user & ((pending >= 0) | (~over & (left <= finish_s)))
-        switch = user & ~finishing  # the teacher switches now
-        other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), env_state.clip_weights)]
-        rest = restart & (jnp.asarray(new.clip_time) <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
-        first = jnp.where(rest, other, jnp.asarray(new.clip))  # the command an episode begins with
-        caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
-        new_root = S.root_frame(new.qpos)
-        began = switch | handover | rest | to_idle  # the teacher's command begins here, where the character stands
-        restart_start = jnp.where(rest[:, None], new_root, starts[jnp.asarray(new.clip)])
-        command = jnp.where(restart, first, jnp.where(switch, other, jnp.where(handover, pending,
-                                                                               jnp.where(to_idle, idle, command))))
-        pending = jnp.where(restart | handover, -1, jnp.where(finishing, other, pending))
-        clock = jnp.where(began, 0.0, jnp.where(restart, jnp.asarray(new.clip_time), clock + dt))
-        start = jnp.where(began[:, None], new_root, jnp.where(restart[:, None], restart_start, start))
-        shown_start = jnp.where(restart[:, None], restart_start, jnp.where(user[:, None], new_root, shown_start))
-        hist = S.push_step(hist, env, new, hcfg, jax.random.fold_in(k_act, 1))
-        falls += float(jnp.sum(jnp.asarray(new.done)))
-        switches += float(jnp.sum(user))
+        cmd, counts = dagger_commands(S.view(new), cmd, counts, keys, commands.clips, commands.starts, commands.ends,
+                                      env=env, hcfg=hcfg, draw_caption=commands.draw_caption, idle=commands.idle,
+                                      schedule=schedule)
         env_state = new
-    return (Carry(env_state, hist, command, caption, clock, start, pending, shown_start),
-            tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches))
+    falls, switches = map(float, counts)
+    return Carry(env_state, *cmd), tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches)
+
+
+@functools.partial(jax.jit, static_argnames="hcfg")
+def dagger_inputs(state, cmd, emb, key, hcfg):
+    """A `dagger_rollout` step's inputs as one jitted call: (next key, the step's 6 keys (the student's first), the
+    student's input, the teacher's arguments (policy observation, history, command, heading))."""
+    hist, command, caption, _, start, _, shown_start = cmd
+    key, *keys = jax.random.split(key, 7)
+    pobs, _ = S.env_proprio(state)
+    root = S.root_frame(state.qpos)
+    x = S.student_input(pobs, hist, emb[caption], hcfg, S.heading_features(shown_start, root))
+    return key, jnp.stack(keys), x, (pobs, hist, command, S.heading_features(start, root))
+
+
+@functools.partial(jax.jit, static_argnames=("env", "hcfg", "draw_caption", "idle", "schedule"))
+def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, env, hcfg, draw_caption, idle: int,
+                    schedule: CommandSchedule):
+    """A `dagger_rollout` step's commands after the env stepped to `new`, as one jitted call (no host sync): switches,
+    handovers, idle holds and restarts, the history pushed in; `counts` (falls, user switches) accumulated."""
+    hist, command, caption, clock, start, pending, shown_start = cmd
+    k_act, k_sw, k_clip, k_cap, k_end, k_rest = keys
+    n = hist.shape[0]
+    dt = 1.0 / env.config.physics.control_hz
+    end_switch, finish_s, rest_switch = schedule.end_switch, schedule.finish_s, schedule.rest_switch
+    p_switch = dt / schedule.switch_every_s
+    restart = new.done | new.truncated
+    left = clip_end[command] - (clock + dt)  # of the command's clip after this step
+    over = left <= 1e-6
+    handover = ~restart & (pending >= 0) & over
+    # end_switch 1: every command past its clip's end switches; below 1, a draw at the step the clip ends
+    # decides, and a command kept past its end is not drawn for again
+    if end_switch >= 1.0:
+        ends_now = over
+    else:
+        ends_now = S.ending(clock, clip_end[command], dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
+    user = ~restart & ~handover & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (ends_now & (pending < 0)))
+    to_idle = (idle >= 0) & ~restart & ~handover & ~user & over & (command != idle)
+    finishing = user & ((pending >= 0) | (~over & (left <= finish_s)))
+    switch = user & ~finishing  # the teacher switches now
+    other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), new.clip_weights)]
+    rest = restart & (new.clip_time <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
+    first = jnp.where(rest, other, new.clip)  # the command an episode begins with
+    caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
+    new_root = S.root_frame(new.qpos)
+    began = switch | handover | rest | to_idle  # the teacher's command begins here, where the character stands
+    restart_start = jnp.where(rest[:, None], new_root, starts[new.clip])
+    command = jnp.where(restart, first, jnp.where(switch, other, jnp.where(handover, pending,
+                                                                           jnp.where(to_idle, idle, command))))
+    pending = jnp.where(restart | handover, -1, jnp.where(finishing, other, pending))
+    clock = jnp.where(began, 0.0, jnp.where(restart, new.clip_time, clock + dt))
+    start = jnp.where(began[:, None], new_root, jnp.where(restart[:, None], restart_start, start))
+    shown_start = jnp.where(restart[:, None], restart_start, jnp.where(user[:, None], new_root, shown_start))
+    hist = S.push_step(hist, env, new, hcfg, jax.random.fold_in(k_act, 1))
+    counts = counts + jnp.stack([jnp.sum(new.done), jnp.sum(user)]).astype(counts.dtype)
+    return (hist, command, caption, clock, start, pending, shown_start), counts
 
 
 class _Stage(Stage):
@@ -237,8 +257,8 @@ class _Stage(Stage):
     def __init__(self, library: MotionLibrary, teachers: GroupTeachers, clips: list[str], cfg: GlobalConfig, encoder):
         hcfg = self.hcfg = teachers.history
         group_env = teachers.env_config()
-        env_cfg = dataclasses.replace(cfg.env, clips=tuple(clips), ref_frames=group_env.ref_frames,
-                                      disc_frames=group_env.disc_frames, control_hz=group_env.control_hz)
+        env_cfg = replace(cfg.env, clips=tuple(clips), obs=group_env.obs,
+                          physics=dict(control_hz=group_env.physics.control_hz))
         self.cfg = cfg = dataclasses.replace(cfg, env=env_cfg)
         self.library, self.teachers, self.clips = library, teachers, clips
         self.env = env = ImitationEnv(library, env_cfg)
@@ -305,7 +325,7 @@ class _Stage(Stage):
         state.update(ppo=ts, key=jax.random.key_data(key),
                      average=optax.incremental_update(ts.policy_params, state["average"], 1.0 - cfg.average))
         return {"bc/loss": float(loss), "bc/beta": beta, "episode/fall_rate": dones / (T * N),
-                "commands/switches_per_s": switches / (T * N) * cfg.env.control_hz}
+                "commands/switches_per_s": switches / (T * N) * cfg.env.physics.control_hz}
 
     def policy(self, state: dict) -> dict:
         """The averaged network, its normaliser, the caption table and a start pose: all the runtime needs."""
@@ -319,14 +339,14 @@ class _Stage(Stage):
             self.library, S.student_actor(functools.partial(mean_action, averaged), self.hcfg,
                                           lambda s: self.emb_j[self.first_row[jnp.asarray(s.clip)]]),
             clips=clips, episodes=cfg.eval_episodes, noise=cfg.eval_noise,
-            env_config=dataclasses.replace(cfg.env, backend="mujoco", max_body_error=EnvConfig.max_body_error,
-                                           end_with_clip=True))  # as `superpadl eval`
+            env_config=replace(cfg.env, physics=dict(backend="mujoco"),  # as `superpadl eval`
+                               episode=dict(max_body_error=EpisodeConfig.max_body_error, end_with_clip=True)))
         ev, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
         ev["worst_clip_success"] = min(success)
         if cfg.eval_transitions:
             agent = GlobalAgent(GlobalPolicy(self.policy(state), self.meta), self.library)
             ev["transition_success"] = transition_success(agent, self.library, cfg.eval_transitions, 2.0, 3.0,
-                                                          np.random.default_rng(int(state["iteration"])))["success"]
+                                                          np.random.default_rng(cfg.seed))["success"]
         state["clip_weights"] = clip_priorities(success, cfg.prioritise)
         self.carry = self.carry._replace(
             env_state=self.carry.env_state._replace(clip_weights=jnp.asarray(state["clip_weights"])))

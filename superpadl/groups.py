@@ -17,10 +17,6 @@ Training has two phases:
 `policy.*` is the controller with the best evaluation so far (`superpadl.evaluate.kept_score`); `train_state.*` the
 latest.
 
-Optionally (`switch_rate`, `end_switch`; off by default, see there) commands switch mid-episode in both phases: an
-env goes on to another clip of its group, whose reference is re-anchored where the character stands
-(`ImitationEnv.switch`), with that clip's expert's labels and the discriminator's reward.
-
 Every `eval_every` iterations the deterministic controller is evaluated from each clip's start (success and
 G-MPJPE against the clip, `padl.evaluate`). The run state (networks, optimisers, normalisers, discriminator and
 its replay buffer, RNG, counters) is checkpointed like an expert's; the aggregated BC data are not (hundreds of MB):
@@ -43,8 +39,8 @@ import numpy as np
 
 from motions.library import MotionLibrary
 from padl import checkpoint, discriminator, ppo
-from padl.config import from_dict, to_dict
-from padl.env import EnvConfig, ImitationEnv
+from padl.config import from_dict, replace, to_dict
+from padl.env import ActionConfig, EnvConfig, ImitationEnv, StartConfig
 from padl.expert import disc_phase
 from padl.evaluate import evaluate_policy
 from padl.normalizer import update as update_normalizer
@@ -59,14 +55,12 @@ TRAIN_STATE, POLICY = "train_state", "policy"
 
 @dataclass(frozen=True)
 class GroupConfig:
-    env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=64, action_mode="absolute",
-                                                             first_frame_share=0.25))
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=64, action=ActionConfig(mode="absolute"),
+                                                             starts=StartConfig(first_frame_share=0.25)))
     ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(
         gamma=0.95, policy_lr=2e-4, value_lr=5e-4, num_epochs=4, num_minibatches=4, log_std_init=-2.5,
         fixed_log_std=True, policy_hidden=(1024, 512), value_hidden=(512, 256), layer_norm=True, bc_weight=0.01))
-    # (1024, 512) with LayerNorm, as the global policy. On 11 clips this network together with first-frame starts
-    # and reference-past restarts took the group from 73 % / 116.7 mm / 60 % transitions (the (512, 256) network
-    # without LayerNorm, neither start change) to 77 % / 100.3 mm / 70 % (benchmarks/group_recipes.py).
+    # (1024, 512) with LayerNorm, as the global policy: better than (512, 256) without (docs/experiments.md)
     disc: discriminator.DiscConfig = field(default_factory=lambda: discriminator.DiscConfig(replay_size=16384))
     history: S.HistoryConfig = field(default_factory=lambda: S.HistoryConfig(heading=True))  # see `superpadl.student`
     group_size: int = 20
@@ -79,22 +73,6 @@ class GroupConfig:
     bc_batch: int = 512
     bc_lr: float = 1e-3
     bc_buffer: int = 131072  # aggregated (state, expert action) pairs, oldest dropped first
-    # Commands switched mid-episode: an env switches to another clip of its group at `switch_rate` per second (once
-    # 0.5 s into its clip), and a non-looping clip's end switches with chance `end_switch` instead of ending the
-    # episode; the new clip's reference begins where the character stands (`ImitationEnv.switch`) and its expert
-    # labels the states. Off by default: on 11 clips (0.3 per second, half the ends) transitions fell from 70 % to
-    # 50 % (20 pairs) and success from 91 % to 82 % (kick and punch 0 %), since the experts, trained from reference
-    # states, recover badly from a switch: acting alone they fell 95 times in 241 switches, against 14 falls in as
-    # long without switches (benchmarks/expert_switches.py). Experts fine-tuned with 40 % foreign starts for 60-150
-    # iterations (`padl train-expert --init-from`) fell hardly less (0.44 per switch against 0.47), and switches
-    # with them gave 91 % / 94.3 mm but 50 % transitions against 60 % (100 pairs). Fine-tuning a trained controller
-    # on switches instead (`init_from`, no warm-up, 0.3 per second and every end, 40 pairs scored per evaluation) did
-    # not help either: over 50 iterations success fell from 100 % to 86-91 % and transitions scattered between 30
-    # and 57.5 % against 57.5 % at the start. The failures are the pairs that leave dash, walk-back, kick or punch:
-    # a student falls within ~1.5 s of leaving them whenever the switch comes, and also when their command is held
-    # (benchmarks/transition_sources.py).
-    switch_rate: float = 0.0
-    end_switch: float = 0.0
     prioritise: float = 4.0  # after each evaluation a clip's chance at a reset is 1 + prioritise x its failure rate
     critic_warmup_iterations: int = 10  # first PADL iterations train the value function only (policy lr 0)
     padl_policy_lr: float = 2e-5  # fine-tuning rate: PPO at the expert rate undid the warm-up within 20 iterations
@@ -104,9 +82,9 @@ class GroupConfig:
     eval_every: int = 25
     eval_episodes: int = 2
     eval_noise: float = 0.02
-    # random pairs of the group's clips whose transitions each evaluation also scores (`superpadl.evaluate`; 0: none,
-    # as a group trained without switches is not meant for them); then the controller kept is the one with the
-    # best mean of success and transition success, as the global policy's
+    # random pairs of the group's clips (the same each time) whose transitions each evaluation also scores
+    # (`superpadl.evaluate`; 0: none, as a group trained without switches is not meant for them); then the controller
+    # kept is the one with the best mean of success and transition success, as the global policy's
     eval_transitions: int = 0
     checkpoint_every: int = 10
     seed: int = 0
@@ -139,19 +117,6 @@ def clip_priorities(success, strength: float) -> np.ndarray:
     return (1.0 + strength * (1.0 - np.clip(np.asarray(success, np.float32), 0.0, 1.0))).astype(np.float32)
 
 
-def draw_switches(key, clip, clip_time, weights, group_clips, ends, rate: float, end_share: float, dt: float):
-    """Which envs switch command before the next control step, and to what: ((N,) bool, (N,) library clips).
-
-    An env performing library clip `clip` (N,) for `clip_time` (N,) s switches at `rate` per second once 0.5 s in
-    and, when its non-looping clip ends at this step (`ends` (C,) from `student.clip_ends`: inf for a looping one),
-    with chance `end_share`; its new clip is another of `group_clips` (G,), drawn in proportion to `weights` (G,)."""
-    u = jax.random.uniform(key, (2,) + clip.shape)
-    hazard = (u[0] < rate * dt) & (clip_time >= 0.5)
-    mask = jnp.where(S.ending(clip_time, ends[clip], dt), u[1] < end_share, hazard)
-    w = weights[None] * (group_clips[None] != clip[:, None])
-    return mask, group_clips[jax.random.categorical(jax.random.fold_in(key, 1), jnp.log(w))]
-
-
 def _onehot(slot, n):
     return jax.nn.one_hot(slot, n, dtype=jnp.float32)
 
@@ -163,9 +128,7 @@ class _Stage(Stage):
     def __init__(self, library: MotionLibrary, teachers: ExpertTeachers, clips: list[str], cfg: GroupConfig,
                  name: str):
         base = teachers.env_config()
-        env_cfg = dataclasses.replace(cfg.env, clips=tuple(clips), ref_frames=base.ref_frames,
-                                      disc_frames=base.disc_frames, control_hz=base.control_hz,
-                                      recover_follow=base.recover_follow)  # the labels after a switch, as they learnt
+        env_cfg = replace(cfg.env, clips=tuple(clips), obs=base.obs, physics=dict(control_hz=base.physics.control_hz))
         self.cfg = cfg = dataclasses.replace(cfg, env=env_cfg)
         self.library, self.teachers, self.clips = library, teachers, list(clips)
         self.env = env = ImitationEnv(library, env_cfg)
@@ -182,12 +145,9 @@ class _Stage(Stage):
         self.bc_x = discriminator.ReplayBuffer.create(cfg.bc_buffer, self.in_size)
         self.bc_y = discriminator.ReplayBuffer.create(cfg.bc_buffer, env.action_size)
         self.starts = S.clip_starts(library)
-        group_clips, clip_end = jnp.asarray([library.index(c) for c in clips]), S.clip_ends(library)
-        self.switch_draw = jax.jit(lambda clip, clip_time, weights, k: draw_switches(
-            k, clip, clip_time, weights, group_clips, clip_end, cfg.switch_rate, cfg.end_switch,
-            1.0 / env_cfg.control_hz))
         self.padl_ppo = dataclasses.replace(cfg.ppo, policy_lr=cfg.padl_policy_lr)
         self.env_state = self.hist = None  # started by the first iteration
+        self._observe = jax.jit(self._observe_step)
 
     def initial_state(self) -> dict:
         cfg = self.cfg
@@ -203,8 +163,18 @@ class _Stage(Stage):
     def student_x(self, env_state, hist):  # the command began at its clip's first frame, where the reference is anchored
         start = S.anchored(self.starts[env_state.clip], env_state.anchor)
         return S.student_input(S.env_proprio(env_state)[0], hist, _onehot(self.slot_of[env_state.clip], self.G),
-                               self.cfg.history, env_state.clip_time,
-                               S.heading_features(start, S.root_frame(env_state.qpos)))
+                               self.cfg.history, S.heading_features(start, S.root_frame(env_state.qpos)))
+
+    def observe(self, hist, env_state, key=None, clip=None):
+        """One jitted call after a step to `env_state`: the history (`S.push_step` with `key`; as it is without), the
+        student's input, and with `clip` (the clip stepped from) the discriminator's observation of the step."""
+        return self._observe(hist, S.view(env_state), key, clip)
+
+    def _observe_step(self, hist, env_state, key, clip):
+        if key is not None:
+            hist = S.push_step(hist, self.env, env_state, self.cfg.history, jax.random.fold_in(key, 1))
+        disc = None if clip is None else jnp.concatenate([env_state.disc_obs, _onehot(self.slot_of[clip], self.G)], -1)
+        return hist, self.student_x(env_state, hist), disc
 
     def iterate(self, state: dict) -> dict:
         cfg, env, G, slot_of = self.cfg, self.env, self.G, self.slot_of
@@ -220,23 +190,17 @@ class _Stage(Stage):
         key, k_beta = jax.random.split(key)
         by_teacher = jax.random.uniform(k_beta, (N,)) < beta
         xs, actions, logps, values, teacher, tracking, dones, truncs, disc_obs = ([] for _ in range(9))
-        switches = 0
+        x = self.observe(hist, env_state)[1]
         for _ in range(T):
             key, k_act = jax.random.split(key)
-            if G > 1 and (cfg.switch_rate > 0 or cfg.end_switch > 0):
-                key, k_switch = jax.random.split(key)
-                mask, new_clip = self.switch_draw(env_state.clip, env_state.clip_time, env_state.clip_weights,
-                                                  k_switch)
-                env_state, switches = env.switch(env_state, mask, new_clip), switches + int(mask.sum())
-            x = self.student_x(env_state, hist)
             a, lp, v = ppo.act(ts, x, k_act)
             a_teacher = self.teachers.act(env_state)
             a = jnp.where(by_teacher[:, None], a_teacher, a)
             new = env.step(env_state, a)
             xs.append(x), actions.append(a), logps.append(lp), values.append(v), teacher.append(a_teacher)
             tracking.append(new.reward), dones.append(new.done), truncs.append(new.truncated)
-            disc_obs.append(jnp.concatenate([jnp.asarray(new.disc_obs), _onehot(slot_of[env_state.clip], G)], -1))
-            hist = S.push_step(hist, env, new, cfg.history, jax.random.fold_in(k_act, 1))
+            hist, x, disc = self.observe(hist, new, k_act, env_state.clip)
+            disc_obs.append(disc)
             env_state = new
         self.env_state, self.hist = env_state, hist
         stack = lambda v: jnp.stack([jnp.asarray(u) for u in v])
@@ -262,7 +226,7 @@ class _Stage(Stage):
                                                                                        self.disc_dim)
             ds, replay, d_metrics = disc_phase(ds, replay, real, disc_obs.reshape(T * N, -1), k_disc)
             rollout = ppo.Rollout(xs, stack(actions), stack(logps), stack(values), rewards, dones, truncs,
-                                  ppo.value(ts, self.student_x(env_state, hist)), teacher_actions=teacher)
+                                  ppo.value(ts, x), teacher_actions=teacher)
             new_ts, p_metrics = ppo.update(ts.replace(config=self.padl_ppo), rollout, k_ppo)
             if it - cfg.bc_warmup_iterations < cfg.critic_warmup_iterations:  # the critic learns, the policy waits
                 new_ts = ppo.hold_policy(new_ts, ts)
@@ -273,27 +237,26 @@ class _Stage(Stage):
         state.update(ppo=ts, disc=ds, replay=replay, key=jax.random.key_data(key))
         ends = float(jnp.sum(dones) + jnp.sum(truncs))
         scalars.update({"reward/tracking": float(tracking.mean()),
-                        "commands/switches_per_s": switches / (T * N) * env.config.control_hz,
-                        "episode/length_s": T * N / max(ends, 1.0) / env.config.control_hz})
+                        "episode/length_s": T * N / max(ends, 1.0) / env.config.physics.control_hz})
         return scalars
 
     def evaluate(self, state: dict, scalars: dict) -> tuple[dict, dict]:
-        cfg, ts, clips, it = self.cfg, state["ppo"], self.clips, int(state["iteration"])
+        cfg, ts, clips = self.cfg, state["ppo"], self.clips
         controller = S.student_actor(lambda x: ppo.act(ts, x, jax.random.key(0), deterministic=True)[0], cfg.history,
                                      lambda s: _onehot(self.slot_of[s.clip], self.G))
         per_clip = evaluate_policy(self.library, controller, clips=clips, episodes=cfg.eval_episodes,
-                                   noise=cfg.eval_noise, env_config=dataclasses.replace(cfg.env, backend="mujoco"))
+                                   noise=cfg.eval_noise, env_config=replace(cfg.env, physics=dict(backend="mujoco")))
         ev, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
         ev["worst_clip_success"] = min(success)
         if cfg.eval_transitions and self.G > 1:
             agent = GroupAgent(GroupTeachers(self.library, [GroupPolicy(ts, self.meta)]), self.library)
             ev["transition_success"] = transition_success(
-                agent, self.library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(it))["success"]
+                agent, self.library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(cfg.seed))["success"]
         state["clip_weights"] = clip_priorities(success, cfg.prioritise)
         self.env_state = self.env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))
         warmup = "bc/loss" in scalars
         return ev, {"phase": "bc" if warmup else "padl", "clip_success": success,
-                    "tracking": scalars["reward/tracking"], "switches_per_s": scalars["commands/switches_per_s"],
+                    "tracking": scalars["reward/tracking"],
                     **({"bc_loss": scalars["bc/loss"]} if warmup else {})}
 
     def policy(self, state: dict) -> ppo.TrainState:
@@ -315,7 +278,7 @@ def train_group(library: MotionLibrary, teachers: ExpertTeachers, clips: list[st
     refuses to overwrite a controller kept there by an earlier one unless `force` (`checkpoint.prepare_run`).
     `init_from` (a controller of the same clips and inputs) starts a new run from its networks and normaliser, with
     a new discriminator; its policy is held for `critic_warmup_iterations` after the warm-up (`--warmup 0` skips
-    it), as when fine-tuning it on switches."""
+    it)."""
     out = Path(out)
     run = Run(out, KIND, "SuperPADL group run", resume, force, log)
     if run.saved:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from padl import checkpoint
-from padl.config import from_dict, to_dict
+from padl.config import from_dict, replace, to_dict
 from superpadl import recipe as R
 from superpadl import report
 from superpadl.report import STAGES, kept_eval, progress_of
@@ -302,12 +302,13 @@ class Pipeline:
             k = len(attempts)
             plan = retry_plan(k, st.config.iterations, st.minutes, st.config.seed)
             attempts.append({**plan, "dir": str(self.out / "experts" / name / f"try{k}"),
-                             "init_from": self._nearest(name) if k else None, "wall_s": 0.0})
+                             "init_from": self._nearest(name) if k else st.init_from and str(st.init_from),
+                             "wall_s": 0.0})
             self.status.save()
         attempt = attempts[-1]
         env = dataclasses.replace(st.config.env, clips=tuple(entry["clips"]))
-        if env.num_threads == 0 and self.workers > 1:  # the CPUs shared out between the trainers
-            env = dataclasses.replace(env, num_threads=max(1, (os.cpu_count() or 1) // self.workers))
+        if env.physics.num_threads == 0 and self.workers > 1:  # the CPUs shared out between the trainers
+            env = replace(env, physics=dict(num_threads=max(1, (os.cpu_count() or 1) // self.workers)))
         cfg = dataclasses.replace(st.config, env=env, seed=attempt["seed"], iterations=attempt["iterations"])
         budget = None if attempt["minutes"] is None else max(1.0, attempt["minutes"] * 60 - attempt["wall_s"])
         limit, by_run = self.limit(budget)

@@ -72,10 +72,10 @@ class GroupPolicy:
                          lambda m, cfg: ppo.template(m["input_size"], m["action_size"], cfg))
         return cls(ts, meta, f"{path}.json")
 
-    def input(self, policy_obs, hist, slot, clock, heading) -> jax.Array:
+    def input(self, policy_obs, hist, slot, heading) -> jax.Array:
         """The student input of envs performing their group's clip number `slot` (N,)."""
         condition = jax.nn.one_hot(slot, len(self.clips), dtype=jnp.float32)
-        return S.student_input(policy_obs, hist, condition, self.history, clock, heading)
+        return S.student_input(policy_obs, hist, condition, self.history, heading)
 
     def act(self, x: jax.Array) -> jax.Array:
         return mean_action(self.ts, x)
@@ -116,9 +116,9 @@ class GlobalPolicy:
         tree, meta = _read(path, GLOBAL_KIND, "global policy", "global", template)
         return cls(tree, meta, f"{path}.json")
 
-    def input(self, policy_obs, hist, condition, clock, heading) -> jax.Array:
+    def input(self, policy_obs, hist, condition, heading) -> jax.Array:
         """The student input of envs conditioned on caption embeddings `condition` (N, 384)."""
-        return S.student_input(policy_obs, hist, condition, self.history, clock, heading)
+        return S.student_input(policy_obs, hist, condition, self.history, heading)
 
     def act(self, x: jax.Array) -> jax.Array:
         return mean_action(self._state, x)

@@ -32,6 +32,8 @@ class RecipeError(ValueError):
 class ExpertStage:
     config: ExpertConfig = ExpertConfig()
     teachers: Path | None = None  # a folder of finished experts: clips with an expert there are not trained
+    # a policy every expert's first attempt starts from (a tracker of related clips, e.g. models/warmstarts/NAME)
+    init_from: Path | None = None
     minutes: float | None = None  # wall-clock budget of one expert's first attempt (None: iterations alone)
     success: float = 0.9  # the bar an expert must reach, or be retried: success at least this...
     g_mpjpe_mm: float = 100.0  # ...and G-MPJPE at most this
@@ -108,14 +110,16 @@ def parse(raw: dict, path: Path) -> Recipe:
     stage = {k: v for k, v in e.items() if k in EXPERT_KEYS}
     ex = ExpertStage(config=_config(ExpertConfig, {k: v for k, v in e.items() if k not in EXPERT_KEYS}, "experts",
                                     fail, ExpertStage.config),
-                     **_fields(ExpertStage, {k: v for k, v in stage.items() if k != "teachers"}, "experts", fail))
-    if "teachers" in stage:
-        if not isinstance(stage["teachers"], str):
-            fail("experts.teachers", "must be a folder path (string)")
-        teachers = (path.parent / stage["teachers"]).resolve()
-        if not teachers.is_dir():
-            fail("experts.teachers", f"no such folder {teachers}")
-        ex = dataclasses.replace(ex, teachers=teachers)
+                     **_fields(ExpertStage, {k: v for k, v in stage.items() if k not in ("teachers", "init_from")},
+                               "experts", fail))
+    for key, what in (("teachers", "folder of experts"), ("init_from", "policy folder")):
+        if key in stage:
+            if not isinstance(stage[key], str):
+                fail(f"experts.{key}", f"must be a {what} path (string)")
+            folder = (path.parent / stage[key]).resolve()
+            if not folder.is_dir():
+                fail(f"experts.{key}", f"no such folder {folder}")
+            ex = dataclasses.replace(ex, **{key: folder})
     for key, low in (("retries", 0), ("clips_per_expert", 1), ("workers", 1)):
         if getattr(ex, key) < low:
             fail(f"experts.{key}", f"must be >= {low}, not {getattr(ex, key)}")

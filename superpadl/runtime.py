@@ -107,7 +107,7 @@ class ExpertController:
         self.caption_emb, self.caption_clip = emb[keep], np.asarray(idx)[keep]
         act = np.asarray(self.character.actuator_joint)
         low, high = (np.asarray(self.model.actuator_ctrlrange[:, i], np.float32) for i in (0, 1))
-        self._pd = lambda ref_joints, a, cfg: pd_targets(ref_joints, a, cfg.action_mode, cfg.action_scale, act,
+        self._pd = lambda ref_joints, a, cfg: pd_targets(ref_joints, a, cfg.action.mode, cfg.action.scale, act,
                                                           low, high)
         skel = library.skeleton
 
@@ -167,12 +167,12 @@ class ExpertController:
         expert = self.experts[self.clip_expert[self.clip]]
         cfg = expert.env
         duration = float(self.library.durations[i])
-        if not bool(self.library.data.loop[i]) and self.clip_time + cfg.ref_frames / self.control_hz > duration:
+        if not bool(self.library.data.loop[i]) and self.clip_time + cfg.obs.ref_frames / self.control_hz > duration:
             self.clip_time = 0.0  # a gesture ended: play it again from where the character now stands
             self._reanchor()
-        elif cfg.recover_follow and self.clip_time < cfg.recover_s:
-            self._reanchor()  # as the expert learnt it (`EnvConfig.recover_follow`)
-        times = self.clip_time + np.arange(1, cfg.ref_frames + 1) / self.control_hz
+        elif cfg.episode.recover_follow and self.clip_time < cfg.episode.recover_s:
+            self._reanchor()  # as the expert learnt it (`EpisodeConfig.recover_follow`)
+        times = self.clip_time + np.arange(1, cfg.obs.ref_frames + 1) / self.control_hz
         ref_qpos, _, ref_pos, ref_rot = self._ref(times)
         ref_pos, ref_rot = self.anchor.points(ref_pos), self.anchor.rotations(ref_rot)
         p = self.clip_time / max(duration, 1e-6)
@@ -188,8 +188,8 @@ class ExpertController:
 class PolicyController:
     """The global text-conditioned policy with its strided history of the character's own motion.
 
-    `set_command` changes the text condition and restarts the clock (the time since the command, for policies that
-    see it) and the start frame (where and facing which way the command began, taken at the next `act`); the
+    `set_command` changes the text condition and restarts the start frame (where and facing which way the command
+    began, taken at the next `act`); the
     history is the body's real past and stays, so a switch starts from the motion in progress (as in the
     distillation rollouts). `reset` (a restart) clears it; the next `act` fills it with the current frame.
     """
@@ -207,7 +207,7 @@ class PolicyController:
         policies.check_encoder(self._encoder_record, encoder, self._where, embed=False)
         self.character = load_character(policy.character)
         self.model = self.character.model
-        self.control_hz = policy.env.control_hz
+        self.control_hz = policy.env.physics.control_hz
         self.history = policy.history
         self.captions, self.caption_clips = policy.captions, policy.caption_clips
         self.caption_emb, self.start_qpos = policy.caption_emb, policy.start_qpos
@@ -225,7 +225,7 @@ class PolicyController:
         self.condition = None if self.idle is None else self.caption_emb[self.idle]
         self._hold = self.character.rest_qpos()[7:][self.character.actuator_joint].astype(np.float64)
         self.command_text, self.matched_caption, self.similarity = None, None, None
-        self.hist, self.clock, self.start = None, 0.0, None
+        self.hist, self.start = None, None
         self._step = self._make_step()
 
     def match(self, text: str) -> tuple[str, float, np.ndarray]:
@@ -240,13 +240,13 @@ class PolicyController:
 
     def set_command(self, text: str) -> None:
         self.matched_caption, self.similarity, self.condition = self.match(text)
-        self.command_text, self.clock, self.start = text, 0.0, None
+        self.command_text, self.start = text, None
 
     def initial_state(self):
         return self.start_qpos.copy(), np.zeros(self.model.nv)
 
     def reset(self, qpos, qvel) -> None:
-        self.hist, self.clock, self.start = None, 0.0, None
+        self.hist, self.start = None, None
 
     def act(self, qpos, qvel) -> np.ndarray:
         if self.condition is None:
@@ -255,9 +255,7 @@ class PolicyController:
         hist = jnp.zeros((1, self.history.window + 1, O.obs_sizes()["disc_frame"]), jnp.float32) if fresh else self.hist
         start = jnp.zeros((1, 3), jnp.float32) if new_start else self.start
         self.hist, self.start, target = self._step(hist, start, new_start, jnp.asarray(qpos, jnp.float32),
-                                                   jnp.asarray(qvel, jnp.float32), jnp.asarray(self.condition),
-                                                   jnp.float32(self.clock), fresh)
-        self.clock += 1.0 / self.control_hz
+                                                   jnp.asarray(qvel, jnp.float32), jnp.asarray(self.condition), fresh)
         return np.asarray(target, np.float64)
 
     def _make_step(self):
@@ -266,12 +264,12 @@ class PolicyController:
         S, hcfg, policy, proprio, low, high = self._S, self.history, self._policy, self._proprio, self._low, self._high
 
         @jax.jit
-        def step(hist, start, new_start, qpos, qvel, condition, clock, fresh):
+        def step(hist, start, new_start, qpos, qvel, condition, fresh):
             pobs, frame = proprio(qpos[None], qvel[None])
             hist = jnp.where(fresh, S.init_history(frame, hcfg), S.push_history(hist, frame, jnp.zeros(1, bool)))
             root = S.root_frame(qpos[None])
             start = jnp.where(new_start, root, start)
-            x = S.student_input(pobs, hist, condition[None], hcfg, clock[None], S.heading_features(start, root))
+            x = S.student_input(pobs, hist, condition[None], hcfg, S.heading_features(start, root))
             return hist, start, S.from_absolute(policy(x)[0], low, high)
 
         return step

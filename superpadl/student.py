@@ -3,9 +3,9 @@
 A student sees no reference motion: only the character's own state (the environment's 223-D policy observation),
 a strided history of its discriminator frames (84-D: root height, rotation and velocities, joint angles and
 velocities, key bodies; default 5 frames spaced 8 control steps apart over the last 40, as in SuperPADL) and a
-condition (a clip's one-hot index in its group, or a text embedding); with `clock` also the time since its
-command began (`clock_features`), and with `heading` how far its root has turned and stepped sideways since then
-(`heading_features`), the drift its experts see against their reference. The command's start is where the
+condition (a clip's one-hot index in its group, or a text embedding); with `heading` also how far its root has
+turned and stepped sideways since its command began (`heading_features`), the drift its experts see against their
+reference. The command's start is where the
 character stood when it was given; in training, after a reference-state start, the clip's first frame. It outputs
 absolute PD targets, since there is no reference pose to be residual to; teachers' residual actions are converted
 with `to_absolute`.
@@ -16,6 +16,7 @@ reference's own past (`restart_fill`), so a student that starts mid-skill sees a
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import jax
@@ -30,10 +31,6 @@ from padl import observations as O
 class HistoryConfig:
     frames: int = 5  # history frames the policy sees
     window: int = 40  # control steps they span: frames at t - window/frames * (1..frames)
-    # Also see the time since the command began. Off by default: on 11 clips it did not raise the group
-    # controller's success (73 % against 77 %, 22 episodes) and its transitions fell (35 % against 55 %, 20 pairs),
-    # since a group sees a restarted clock in a foreign pose only at a switch, never in its own training.
-    clock: bool = False
     # Also see how far the root has turned and stepped sideways since the command began (`heading_features`): a
     # reference-free student cannot otherwise tell a straight walk from one that veers, and its experts' labels
     # correct a drift it cannot see.
@@ -80,24 +77,24 @@ def start_training_envs(env, key, clip_weights, cfg: HistoryConfig):
 
 def push_step(hist: jax.Array, env, new, cfg: HistoryConfig, key) -> jax.Array:
     """The history after a training env's step to `new`: its frame pushed in, and `restart_fill` for the envs
-    that (re)started."""
+    that (re)started. Meant for a trainer's jitted step: the reference's past is computed only when an env
+    restarted (`lax.cond`), with no host sync."""
     restart, frame = jnp.asarray(new.done | new.truncated), env_proprio(new)[1]
-    return push_history(hist, frame, restart, restart_fill(env, new, frame, cfg, key) if bool(restart.any()) else None)
+    fill = jax.lax.cond(restart.any(), lambda: restart_fill(env, new, frame, cfg, key),
+                        lambda: jnp.broadcast_to(frame[:, None], hist.shape))
+    return push_history(hist, frame, restart, fill)
+
+
+def view(state):
+    """The fields of an `EnvState` the students' jitted steps read, the others None: a jitted call flattens and
+    checks every leaf it is passed, and the reset pool alone has dozens."""
+    keep = ("qpos", "clip", "clip_time", "disc_hist", "obs", "done", "truncated", "disc_obs", "clip_weights", "anchor")
+    return state._replace(**{f: None for f in state._fields if f not in keep})
 
 
 def strided(hist: jax.Array, cfg: HistoryConfig) -> jax.Array:
     """(N, frames * F): the frames at the history offsets, nearest first."""
     return hist[:, history_offsets(cfg)].reshape(hist.shape[0], -1)
-
-
-CLOCK_SIZE = 2
-
-
-def clock_features(t: jax.Array) -> jax.Array:
-    """(N,) seconds since the command began -> (N, 2): a ramp that saturates at 8 s (longer than a gesture; a
-    looping skill's phase is in the history) and a fast decay that marks the first second."""
-    t = jnp.maximum(jnp.asarray(t, jnp.float32), 0.0)
-    return jnp.stack([jnp.minimum(t, 8.0) / 8.0, jnp.exp(-2.0 * t)], axis=-1)
 
 
 HEADING_SIZE = 3
@@ -148,18 +145,17 @@ def heading_features(start: jax.Array, root: jax.Array) -> jax.Array:
 
 
 def student_input(policy_obs: jax.Array, hist: jax.Array, condition: jax.Array, cfg: HistoryConfig,
-                  clock: jax.Array, heading: jax.Array | None = None) -> jax.Array:
+                  heading: jax.Array | None = None) -> jax.Array:
     """The student's input; `heading` (N, 3) `heading_features` is needed when cfg.heading."""
     if cfg.heading and heading is None:
         raise ValueError("this student sees its heading since the command: pass heading_features")
-    parts = ([policy_obs, strided(hist, cfg), condition] + ([clock_features(clock)] if cfg.clock else [])
-             + ([heading] if cfg.heading else []))
+    parts = [policy_obs, strided(hist, cfg), condition] + ([heading] if cfg.heading else [])
     return jnp.concatenate(parts, axis=-1)
 
 
 def input_size(cfg: HistoryConfig, condition: int) -> int:
     sizes = O.obs_sizes()
-    return (sizes["policy"] + cfg.frames * sizes["disc_frame"] + condition + (CLOCK_SIZE if cfg.clock else 0)
+    return (sizes["policy"] + cfg.frames * sizes["disc_frame"] + condition
             + (HEADING_SIZE if cfg.heading else 0))
 
 
@@ -198,6 +194,20 @@ def from_absolute(action, low, high):
     return (low + 0.5 * (jnp.clip(action, -1.0, 1.0) + 1.0) * (high - low)).clip(low, high)
 
 
+@functools.partial(jax.jit, static_argnames="cfg")
+def _see(hist, start, state, new_command, cfg: HistoryConfig):
+    """`command_frames`' step as one jitted call: (policy observation, history, start, heading features)."""
+    pobs, frame = env_proprio(state)
+    root = root_frame(state.qpos)
+    if hist is None:
+        hist, start = init_history(frame, cfg), root
+    else:
+        hist = push_history(hist, frame, jnp.zeros(frame.shape[0], bool))
+    if new_command is not None:
+        start = jnp.where(jnp.asarray(new_command)[:, None], root, start)
+    return pobs, hist, start, heading_features(start, root)
+
+
 def command_frames(cfg: HistoryConfig):
     """A stateful see(env_state, new_command=None) -> (policy observation, history, heading features) for an env
     batch a student drives: the history and the command's start frame both begin at the first state seen; the start
@@ -206,27 +216,22 @@ def command_frames(cfg: HistoryConfig):
 
     def see(state, new_command=None):
         nonlocal hist, start
-        pobs, frame = env_proprio(state)
-        root = root_frame(state.qpos)
-        if hist is None:
-            hist, start = init_history(frame, cfg), root
-        else:
-            hist = push_history(hist, frame, jnp.zeros(frame.shape[0], bool))
-        if new_command is not None:
-            start = jnp.where(jnp.asarray(new_command)[:, None], root, start)
-        return pobs, hist, heading_features(start, root)
+        pobs, hist, start, heading = _see(hist, start, view(state), new_command, cfg)
+        return pobs, hist, heading
 
     return see
 
 
-def student_actor(policy, cfg: HistoryConfig, condition, clock=lambda state: state.clip_time):
+_student_input = jax.jit(student_input, static_argnames="cfg")
+
+
+def student_actor(policy, cfg: HistoryConfig, condition):
     """A stateful `act(env_state)` for `padl.evaluate` (`command_frames`) that calls policy(student input) with
-    condition(env_state) and clock(env_state) (default: the time in the clip, i.e. since the command when episodes
-    start at the clip's start)."""
+    condition(env_state)."""
     see = command_frames(cfg)
 
     def act(state):
         pobs, hist, heading = see(state)
-        return policy(student_input(pobs, hist, condition(state), cfg, clock(state), heading))
+        return policy(_student_input(pobs, hist, condition(state), cfg=cfg, heading=heading))
 
     return act

@@ -70,7 +70,7 @@ def listing(folder: Path) -> dict:
     ("superpadl", ["distill", "global", "L", "G", "--out", "o", "--rest-switch", "2"], "--rest-switch"),
     ("superpadl", ["distill", "global", "L", "G", "--out", "o", "--finish-s", "-1"], "--finish-s"),
     ("superpadl", ["distill", "groups", "L", "E", "--out", "o", "--iterations", "0"], "--iterations"),
-    ("superpadl", ["distill", "groups", "L", "E", "--out", "o", "--end-switch", "1.5"], "--end-switch"),
+    ("superpadl", ["distill", "global", "L", "G", "--out", "o", "--end-switch", "1.5"], "--end-switch"),
     ("motions", ["render", "L", "c", "-o", "o.mp4", "--width", "0"], "--width"),
     ("motions", ["render", "L", "c", "-o", "o.mp4", "--width", "100000"], "--width"),
     ("motions", ["import", "f.bvh", "--out", "o", "--max-key-body-error", "nan"], "--max-key-body-error"),

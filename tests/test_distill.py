@@ -11,7 +11,7 @@ import pytest
 from motions.library import MotionLibrary
 from padl import checkpoint, ppo
 from padl.config import to_dict
-from padl.env import EnvConfig, ImitationEnv
+from padl.env import ActionConfig, EnvConfig, EpisodeConfig, ImitationEnv, PhysicsConfig, StartConfig
 from padl.evaluate import evaluate_policy
 from padl.expert import ExpertConfig
 from padl.policy import ExpertPolicy
@@ -19,7 +19,7 @@ from superpadl import student as S
 from superpadl.cli import main as superpadl_main
 from superpadl.evaluate import GroupAgent, kept_score, transition_success
 from superpadl.global_policy import Carry, CommandSchedule, Commands, GlobalConfig, dagger_rollout, train_global
-from superpadl.groups import GroupConfig, clip_priorities, draw_switches, make_groups, train_group
+from superpadl.groups import GroupConfig, clip_priorities, make_groups, train_group
 from superpadl.policies import GlobalPolicy, GroupPolicy
 from superpadl.teachers import ExpertTeachers, GroupTeachers, load_groups
 from superpadl.runtime import PolicyController, load_controller
@@ -46,21 +46,17 @@ def test_history_is_strided_and_restarts():
         S.history_offsets(S.HistoryConfig(frames=3, window=40))
 
 
-def test_clock_features_and_input_layout():
-    f = np.asarray(S.clock_features(jnp.asarray([0.0, 1.0, 8.0, 30.0])))
-    np.testing.assert_allclose(f[:, 0], [0, 0.125, 1, 1])  # the ramp saturates at 8 s
-    np.testing.assert_allclose(f[:, 1], np.exp([0, -2, -16, -60]), rtol=1e-6)
+def test_student_input_layout():
     pobs, hist, cond = jnp.zeros((3, 223)), jnp.zeros((3, 41, 84)), jnp.ones((3, 7))
     heading = jnp.full((3, 3), 0.5)
-    for clock in (False, True):
-        for with_heading in (False, True):
-            cfg = S.HistoryConfig(clock=clock, heading=with_heading)
-            x = S.student_input(pobs, hist, cond, cfg, jnp.asarray([0.0, 1.0, 2.0]), heading)
-            assert x.shape == (3, S.input_size(cfg, 7))
-    np.testing.assert_allclose(x[:, -5], [0, 0.125, 0.25])  # the clock, then the heading features last
+    for with_heading in (False, True):
+        cfg = S.HistoryConfig(heading=with_heading)
+        x = S.student_input(pobs, hist, cond, cfg, heading)
+        assert x.shape == (3, S.input_size(cfg, 7))
+    np.testing.assert_allclose(x[:, -10:-3], 1.0)  # the condition, then the heading features last
     np.testing.assert_allclose(x[:, -3:], 0.5)
     with pytest.raises(ValueError, match="heading"):
-        S.student_input(pobs, hist, cond, cfg, jnp.zeros(3))
+        S.student_input(pobs, hist, cond, cfg)
 
 
 def test_heading_features_measure_turn_and_sideways_offset_in_the_start_frame():
@@ -80,7 +76,8 @@ def test_heading_features_measure_turn_and_sideways_offset_in_the_start_frame():
 
 @pytest.fixture(scope="module")
 def small_env(lib) -> ImitationEnv:
-    return ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", num_threads=1, action_mode="absolute"))
+    return ImitationEnv(lib, EnvConfig(num_envs=4, physics=PhysicsConfig(backend="mujoco", num_threads=1),
+                                       action=ActionConfig(mode="absolute")))
 
 
 def test_anchored_start_is_where_the_reanchored_clip_begins(lib):
@@ -108,8 +105,8 @@ def _schedule(p_switch: float, **kw) -> CommandSchedule:
 
 def test_dagger_commands_outlive_their_clip_by_end_switch(lib, small_env):
     """A command whose clip ends (here after 0.1 s) switches with probability `end_switch`: always with 1, never with
-    0, when its teacher learnt to stand after the skill (`EnvConfig.hold_s`), so its clock runs on past the end."""
-    hcfg = S.HistoryConfig(clock=True)
+    0, when its teacher learnt to stand after the skill (`EpisodeConfig.hold_s`), so its clock runs on past the end."""
+    hcfg = S.HistoryConfig()
     starts, clips = S.clip_starts(lib), jnp.asarray([lib.index(c) for c in CLIPS])
     ends = jnp.full((len(lib.clip_ids),), 0.1)
     seen = {}
@@ -117,15 +114,15 @@ def test_dagger_commands_outlive_their_clip_by_end_switch(lib, small_env):
         state = small_env.reset(jax.random.key(0))
         carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), jnp.asarray(state.clip),
                       jnp.zeros(4, jnp.int32), jnp.zeros(4), starts[jnp.asarray(state.clip)])  # commands just begun
-        carry, (xs, _, _), (falls, switches) = dagger_rollout(
+        carry, _, (falls, switches) = dagger_rollout(
             small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), lambda *a: jnp.zeros((a[0].shape[0], 28)),
             jnp.zeros(4, bool), jnp.eye(2, 384), hcfg, 6, jax.random.key(1),
             Commands(clips, lambda k, c: jnp.zeros_like(c), starts, ends), _schedule(0.0, end_switch=end_switch))
         assert falls == 0
-        seen[end_switch] = (switches, 8.0 * np.asarray(xs[-1, :, -2]))  # the clock ramp of the last step
+        seen[end_switch] = (switches, np.asarray(carry.clock))
     assert seen[1.0][0] == 8 and seen[0.0][0] == 0  # each env crossed 0.1 s twice in six steps (3 steps apiece)
-    np.testing.assert_allclose(seen[0.0][1], 5 / 30, atol=1e-5)  # never restarted
-    np.testing.assert_allclose(seen[1.0][1], 2 / 30, atol=1e-5)  # restarted at the third step
+    np.testing.assert_allclose(seen[0.0][1], 6 / 30, atol=1e-5)  # never restarted
+    np.testing.assert_allclose(seen[1.0][1], 0.0, atol=1e-5)  # restarted at the third step and the sixth
 
 
 def test_a_switch_near_a_clips_end_is_labelled_by_its_teacher_until_it_ends(lib, small_env):
@@ -135,7 +132,7 @@ def test_a_switch_near_a_clips_end_is_labelled_by_its_teacher_until_it_ends(lib,
     hcfg = S.HistoryConfig()
     starts, ends = S.clip_starts(lib), jnp.full((len(lib.clip_ids),), 0.2)
     a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
-    teacher = lambda pobs, hist, cmd, clock, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
     state = small_env.reset(jax.random.key(0))
     on_a = np.asarray(state.clip) == a
     assert on_a.any() and not on_a.all()
@@ -164,7 +161,7 @@ def test_a_command_held_past_its_clips_end_is_labelled_by_the_idle_teacher(lib, 
     hcfg = S.HistoryConfig()
     starts, ends = S.clip_starts(lib), jnp.full((len(lib.clip_ids),), 0.2)
     a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
-    teacher = lambda pobs, hist, cmd, clock, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
     state = small_env.reset(jax.random.key(0))
     labels, shown = {}, {}
     for idle in (-1, b):
@@ -187,11 +184,12 @@ def test_rest_switch_commands_another_clip_from_a_first_frame_start(lib):
     """`rest_switch` 1: every episode begun at a clip's first frame (0.1 s episodes, all begun there) is commanded
     a clip of `train_clips` at once (here clip b only), as a user's first command from the viewer's rest pose; with
     0 the command is the episode's own clip."""
-    env = ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", num_threads=1, action_mode="absolute",
-                                      episode_length_s=0.1, first_frame_share=1.0))
+    env = ImitationEnv(lib, EnvConfig(num_envs=4, physics=PhysicsConfig(backend="mujoco", num_threads=1),
+                                      action=ActionConfig(mode="absolute"), episode=EpisodeConfig(length_s=0.1),
+                                      starts=StartConfig(first_frame_share=1.0)))
     hcfg, starts, looping = S.HistoryConfig(), S.clip_starts(lib), jnp.full((len(lib.clip_ids),), jnp.inf)
     b = lib.index(CLIPS[1])
-    teacher = lambda pobs, hist, cmd, clock, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
     got = {}
     for rest_switch in (0.0, 1.0):
         state = env.reset(jax.random.key(0))
@@ -230,9 +228,9 @@ def test_dagger_labels_are_the_teachers_actions_on_the_students_states(lib, smal
     """The student drives (beta = 0): actions executed are the student's, labels are teacher(state) of the states
     the student reached. With beta = 1 the teacher drives and executed == labels."""
     env = small_env
-    hcfg = S.HistoryConfig(clock=True, heading=True)
-    # a known function of the state, the clock and the sideways offset the student saw
-    teacher = lambda pobs, hist, cmd, clock, heading: jnp.tanh(pobs[:, 1:29]) + clock[:, None] + heading[:, 2:]
+    hcfg = S.HistoryConfig(heading=True)
+    # a known function of the state and the sideways offset the student saw
+    teacher = lambda pobs, hist, cmd, heading: jnp.tanh(pobs[:, 1:29]) + heading[:, 2:]
     student = lambda x, k: jnp.full((x.shape[0], 28), 0.3)
     emb = jnp.eye(2, 384)
     clips = jnp.asarray([lib.index(c) for c in CLIPS])
@@ -246,39 +244,39 @@ def test_dagger_labels_are_the_teachers_actions_on_the_students_states(lib, smal
         carry, (xs, ys, executed), _ = dagger_rollout(
             env, carry, student, teacher, jnp.full((4,), beta > 0), emb, hcfg, 6, jax.random.key(1),
             Commands(clips, lambda k, c: jnp.zeros_like(c), starts, clip_end), _schedule(p_switch))
-        seen_clock = 8.0 * np.asarray(xs[..., -5])  # the student's clock feature (a ramp, < 8 s here)
         seen_lateral = np.asarray(xs[..., -1])
-        # the labels are the teacher's on the student's own state (xs[..., :223]) and the clock the student saw
-        np.testing.assert_allclose(ys, np.tanh(xs[..., 1:29]) + seen_clock[..., None] + seen_lateral[..., None],
-                                   atol=1e-5)
+        # the labels are the teacher's on the student's own state (xs[..., :223]) and the offset the student saw
+        np.testing.assert_allclose(ys, np.tanh(xs[..., 1:29]) + seen_lateral[..., None], atol=1e-5)
         np.testing.assert_allclose(executed, ys if beta else 0.3, atol=1e-5)
         if p_switch or clip_end is not looping:
             # every step switched the command (at random, or since a clip is over after 0.01 s, i.e. at each step
             # after a restart): the clock and the start frame restarted each time (but in restarted envs)
             kept = np.asarray(carry.env_state.step) == 6
             assert kept.any()
-            np.testing.assert_allclose(seen_clock[1:, kept], 0.0, atol=1e-6)
+            np.testing.assert_allclose(np.asarray(carry.clock)[kept], 0.0, atol=1e-6)
             np.testing.assert_allclose(xs[1:, kept, -3:], np.tile([0.0, 1.0, 0.0], (5, kept.sum(), 1)), atol=1e-6)
         else:  # no switch: the clock is the time in the clip, the start its first frame
             np.testing.assert_allclose(carry.clock, carry.env_state.clip_time, atol=1e-5)
             np.testing.assert_allclose(carry.start, starts[jnp.asarray(carry.env_state.clip)])
-            assert float(seen_clock[-1].min()) > 0
+            assert float(np.asarray(carry.clock).min()) > 0
     assert not np.allclose(ys[-1], 0.3)
 
 
 def _zero_residual_expert(lib) -> ExpertPolicy:
     """An untrained expert: its mean action is ~0, i.e. PD on the reference, which follows these clips."""
-    cfg = ExpertConfig(env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, clips=tuple(CLIPS)))
+    cfg = ExpertConfig(env=EnvConfig(num_envs=8, clips=tuple(CLIPS),
+                                     physics=PhysicsConfig(backend="mujoco", num_threads=1)))
     ts = ppo.init(jax.random.key(0), ImitationEnv(lib, cfg.env).obs_size, 28, cfg.ppo)
     return ExpertPolicy(ts, {"expert": to_dict(cfg), "clips": CLIPS})
 
 
 def _tiny_group_config(**kw) -> GroupConfig:
     return dataclasses.replace(GroupConfig(
-        env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, action_mode="absolute"), rollout_steps=8,
-        history=S.HistoryConfig(clock=True, heading=True),
+        env=EnvConfig(num_envs=8, physics=PhysicsConfig(backend="mujoco", num_threads=1),
+                      action=ActionConfig(mode="absolute")), rollout_steps=8,
+        history=S.HistoryConfig(heading=True),
         iterations=12, bc_warmup_iterations=10, beta_iterations=3, bc_steps=48, critic_warmup_iterations=1,
-        eval_every=1000, eval_episodes=1, checkpoint_every=4, disc_updates=1, switch_rate=2.0), **kw)
+        eval_every=1000, eval_episodes=1, checkpoint_every=4, disc_updates=1), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +308,6 @@ def test_group_warmup_lowers_bc_loss_and_keeps_the_character_up(lib, groups_dir)
     assert trained["frames"] >= 2 * untrained["frames"], (trained, untrained)
     assert any((groups_dir / "group_000" / "logs").iterdir())
     assert curve and curve[-1]["phase"] == "padl"  # the PPO + discriminator + BC phase ran after the warm-up
-    assert curve[-1]["switches_per_s"] > 0  # commands switched mid-episode, and training went on through them
     # The clips' reset weights follow the last evaluation and are kept for a resume.
     state, _ = checkpoint.load(groups_dir / "group_000" / "train_state")
     assert np.allclose(state["['clip_weights']"], clip_priorities(curve[-1]["clip_success"], cfg.prioritise))
@@ -336,7 +333,7 @@ def test_group_init_from_holds_its_controller_while_the_critic_learns_and_scores
     teachers = ExpertTeachers(lib, [_zero_residual_expert(lib)])
     source = GroupPolicy.load(groups_dir / "group_000").ts
     cfg = _tiny_group_config(bc_warmup_iterations=0, critic_warmup_iterations=2, iterations=2, eval_every=2,
-                             eval_transitions=4, end_switch=1.0)
+                             eval_transitions=4)
     run = tmp_path / "group_000"
     train_group(lib, teachers, CLIPS, run, cfg, progress=False, log=lambda m: None, init_from=groups_dir / "group_000")
     policy = GroupPolicy.load(run)
@@ -351,23 +348,6 @@ def test_group_init_from_holds_its_controller_while_the_critic_learns_and_scores
     with pytest.raises(checkpoint.CheckpointError, match="not this group's"):
         train_group(lib, teachers, CLIPS[:1], tmp_path / "other", cfg, progress=False, log=lambda m: None,
                     init_from=groups_dir / "group_000")
-
-
-def test_switches_come_at_the_rate_and_at_clip_ends_and_change_the_clip():
-    """`draw_switches`: none in a clip's first 0.5 s; `rate` per second after that; `end_share` of non-looping clips
-    switch at their last step; the new clip is always another one, drawn by weight (never a zero-weight clip)."""
-    n, dt = 40000, 1.0 / 30.0
-    group, ends = jnp.asarray([0, 1, 2]), jnp.asarray([jnp.inf, 1.0, 2.0])  # clip 0 loops
-    clip = jnp.asarray(np.repeat([0, 0, 1, 2], n // 4))
-    time = jnp.asarray(np.repeat([0.4, 1.0, 1.0 - dt, 1.0], n // 4), jnp.float32)
-    mask, new = draw_switches(jax.random.key(0), clip, time, jnp.asarray([1.0, 0.0, 3.0]), group, ends,
-                              rate=3.0, end_share=0.25, dt=dt)
-    mask, new = np.asarray(mask).reshape(4, -1), np.asarray(new).reshape(4, -1)
-    assert not mask[0].any()  # looping, 0.4 s in
-    assert abs(mask[1].mean() - 3.0 * dt) < 0.01 and abs(mask[3].mean() - 3.0 * dt) < 0.01  # 0.1 per step
-    assert abs(mask[2].mean() - 0.25) < 0.02  # the squat-like clip ends at this step
-    assert (new[:2] == 2).all() and (new[3] == 0).all()  # from clip 0 or 2: the one other with weight > 0
-    assert set(np.unique(new[2])) == {0, 2} and abs((new[2] == 2).mean() - 0.75) < 0.02  # weights 1 : 3
 
 
 def test_clip_priorities_favour_failed_clips():
@@ -387,8 +367,9 @@ def test_group_split_random_and_cluster():
 
 
 def _tiny_global_config(**kw) -> GlobalConfig:
-    return GlobalConfig(env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, action_mode="absolute",
-                                      max_body_error=1e6, end_with_clip=False),
+    return GlobalConfig(env=EnvConfig(num_envs=8, physics=PhysicsConfig(backend="mujoco", num_threads=1),
+                                      action=ActionConfig(mode="absolute"),
+                                      episode=EpisodeConfig(max_body_error=1e6, end_with_clip=False)),
                         rollout_steps=8, iterations=16, commands=CommandSchedule(beta_iterations=4), sgd_steps=32, eval_every=8,
                         eval_episodes=1, checkpoint_every=8, eval_transitions=6, **kw)
 
@@ -449,11 +430,11 @@ def test_policy_controller_commands_history_and_bad_prompts(global_dir):
     assert c.matched_caption == "a person stands and swings their arms"
     targets = [c.act(qpos, qvel) for _ in range(3)]
     assert all(t.shape == (28,) and np.isfinite(t).all() for t in targets)
-    assert c.history.clock and c.clock == pytest.approx(3 / c.control_hz)  # the groups' setting, inherited
+    assert c.history.heading and c.start is not None  # the groups' setting, inherited
     hist = np.asarray(c.hist)
-    c.set_command("a person slowly bends their knees")  # a switch keeps the body's history, restarts the clock ...
+    c.set_command("a person slowly bends their knees")  # a switch keeps the body's history, restarts the start ...
     np.testing.assert_array_equal(np.asarray(c.hist), hist)
-    assert c.clock == 0.0
+    assert c.start is None
     assert c.matched_caption == "a person slowly bends their knees"
     c.reset(qpos, qvel)  # ... a restart clears it
     c.act(qpos, qvel)
@@ -519,7 +500,7 @@ def test_the_kept_policy_never_lost_a_skill():
 
 def test_transitions_switch_at_two_seconds_or_when_a_short_clip_ends(tmp_path):
     """A pair's switch comes `switch_s` into its first command, or at the end of a shorter non-looping clip; the
-    policy then gets the second command, with its clock and start frame restarted."""
+    policy then gets the second command, with its start frame restarted."""
     from superpadl.evaluate import Agent, _commanded, transition_success
 
     lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("sway", "balance"), frames=31))
@@ -528,13 +509,14 @@ def test_transitions_switch_at_two_seconds_or_when_a_short_clip_ends(tmp_path):
     class Recorder(Agent):
         kind = "global"
         commands = [("sway", "synthetic_sway"), ("balance", "synthetic_balance")]
-        env_config = EnvConfig(num_envs=4, backend="mujoco", num_threads=1, action_mode="absolute")
+        env_config = EnvConfig(num_envs=4, physics=PhysicsConfig(backend="mujoco", num_threads=1),
+                               action=ActionConfig(mode="absolute"))
 
         def actor(self, rows, switch=None):
             seen["at"], seen["first"] = np.asarray(switch[0]), [self.commands[r][1] for r in rows]
-            return _commanded(lambda pobs, hist, cmd, clock, heading: (
-                seen.setdefault("calls", []).append((np.asarray(cmd), np.asarray(clock), np.asarray(heading)))
-                or jnp.zeros((cmd.shape[0], 28))), S.HistoryConfig(), np.asarray(rows), switch, 30.0)
+            return _commanded(lambda pobs, hist, cmd, heading: (
+                seen.setdefault("calls", []).append((np.asarray(cmd), np.asarray(heading)))
+                or jnp.zeros((cmd.shape[0], 28))), S.HistoryConfig(), np.asarray(rows), switch)
 
     out = transition_success(Recorder(), lib, 4, 2.0, 0.5, np.random.default_rng(0))
     assert len(out["pairs"]) == 4
@@ -547,6 +529,6 @@ def test_transitions_switch_at_two_seconds_or_when_a_short_clip_ends(tmp_path):
     assert seen["at"].tolist() == expected and 30 in expected and 60 in expected
     calls = seen["calls"]
     assert len(calls) == 60 + 15  # the latest switch, then 0.5 s
-    for i, at in enumerate(expected):  # the second command from its switch on, from a restarted clock and start
-        assert calls[at - 1][0][i] != calls[at][0][i] and calls[at][1][i] == 0.0
-        np.testing.assert_allclose(calls[at][2][i], [0.0, 1.0, 0.0], atol=1e-6)
+    for i, at in enumerate(expected):  # the second command from its switch on, from a restarted start
+        assert calls[at - 1][0][i] != calls[at][0][i]
+        np.testing.assert_allclose(calls[at][1][i], [0.0, 1.0, 0.0], atol=1e-6)

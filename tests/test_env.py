@@ -17,7 +17,7 @@ from characters.character import Character
 from motions import kinematics as K
 from motions.library import MotionLibrary
 from padl import observations as O
-from padl.env import EnvConfig, ImitationEnv, fallen
+from padl.env import ActionConfig, EnvConfig, EpisodeConfig, ImitationEnv, PhysicsConfig, StartConfig, fallen
 from padl.evaluate import rollout
 from padl.rewards import RewardConfig, mean_body_pos_error, tracking_terms
 from synthetic import write_synthetic_library
@@ -51,17 +51,17 @@ def walk_lib(tmp_path_factory) -> MotionLibrary:
 
 @pytest.fixture(scope="module")
 def walk_env(walk_lib) -> ImitationEnv:
-    return ImitationEnv(walk_lib, EnvConfig(num_envs=8, backend="mujoco"))
+    return ImitationEnv(walk_lib, EnvConfig(num_envs=8, physics=PhysicsConfig(backend="mujoco")))
 
 
 @pytest.fixture(scope="module")
 def cenv(synth) -> ImitationEnv:
-    return ImitationEnv(synth, EnvConfig(num_envs=N, backend="mujoco", num_threads=2))
+    return ImitationEnv(synth, EnvConfig(num_envs=N, physics=PhysicsConfig(backend="mujoco", num_threads=2)))
 
 
 @pytest.fixture(scope="module")
 def xenv(synth) -> ImitationEnv:
-    return ImitationEnv(synth, EnvConfig(num_envs=N, backend="mjx"))
+    return ImitationEnv(synth, EnvConfig(num_envs=N, physics=PhysicsConfig(backend="mjx")))
 
 
 def body_pos_mujoco(model, qpos) -> np.ndarray:
@@ -85,7 +85,7 @@ def test_observation_functions_have_documented_sizes():
     qvel = jnp.asarray(rng.normal(size=(1, 34)), jnp.float32)
     body = K.forward_kinematics(skel, qpos)
     lin, ang = O.body_velocities(skel, qpos, qvel, body.pos, body.rot)
-    sizes = O.obs_sizes(EnvConfig())
+    sizes = O.obs_sizes(EnvConfig().obs)
     assert O.policy_obs(body.pos, body.rot, lin, ang).shape == (1, sizes["policy"]) == (1, 223)
     ref = O.reference_obs(qpos[:, :3], body.rot[:, 0], jnp.stack([body.pos] * 2, 1), jnp.stack([body.rot] * 2, 1),
                           jnp.array([0.25]))
@@ -162,7 +162,7 @@ def check_reset_on_reference(env: ImitationEnv, lib: MotionLibrary, seed: int):
     np.testing.assert_allclose(state.qvel, ref.qvel, atol=1e-5)
     assert np.isfinite(np.asarray(state.obs)).all() and np.isfinite(np.asarray(state.disc_obs)).all()
     assert state.obs.shape == (env.num_envs, env.obs_size)
-    assert state.disc_obs.shape == (env.num_envs, O.obs_sizes(env.config)["disc"])
+    assert state.disc_obs.shape == (env.num_envs, O.obs_sizes(env.config.obs)["disc"])
 
 
 def test_reset_places_character_on_reference(cenv, synth):
@@ -253,8 +253,8 @@ def test_switch_reanchors_the_new_clip_where_the_character_stands(cenv, synth):
                                atol=1e-5)
     assert np.abs(np.asarray(first.qpos)[mask, 0, :2] - np.asarray(plain.qpos)[mask, 0, :2]).min() > 1.0
     stepped = cenv.step(w, np.zeros((N, 28), np.float32))
-    k = cenv.config.ref_frames
-    times = jnp.asarray(stepped.clip_time)[:, None] + jnp.arange(1, k + 1) / cenv.config.control_hz
+    k = cenv.config.obs.ref_frames
+    times = jnp.asarray(stepped.clip_time)[:, None] + jnp.arange(1, k + 1) / cenv.config.physics.control_hz
     window = cenv.core.refs(clip, times, jnp.asarray(w.anchor))
     np.testing.assert_allclose(np.asarray(stepped.ref.body_pos)[mask], np.asarray(window.body_pos)[mask], atol=1e-5)
     assert not np.asarray(stepped.done)[mask].any()  # the new reference is where the character is: no body error
@@ -321,7 +321,7 @@ def test_shoved_character_episode_ends_and_resets(cenv):
 
 def test_clip_weights_and_first_frame_share_steer_episode_starts(tmp_path):
     lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("sway", "squat", "balance")))
-    cenv = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco"))
+    cenv = ImitationEnv(lib, EnvConfig(num_envs=N, physics=PhysicsConfig(backend="mujoco")))
     core, c = cenv.core, len(cenv.core.clips)
     assert c == 3
     start = jax.jit(core.start, static_argnums=1)  # one draw size throughout: one compile per configuration
@@ -338,7 +338,8 @@ def test_clip_weights_and_first_frame_share_steer_episode_starts(tmp_path):
     assert set(np.asarray(s.clip).tolist()) == {int(core.clips[-1])}
     assert np.allclose(np.asarray(s.clip_weights), np.asarray(only_last))
     # A share of the starts at a clip's first frame, the rest at uniform times.
-    half = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco", first_frame_share=0.5)).core
+    half = ImitationEnv(lib, EnvConfig(num_envs=N, physics=PhysicsConfig(backend="mujoco"),
+                                       starts=StartConfig(first_frame_share=0.5))).core
     t = np.asarray(jax.jit(half.start, static_argnums=1)(jax.random.key(2), 4000)["clip_time"])
     assert abs(np.mean(t == 0) - 0.5) < 0.04 and (t > 0.1).mean() > 0.4
 
@@ -348,8 +349,9 @@ def test_foreign_starts_begin_the_own_clip_in_another_clips_state(tmp_path):
     frame, re-anchored at the character; for `recover_s` a body error does not end it, while a fall still would."""
     lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("sway", "squat", "balance")))
     own, others = "synthetic_squat", ("synthetic_sway", "synthetic_balance")
-    env = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco", clips=(own,), foreign_share=0.5,
-                                      foreign_clips=others, recover_s=1.0))
+    env = ImitationEnv(lib, EnvConfig(num_envs=N, clips=(own,), physics=PhysicsConfig(backend="mujoco"),
+                                      starts=StartConfig(foreign_share=0.5, foreign_clips=others),
+                                      episode=EpisodeConfig(recover_s=1.0)))
     c = jax.jit(env.core.start, static_argnums=1)(jax.random.key(0), 1000)
     assert np.all(np.asarray(c["clip"]) == lib.index(own))
     on_ref = np.asarray(lib.sample(np.asarray(c["clip"]), np.asarray(c["clip_time"])).qpos)
@@ -386,7 +388,8 @@ def test_recover_follow_keeps_the_reference_at_the_character_then_leaves_it_ther
     """With `recover_follow`, a character 2 m off its reference has it re-anchored at its root and heading through
     the clip's first recover_s (no body-error end, where the test above ends at recover_s); then the anchor stays."""
     lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("squat",)))
-    env = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco", recover_s=0.5, recover_follow=True))
+    env = ImitationEnv(lib, EnvConfig(num_envs=N, physics=PhysicsConfig(backend="mujoco"),
+                                      episode=EpisodeConfig(recover_s=0.5, recover_follow=True)))
     s = env.reset(1)
     s = s._replace(qpos=s.qpos + np.r_[2.0, np.zeros(34)], clip_time=np.zeros(N, np.float32))
     anchors = []
@@ -409,8 +412,10 @@ def test_anchor_cycles_moves_a_looping_reference_to_the_character_as_each_cycle_
     cycle = float(lib.durations[0])
     assert bool(lib.data.loop[0])
     for on in (True, False):
-        env = ImitationEnv(lib, EnvConfig(num_envs=N, backend="mujoco", init="start", anchor_cycles=on,
-                                          max_body_error=1e6, fall_height=-1.0))
+        env = ImitationEnv(lib, EnvConfig(num_envs=N, physics=PhysicsConfig(backend="mujoco"),
+                                          starts=StartConfig(init="start"),
+                                          episode=EpisodeConfig(anchor_cycles=on, max_body_error=1e6,
+                                                                fall_height=-1.0)))
         s = env.reset(1)
         s = s._replace(qpos=s.qpos + np.r_[2.0, np.zeros(34)])
         moved = []
@@ -428,7 +433,8 @@ def test_anchor_cycles_moves_a_looping_reference_to_the_character_as_each_cycle_
     # Evaluation's rollouts measure against the reference where the env had it: at each cycle's first step the
     # reference pelvis is right under the character's, which the unanchored clip is not.
 
-    cfg = EnvConfig(backend="mujoco", anchor_cycles=True, max_body_error=1e6)
+    cfg = EnvConfig(physics=PhysicsConfig(backend="mujoco"),
+                    episode=EpisodeConfig(anchor_cycles=True, max_body_error=1e6))
     (_, sim, ref, failed, _), = rollout(lib, lambda s: np.zeros((1, 28), np.float32), ["synthetic_squat"], 1,
                                         seconds=1.3, env_config=cfg)
     assert not failed.any() and len(sim) == 39  # 1.3 s
@@ -449,17 +455,21 @@ def test_hold_s_goes_on_past_a_clips_end_with_the_reference_still(tmp_path):
     past, last = lib.sample(np.full(2, i), np.array([dur + 0.1, dur + 1.0])), lib.sample(np.full(1, i), np.array([dur]))
     np.testing.assert_allclose(np.asarray(past.qpos), np.repeat(np.asarray(last.qpos), 2, 0), atol=1e-6)
     for hold in (0.0, 0.5):
-        env = ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", init="start", hold_s=hold, fall_height=-1.0,
-                                          max_body_error=1e6))  # PD alone topples this pose: only the clock ends it
+        env = ImitationEnv(lib, EnvConfig(num_envs=4, physics=PhysicsConfig(backend="mujoco"),
+                                          starts=StartConfig(init="start"),
+                                          # PD alone topples this pose: only the clock ends it
+                                          episode=EpisodeConfig(hold_s=hold, fall_height=-1.0, max_body_error=1e6)))
         s, steps = env.reset(0), 0
         while not np.asarray(s.done | s.truncated).any():
             s, steps = env.step(s, np.zeros((4, 28), np.float32)), steps + 1
-        assert np.asarray(s.truncated).all() and steps == round((dur + hold) * env.config.control_hz), (hold, steps)
-    held = ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", hold_s=1.0)).core
+        hz = env.config.physics.control_hz
+        assert np.asarray(s.truncated).all() and steps == round((dur + hold) * hz), (hold, steps)
+    held = ImitationEnv(lib, EnvConfig(num_envs=4, physics=PhysicsConfig(backend="mujoco"),
+                                       episode=EpisodeConfig(hold_s=1.0))).core
     t = np.asarray(jax.jit(held.start, static_argnums=1)(jax.random.key(0), 2000)["clip_time"])
     assert abs((t > dur).mean() - 1.0 / (dur + 1.0)) < 0.04
     with pytest.raises(ValueError, match="hold_s"):
-        ImitationEnv(lib, EnvConfig(num_envs=2, hold_s=-1.0))
+        ImitationEnv(lib, EnvConfig(num_envs=2, episode=EpisodeConfig(hold_s=-1.0)))
 
 
 # -- bad input --------------------------------------------------------------------------------------------------
@@ -511,15 +521,15 @@ def test_physics_blowup_resets_that_env_and_is_counted(cenv, tmp_path, monkeypat
 
 def test_bad_config_is_refused(synth):
     with pytest.raises(ValueError, match="backend"):
-        ImitationEnv(synth, EnvConfig(num_envs=2, backend="tpu-magic"))
+        ImitationEnv(synth, EnvConfig(num_envs=2, physics=PhysicsConfig(backend="tpu-magic")))
     with pytest.raises(ValueError, match="timestep"):
-        ImitationEnv(synth, EnvConfig(num_envs=2, physics_hz=240.0))
+        ImitationEnv(synth, EnvConfig(num_envs=2, physics=PhysicsConfig(physics_hz=240.0)))
     with pytest.raises(ValueError, match="not in the library"):
         ImitationEnv(synth, EnvConfig(num_envs=2, clips=("nope",)))
-    with pytest.raises(ValueError, match="action_mode"):
-        ImitationEnv(synth, EnvConfig(num_envs=2, action_mode="torque"))
+    with pytest.raises(ValueError, match="action.mode"):
+        ImitationEnv(synth, EnvConfig(num_envs=2, action=ActionConfig(mode="torque")))
     with pytest.raises(ValueError, match="first_frame_share"):
-        ImitationEnv(synth, EnvConfig(num_envs=2, first_frame_share=1.5))
+        ImitationEnv(synth, EnvConfig(num_envs=2, starts=StartConfig(first_frame_share=1.5)))
 
 
 # -- gymnasium --------------------------------------------------------------------------------------------------
@@ -550,10 +560,10 @@ SHARD_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from synthetic import write_synthetic_library
     from motions.library import MotionLibrary
-    from padl.env import EnvConfig, ImitationEnv
+    from padl.env import EnvConfig, ImitationEnv, PhysicsConfig
     print("devices", jax.local_devices(), flush=True)
     lib = MotionLibrary(write_synthetic_library(Path({out!r})))
-    env = ImitationEnv(lib, EnvConfig(num_envs=2, backend="mjx"))
+    env = ImitationEnv(lib, EnvConfig(num_envs=2, physics=PhysicsConfig(backend="mjx")))
     print("mesh", env.mesh, flush=True)
     s = env.reset(0)
     print("reset sharding", s.obs.sharding, flush=True)

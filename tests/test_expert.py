@@ -17,7 +17,7 @@ from motions.library import MotionLibrary
 from padl import checkpoint, ppo, rollouts
 from padl.cli import main as padl_main
 from padl.config import from_dict, to_dict
-from padl.env import EnvConfig
+from padl.env import EnvConfig, PhysicsConfig
 from padl.evaluate import evaluate_policy
 from padl.expert import ExpertConfig, train
 from padl.policy import ExpertPolicy
@@ -40,7 +40,8 @@ def lib(lib_path) -> MotionLibrary:
 def tiny_config(**kw) -> ExpertConfig:
     """The config `padl train-expert LIB synthetic_sway TINY --threads 1` builds: in-process runs and the CLI's
     subprocesses then compile the same programs, once for the suite (the persistent compilation cache)."""
-    cfg = ExpertConfig(env=EnvConfig(num_envs=4, backend="mujoco", clips=("synthetic_sway",), num_threads=1),
+    cfg = ExpertConfig(env=EnvConfig(num_envs=4, clips=("synthetic_sway",),
+                                     physics=PhysicsConfig(backend="mujoco", num_threads=1)),
                        eval_every=1000, checkpoint_every=2)
     return dataclasses.replace(cfg, **kw)
 
@@ -55,7 +56,7 @@ def test_config_round_trips_through_json():
 
 def test_evaluation_scores_a_good_and_a_bad_policy(lib):
     """Zero residual (PD on the reference) follows the standing sway; full-scale actions on every joint do not."""
-    cfg = EnvConfig(num_threads=1)
+    cfg = EnvConfig(physics=PhysicsConfig(num_threads=1))
     good = evaluate_policy(lib, lambda s: np.zeros((s.obs.shape[0], 28), np.float32), ["synthetic_sway"], episodes=2,
                            seconds=3.0, env_config=cfg)
     bad = evaluate_policy(lib, lambda s: np.ones((s.obs.shape[0], 28), np.float32), ["synthetic_sway"], episodes=2,
@@ -115,8 +116,8 @@ def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib
                       "--init-from", str(tmp_path / "src"), "--foreign-starts", "0.5", "--steps", "256", "--quiet"])
     assert code == 0, capsys.readouterr().err
     meta = json.loads((tmp_path / "ft" / "train_state.json").read_text())["config"]
-    assert meta["iteration"] == 2 and meta["expert"]["env"]["foreign_share"] == 0.5
-    assert meta["expert"]["env"]["recover_s"] == 1.0 and meta["expert"]["stop_success"] > 1.0
+    assert meta["iteration"] == 2 and meta["expert"]["env"]["starts"]["foreign_share"] == 0.5
+    assert meta["expert"]["env"]["episode"]["recover_s"] == 1.0 and meta["expert"]["stop_success"] > 1.0
     ts = ExpertPolicy.load(tmp_path / "ft").ts
     assert int(ts.step) == 4  # the source's 2 PPO updates, then 2 of its own: the networks came from the source
     capsys.readouterr()

@@ -6,7 +6,7 @@ import numpy as np
 
 from motions.library import MotionLibrary
 from padl import ppo
-from padl.env import EnvConfig, ImitationEnv
+from padl.env import EnvConfig, ImitationEnv, PhysicsConfig, StartConfig
 from padl.expert import ExpertConfig, train
 from padl.policy import ExpertPolicy
 
@@ -18,8 +18,9 @@ def score(lib: MotionLibrary, ts) -> tuple[float, float]:
     """(mean episode length in steps, mean tracking reward per step over the horizon with 0 after the end) of the
     deterministic policy over 8 slightly perturbed starts. The environment is configured as the training run's own
     evaluation is (4 envs from the clip's start), so the two can share a compiled program."""
-    env = ImitationEnv(lib, EnvConfig(num_envs=4, backend="mujoco", clips=tuple(lib.clip_ids), num_threads=2,
-                                      init="start", init_noise=0.02, reset_pool=1))
+    env = ImitationEnv(lib, EnvConfig(num_envs=4, clips=tuple(lib.clip_ids),
+                                      physics=PhysicsConfig(backend="mujoco", num_threads=2),
+                                      starts=StartConfig(init="start", init_noise=0.02, reset_pool=1)))
     length, reward = [], []
     for seed in (1, 2):
         state, key = env.reset(jax.random.key(seed)), jax.random.key(0)
@@ -38,7 +39,8 @@ def test_short_expert_run_learns_the_bow(shared_data, tmp_path):
 
     import_clips([shared_data / "bandai" / "data" / "dataset-1_bow_normal_001.bvh"], tmp_path / "lib", progress=False)
     lib = MotionLibrary(tmp_path / "lib")
-    cfg = ExpertConfig(env=EnvConfig(num_envs=64, backend="mujoco", clips=tuple(lib.clip_ids), num_threads=2),
+    cfg = ExpertConfig(env=EnvConfig(num_envs=64, clips=tuple(lib.clip_ids),
+                                     physics=PhysicsConfig(backend="mujoco", num_threads=2)),
                        eval_every=10_000, checkpoint_every=10_000, seed=0)
     env = ImitationEnv(lib, cfg.env)
     untrained = ppo.init(jax.random.split(jax.random.key(cfg.seed), 3)[0], env.obs_size, env.action_size, cfg.ppo)

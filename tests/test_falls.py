@@ -7,7 +7,7 @@ import pytest
 from characters.character import Character
 from motions.clip import LibraryWriter, velocities
 from motions.library import MotionLibrary
-from padl.env import EnvConfig, ImitationEnv
+from padl.env import EnvConfig, ImitationEnv, PhysicsConfig, StartConfig
 from padl.falls import LYING_HEIGHT, facing_z, fallen_states
 from synthetic import write_synthetic_library
 
@@ -46,8 +46,9 @@ def test_get_up_starts_where_a_fall_left_the_character(tmp_path, falls):
                 "joint_map": {}, "scale": 1.0, "qa": {}, "flagged": False, "flag_reasons": []},
                qpos, 30.0, velocities(character, qpos, 30.0))
     writer.commit()
-    env = ImitationEnv(MotionLibrary(tmp_path / "lib"), EnvConfig(num_envs=16, backend="mujoco", fall_starts=1.0,
-                                                                   num_threads=1))
+    env = ImitationEnv(MotionLibrary(tmp_path / "lib"), EnvConfig(num_envs=16,
+                                                                  physics=PhysicsConfig(backend="mujoco", num_threads=1),
+                                                                  starts=StartConfig(fall_starts=1.0)))
     s = env.reset(0)
     start = np.asarray(s.qpos)
     assert (start[:, 2] < LYING_HEIGHT).all()
@@ -62,4 +63,5 @@ def test_get_up_starts_where_a_fall_left_the_character(tmp_path, falls):
 
 def test_fall_starts_must_be_a_share(standing):
     with pytest.raises(ValueError, match="fall_starts"):
-        ImitationEnv(standing, EnvConfig(num_envs=2, backend="mujoco", fall_starts=1.5))
+        ImitationEnv(standing, EnvConfig(num_envs=2, physics=PhysicsConfig(backend="mujoco"),
+                                         starts=StartConfig(fall_starts=1.5)))

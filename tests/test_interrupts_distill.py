@@ -17,7 +17,7 @@ import pytest
 from motions.library import MotionLibrary
 from padl import checkpoint, ppo
 from padl.config import to_dict
-from padl.env import EnvConfig, ImitationEnv
+from padl.env import ActionConfig, EnvConfig, ImitationEnv, PhysicsConfig
 from padl.expert import ExpertConfig, _config_json
 from superpadl import student as S
 from superpadl.evaluate import kept_score
@@ -38,7 +38,8 @@ def lib(tmp_path_factory) -> MotionLibrary:
 @pytest.fixture(scope="module")
 def expert(lib, tmp_path_factory) -> Path:
     """An untrained expert run folder of both clips: its mean action is ~0, i.e. PD on the reference."""
-    cfg = ExpertConfig(env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, clips=tuple(CLIPS)))
+    cfg = ExpertConfig(env=EnvConfig(num_envs=8, clips=tuple(CLIPS),
+                                     physics=PhysicsConfig(backend="mujoco", num_threads=1)))
     env = ImitationEnv(lib, cfg.env)
     out = tmp_path_factory.mktemp("expert") / "expert"
     checkpoint.save(out / "policy", ppo.init(jax.random.key(0), env.obs_size, env.action_size, cfg.ppo),
@@ -49,8 +50,9 @@ def expert(lib, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def groups(lib, tmp_path_factory) -> Path:
     """A groups folder of one untrained group controller of both clips (a teacher whose labels are ~0 targets)."""
-    cfg = GroupConfig(env=EnvConfig(num_envs=8, backend="mujoco", num_threads=1, action_mode="absolute",
-                                    clips=tuple(CLIPS)))
+    cfg = GroupConfig(env=EnvConfig(num_envs=8, clips=tuple(CLIPS),
+                                    physics=PhysicsConfig(backend="mujoco", num_threads=1),
+                                    action=ActionConfig(mode="absolute")))
     size = S.input_size(cfg.history, len(CLIPS))
     out = tmp_path_factory.mktemp("groups")
     checkpoint.save(out / "group_000" / "policy", ppo.init(jax.random.key(0), size, 28, cfg.ppo),

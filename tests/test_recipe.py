@@ -2,6 +2,9 @@
 with nothing written."""
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from superpadl import cli
@@ -15,6 +18,8 @@ iterations = 7
 retries = 1
 [experts.env]
 num_envs = 4
+[experts.env.episode]
+hold_s = 1
 [groups]
 minutes = 2.5
 [global.commands]
@@ -37,7 +42,8 @@ def test_a_recipe_states_only_what_differs(tmp_path):
     assert r.sources == (str(tmp_path / "a.txt"), f"{tmp_path / 'b.txt'}@0:1") and r.listed == ("a.txt", "b.txt@0:1")
     assert r.experts.config.iterations == 7 and r.experts.retries == 1 and r.experts.config.env.num_envs == 4
     default = R.ExpertStage().config
-    assert r.experts.config.env.action_mode == default.env.action_mode and r.experts.config.ppo == default.ppo
+    assert r.experts.config.env.action == default.env.action and r.experts.config.ppo == default.ppo
+    assert r.experts.config.env.episode == dataclasses.replace(default.env.episode, hold_s=1.0)  # a nested table too
     assert r.groups.minutes == 2.5 and r.global_.minutes is None
     assert r.global_.config.commands.finish_s == 2.0 and isinstance(r.global_.config.commands.finish_s, float)
     assert r.global_.config.commands.rest_switch == R.Recipe.__dataclass_fields__["global_"].default_factory() \
@@ -65,6 +71,7 @@ def test_sources_file_entries_are_relative_to_data(tmp_path):
     ('sources = ["a.txt"]\n[experts]\niterations = "many"\n', ("a.txt",), "experts.iterations", "integer"),
     ('sources = ["a.txt", "gone.bvh@0:2"]\n', ("a.txt",), "sources", "gone.bvh is missing"),
     ('sources = []\n', (), "sources", "empty clip list"),
+    ('sources = ["a.txt"]\n[experts]\ninit_from = "warm"\n', ("a.txt",), "experts.init_from", "no such folder"),
     ('sources_file = "s.txt"\n', ("s.txt",), "sources_file", "empty clip list"),
     ('sources = ["a.txt"\n', ("a.txt",), "", "not valid TOML"),
 ])
@@ -107,3 +114,12 @@ def test_ray_address_without_ray_is_one_line(tmp_path, capsys):
     assert cli.main(["train", str(path), "--out", str(tmp_path / "run"), "--ray-address", "auto"]) == 1
     err = capsys.readouterr().err
     assert "Ray is not installed" in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_recipes_parse(recipe):
+    if not (Path(__file__).resolve().parents[2] / "shared" / "data").is_dir():
+        pytest.skip("the shared mocap folder (../shared/data) is absent: the recipes' sources cannot be checked")
+    r = R.load(recipe)
+    assert r.sources and all(Path(s.rpartition("@")[0] or s).is_file() for s in r.sources)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from padl import checkpoint
-from padl.config import from_dict, to_dict
+from padl.config import MIGRATIONS, from_dict, to_dict
 from padl.run import Run, Stage
 
 KIND = "toy"
@@ -129,7 +129,7 @@ def test_a_global_config_saved_with_flat_command_keys_loads_into_its_schedule():
 
     flat = json.loads((Path(__file__).parents[1] / "models/default/policy.json").read_text())["config"]["global"]
     cfg = from_dict(GlobalConfig, flat)
-    assert cfg.commands == CommandSchedule(**{k: flat[k] for k in GlobalConfig.MOVED})
+    assert cfg.commands == CommandSchedule(**{k: flat[k] for k in MIGRATIONS["GlobalConfig"]})
     assert from_dict(GlobalConfig, to_dict(cfg)) == cfg and "finish_s" not in to_dict(cfg)
-    with pytest.raises(ValueError, match="'finish_s' is given both flat and in 'commands'"):
+    with pytest.raises(ValueError, match="'finish_s' is given both flat and as 'commands.finish_s'"):
         from_dict(GlobalConfig, {"finish_s": 1.0, "commands": {"finish_s": 2.0}})

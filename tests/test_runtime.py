@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from motions.library import MotionLibrary
-from padl.env import EnvConfig
+from padl.env import EnvConfig, PhysicsConfig
 from padl.expert import ExpertConfig, train
 from superpadl.runtime import Anchor, load_controller
 from superpadl.cli import main as superpadl_main
@@ -19,8 +19,8 @@ def folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ctl")
     lib_path = write_synthetic_library(root / "lib", kinds=("sway", "squat"))
     lib = MotionLibrary(lib_path)
-    cfg = ExpertConfig(env=EnvConfig(num_envs=4, backend="mujoco", num_threads=1,
-                                     clips=("synthetic_sway", "synthetic_squat")))
+    cfg = ExpertConfig(env=EnvConfig(num_envs=4, clips=("synthetic_sway", "synthetic_squat"),
+                                     physics=PhysicsConfig(backend="mujoco", num_threads=1)))
     train(lib, root / "expert", cfg, iterations=0, progress=False)  # an untrained expert: PD on the reference
     (root / "controller.json").write_text(json.dumps(
         {"format": "padl-expert-controller", "library": "lib", "experts": ["expert"]}))

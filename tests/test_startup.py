@@ -74,19 +74,16 @@ def test_jitted_control_step_acts_as_the_step_by_step_one():
     c.condition = c.caption_emb[3]  # a caption, as set_command would, without the text model
     loop = SimLoop(c.model, c)
     hist = start = None
-    clock = 0.0
     for step in range(40):
-        if step == 20:  # a new command: the clock and start frame restart, the history stays
-            c.condition, c.clock, c.start, clock, start = c.caption_emb[7], 0.0, None, 0.0, None
+        if step == 20:  # a new command: the start frame restarts, the history stays
+            c.condition, c.start, start = c.caption_emb[7], None, None
         qpos, qvel = loop.data.qpos.copy(), loop.data.qvel.copy()
         pobs, frame = c._proprio(jnp.asarray(qpos, jnp.float32)[None], jnp.asarray(qvel, jnp.float32)[None])
         hist = S.init_history(frame, c.history) if hist is None else S.push_history(hist, frame, jnp.zeros(1, bool))
         root = S.root_frame(np.asarray(qpos, np.float32)[None])
         start = root if start is None else start
-        x = S.student_input(pobs, hist, c.condition[None], c.history, np.float32([clock]),
-                            S.heading_features(start, root))
+        x = S.student_input(pobs, hist, c.condition[None], c.history, S.heading_features(start, root))
         want = np.asarray(S.from_absolute(np.asarray(c._policy(x))[0], c._low, c._high), np.float64)
-        clock += 1.0 / c.control_hz
         np.testing.assert_allclose(c.act(qpos, qvel), want, atol=1e-5)
         loop.data.ctrl[:] = want
         for _ in range(loop.substeps):
