@@ -20,7 +20,9 @@ from padl.env import EnvConfig, ImitationEnv, anchor_points
 _ENVS: dict = {}  # (library id, config) -> env: each new shape costs a jit compile
 
 
-def _env(library: MotionLibrary, cfg: EnvConfig) -> ImitationEnv:
+def evaluation_env(library: MotionLibrary, cfg: EnvConfig) -> ImitationEnv:
+    """The environment evaluations of `cfg` on `library` share: a trainer's evaluations compile once. (The cached env
+    holds its library, so no other library can take that id while the entry lives.)"""
     key = (id(library), cfg)
     if key not in _ENVS:
         _ENVS[key] = ImitationEnv(library, cfg)
@@ -40,7 +42,7 @@ def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noi
     length = max([seconds] + [d for c, d in zip(clips, durations) if not library.data.loop[library.index(c)]])
     cfg = replace(env_config, num_envs=len(clips) * episodes, clips=tuple(clips), episode=dict(length_s=float(length)),
                   starts=dict(init="start", init_noise=noise, foreign_share=foreign_share, reset_pool=1))
-    env = _env(library, cfg)
+    env = evaluation_env(library, cfg)
     state = env.reset(jax.random.key(seed))
     n, alive = env.num_envs, np.ones(env.num_envs, bool)
     qpos, anchor, failed, valid = [], [], [], []

@@ -22,7 +22,7 @@ from motions.library import MotionLibrary
 from padl import metrics as M
 from padl.config import replace
 from padl.env import EnvConfig
-from padl.evaluate import _env, rollout
+from padl.evaluate import evaluation_env, rollout
 from superpadl import metrics as W
 from superpadl import policies
 from superpadl import student as S
@@ -231,7 +231,7 @@ def switch_falls(agent: Agent, library: MotionLibrary, first, second, at, horizo
                   episode=dict(max_body_error=1e6, end_with_clip=False,
                                length_s=float(horizon.max()) / agent.env_config.physics.control_hz + 1.0),
                   starts=dict(init="start", reset_pool=1, init_noise=0.02))
-    env = _env(library, cfg)  # the same pairs again (a trainer's evaluations) compile nothing new
+    env = evaluation_env(library, cfg)  # the same pairs again (a trainer's evaluations) compile nothing new
     act = agent.actor(first, switch=(np.asarray(at), np.asarray(second)))
     state = env.reset(jax.random.key(0))
     fall = np.full(len(first), -1)
