@@ -10,6 +10,7 @@ the checksum instead of silently mixing two saves.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,6 +34,15 @@ class CheckpointError(ValueError):
 
 
 SUFFIXES = (".npz", ".json")
+
+
+@contextlib.contextmanager
+def metadata_of(where: str | os.PathLike, what: str):
+    """Reading the metadata of a `what` saved at `where`: a missing or mistyped entry is a one-line CheckpointError."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{where}: malformed {what} metadata ({e.__class__.__name__}: {e})") from None
 
 
 def in_folder(path: str | os.PathLike, name: str) -> Path:
@@ -130,8 +140,9 @@ def read_spec(path: str | os.PathLike, fmt: str, what: str) -> dict:
     return spec
 
 
-def kind_of(path: str | os.PathLike) -> str | None:
-    """The `kind` a checkpoint's config declares (e.g. "padl-expert"), read from its JSON sidecar alone."""
+def sidecar_config(path: str | os.PathLike) -> dict:
+    """A checkpoint's config read from its JSON sidecar alone (the arrays are neither read nor verified): cheap
+    enough for progress displays. A missing sidecar is FileNotFoundError, an unreadable one ValueError."""
     json_path = _paths(path)[1]
     try:
         meta = json.loads(json_path.read_text())
@@ -139,7 +150,12 @@ def kind_of(path: str | os.PathLike) -> str | None:
         raise ValueError(f"{json_path}: not valid JSON ({e.__class__.__name__})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("config", {}), dict):
         raise ValueError(f"{json_path}: not a {FORMAT} file (its JSON is a {type(meta).__name__}, not a sidecar)")
-    return meta.get("config", {}).get("kind")
+    return meta.get("config", {})
+
+
+def kind_of(path: str | os.PathLike) -> str | None:
+    """The `kind` a checkpoint's config declares (e.g. "padl-expert"), read from its JSON sidecar alone."""
+    return sidecar_config(path).get("kind")
 
 
 def resume_meta(out: str | os.PathLike, name: str, kind: str, what: str) -> dict | None:

@@ -7,6 +7,7 @@ Episodes of one clip differ only by a small random perturbation of the initial j
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable
 
 import jax
@@ -17,7 +18,8 @@ from padl import metrics
 from padl.config import replace
 from padl.env import EnvConfig, ImitationEnv, anchor_points
 
-_ENVS: dict = {}  # (library id, config) -> env: each new shape costs a jit compile
+_ENVS: OrderedDict = OrderedDict()  # (library id, config) -> env: each new shape costs a jit compile
+_ENVS_KEPT = 4  # a pipeline evaluates many libraries in turn; the least recently used env (and its library) goes
 
 
 def evaluation_env(library: MotionLibrary, cfg: EnvConfig) -> ImitationEnv:
@@ -26,6 +28,9 @@ def evaluation_env(library: MotionLibrary, cfg: EnvConfig) -> ImitationEnv:
     key = (id(library), cfg)
     if key not in _ENVS:
         _ENVS[key] = ImitationEnv(library, cfg)
+        while len(_ENVS) > _ENVS_KEPT:
+            _ENVS.popitem(last=False)
+    _ENVS.move_to_end(key)
     return _ENVS[key]
 
 

@@ -29,12 +29,9 @@ class ExpertPolicy:
     kind = KIND
 
     def __init__(self, ts: ppo.TrainState, meta: dict, where: str | Path = POLICY):
-        try:
+        with checkpoint.metadata_of(where, "expert policy"):
             self.env = from_dict(EnvConfig, meta["expert"]["env"])
             self.clips = list(meta["clips"])
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise checkpoint.CheckpointError(f"{where}: malformed expert policy metadata "
-                                             f"({e.__class__.__name__}: {e})") from None
         self.ts, self.meta = ts, meta
 
     @classmethod
@@ -47,14 +44,11 @@ class ExpertPolicy:
         _, meta = checkpoint.load(path)  # validates format and checksum before anything is trusted
         if meta.get("kind") != KIND:
             raise checkpoint.CheckpointError(f"{where}: not a PADL expert policy (kind={meta.get('kind')!r})")
-        try:
+        with checkpoint.metadata_of(where, "expert policy"):
             shape = (meta["obs_size"], meta["action_size"], from_dict(ppo.PPOConfig, meta["expert"]["ppo"]))
             # an export's value network and optimisers start at their initial values, so they are built for real;
             # a full checkpoint replaces every leaf, so its template is shapes alone
             template = ppo.init(jax.random.key(0), *shape) if meta.get("policy_only") else ppo.template(*shape)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise checkpoint.CheckpointError(f"{where}: malformed expert policy metadata "
-                                             f"({e.__class__.__name__}: {e})") from None
         if meta.get("policy_only"):
             part, _ = checkpoint.load(path, {"policy_params": template.policy_params,
                                              "normalizer": template.normalizer})

@@ -40,11 +40,8 @@ def _read(path: Path, kind: str, what: str, section: str, build) -> tuple:
     _, meta = checkpoint.load(path)  # validates format and checksum before anything is trusted
     if meta.get("kind") != kind:
         raise checkpoint.CheckpointError(f"{path}.json: not a SuperPADL {what} (kind={meta.get('kind')!r})")
-    try:
+    with checkpoint.metadata_of(f"{path}.json", what):
         template = build(meta, from_dict(ppo.PPOConfig, meta[section]["ppo"]))
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise checkpoint.CheckpointError(f"{path}.json: malformed {what} metadata "
-                                         f"({e.__class__.__name__}: {e})") from None
     tree, _ = checkpoint.load(path, template)
     return tree, meta
 
@@ -56,13 +53,10 @@ class GroupPolicy:
     kind = GROUP_KIND
 
     def __init__(self, ts: ppo.TrainState, meta: dict, where: str | Path = POLICY):
-        try:
+        with checkpoint.metadata_of(where, "group controller"):
             self.env = from_dict(EnvConfig, meta["group"]["env"])
             self.history = from_dict(S.HistoryConfig, meta["group"]["history"])
             self.clips = list(meta["clips"])
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise checkpoint.CheckpointError(f"{where}: malformed group controller metadata "
-                                             f"({e.__class__.__name__}: {e})") from None
         self.ts, self.meta = ts, meta
 
     @classmethod
@@ -88,16 +82,13 @@ class GlobalPolicy:
     kind = GLOBAL_KIND
 
     def __init__(self, tree: dict, meta: dict, where: str | Path = POLICY):
-        try:
+        with checkpoint.metadata_of(where, "global policy"):
             cfg = meta["global"]
             self.ppo = from_dict(ppo.PPOConfig, cfg["ppo"])
             self.env = from_dict(EnvConfig, cfg["env"])
             self.history = from_dict(S.HistoryConfig, meta["history"])
             self.clips, self.character = list(meta["clips"]), meta["character"]
             self.captions, self.caption_clips = list(meta["captions"]), list(meta["caption_clips"])
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise checkpoint.CheckpointError(f"{where}: malformed global policy metadata "
-                                             f"({e.__class__.__name__}: {e})") from None
         self.tree, self.meta, self.where = tree, meta, where
         self.caption_emb = np.asarray(tree["caption_emb"], np.float32)
         self.start_qpos = np.asarray(tree["start_qpos"], np.float64)

@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from padl.config import replace
 from padl.expert import ExpertConfig
 from superpadl.global_policy import GlobalConfig
 from superpadl.groups import GroupConfig
@@ -188,12 +189,7 @@ def _fields(cls, data: dict, where: str, fail) -> dict:
 def _config(cls, data: dict, where: str, fail, default):
     """Dataclass `default` with the fields `data` sets replaced; a nested table replaces fields of the nested
     default (a recipe states only what differs, at any depth)."""
-    changes = _fields(cls, data, where, fail)
-    for key, value in changes.items():
-        current = getattr(default, key)
-        if isinstance(value, dict) and dataclasses.is_dataclass(current):
-            changes[key] = _config(type(current), data[key], f"{where}.{key}", fail, current)
-    return dataclasses.replace(default, **changes)
+    return replace(default, **_fields(cls, data, where, fail))
 
 
 def _value(hint, value, key: str, fail):
@@ -211,8 +207,7 @@ def _value(hint, value, key: str, fail):
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             fail(key, f"must be a table, not {type(value).__name__}")
-        _fields(hint, value, key, fail)
-        return value  # checked here; built by `_config` from the nested default
+        return _fields(hint, value, key, fail)  # checked here; `replace` builds it from the nested default
     if hint is bool:
         if not isinstance(value, bool):
             fail(key, f"must be true or false, not {value!r}")

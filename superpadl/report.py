@@ -6,24 +6,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from padl import checkpoint
+
 STAGES = ("import", "experts", "groups", "global", "eval", "export")
 
 
 def progress_of(run_dir: Path) -> tuple[int, int]:
     """(iteration, samples) of a trainer's last checkpoint in `run_dir` ((0, 0) before its first)."""
     try:
-        config = json.loads((Path(run_dir) / "train_state.json").read_text()).get("config", {})
+        config = checkpoint.sidecar_config(Path(run_dir) / "train_state")
         return int(config.get("iteration", 0)), int(config.get("samples", 0))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError):
         return 0, 0
 
 
 def kept_eval(run_dir: Path) -> dict:
     """The evaluation recorded with the policy a trainer kept in `run_dir` ({} when none)."""
     try:
-        return json.loads((Path(run_dir) / "policy.json").read_text()).get("config", {}).get("eval") or {}
-    except (OSError, ValueError, AttributeError):
+        return checkpoint.sidecar_config(Path(run_dir) / "policy").get("eval") or {}
+    except (OSError, ValueError):
         return {}
+
 
 COLUMNS = (("success", "success", "{:.0%}"), ("g_mpjpe_mm", "G-MPJPE mm", "{:.1f}"),
            ("transition_success", "transitions", "{:.0%}"), ("retrieval_top1", "retrieval", "{:.0%}"),
