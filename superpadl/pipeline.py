@@ -374,7 +374,7 @@ class Pipeline:
         out = self.out / "groups"
         self._trainer_call(stage, self.recipe.groups.minutes, lambda limit: distill_groups(
             self.lib(), sorted(set(experts)), out, self.recipe.groups.config, clips=clips, resume=True,
-            progress=False, log=self.log, time_limit_s=limit))
+            progress=False, log=self.log, time_limit_s=limit, init_from=self.recipe.groups.init_from))
         spec = json.loads((out / "groups.json").read_text())
         stage["samples"] = sum(progress_of(out / g["name"])[1] for g in spec["groups"])
 
@@ -386,7 +386,8 @@ class Pipeline:
         teachers = load_groups(self.out / "groups", self.lib())
         self._trainer_call(stage, self.recipe.global_.minutes, lambda limit: train_global(
             self.lib(), teachers, out, self.recipe.global_.config, clips=self.kept_clips(), resume=True,
-            progress=False, log=self.log, time_limit_s=limit, force=not (out / "train_state.json").exists()))
+            progress=False, log=self.log, time_limit_s=limit, force=not (out / "train_state.json").exists(),
+            init_from=self.recipe.global_.init_from))
         stage["samples"] = progress_of(out)[1]
 
     def stage_eval(self, stage: dict) -> None:

@@ -47,6 +47,9 @@ class ExpertStage:
 class Stage:
     config: typing.Any
     minutes: float | None = None  # wall-clock budget of the stage (None: its config's iterations alone)
+    # a finished policy of this stage's kind to fine-tune from (a groups folder of the same clips; a global policy
+    # with the same inputs): a warm start, as `superpadl distill ... --init-from`
+    init_from: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class Recipe:
 
 TOP_KEYS = {"name", "sources", "sources_file", "data", "experts", "groups", "global", "eval"}
 EXPERT_KEYS = {f.name for f in dataclasses.fields(ExpertStage)} - {"config"}
-STAGE_KEYS = {"minutes"}
+STAGE_KEYS = {"minutes", "init_from"}
 
 
 def load(path: str | Path) -> Recipe:
@@ -115,12 +118,7 @@ def parse(raw: dict, path: Path) -> Recipe:
                                "experts", fail))
     for key, what in (("teachers", "folder of experts"), ("init_from", "policy folder")):
         if key in stage:
-            if not isinstance(stage[key], str):
-                fail(f"experts.{key}", f"must be a {what} path (string)")
-            folder = (path.parent / stage[key]).resolve()
-            if not folder.is_dir():
-                fail(f"experts.{key}", f"no such folder {folder}")
-            ex = dataclasses.replace(ex, **{key: folder})
+            ex = dataclasses.replace(ex, **{key: _folder(path, stage[key], f"experts.{key}", what, fail)})
     for key, low in (("retries", 0), ("clips_per_expert", 1), ("workers", 1)):
         if getattr(ex, key) < low:
             fail(f"experts.{key}", f"must be >= {low}, not {getattr(ex, key)}")
@@ -130,12 +128,25 @@ def parse(raw: dict, path: Path) -> Recipe:
     for key, cls in (("groups", GroupConfig), ("global", GlobalConfig)):
         t = table(key)
         cfg = _config(cls, {k: v for k, v in t.items() if k not in STAGE_KEYS}, key, fail, cls())
-        stages[key] = Stage(cfg, **_fields(Stage, {k: v for k, v in t.items() if k in STAGE_KEYS}, key, fail))
+        stages[key] = Stage(cfg, **_fields(Stage, {k: v for k, v in t.items() if k == "minutes"}, key, fail))
+        if "init_from" in t:
+            stages[key] = dataclasses.replace(stages[key], init_from=_folder(
+                path, t["init_from"], f"{key}.init_from", "policy folder", fail))
     ev = EvalSettings(**_fields(EvalSettings, table("eval"), "eval", fail))
     for where, obj in (("experts", ex), ("groups", stages["groups"]), ("global", stages["global"]), ("eval", ev)):
         _check_budgets(obj, where, fail)
     return Recipe(path=path.resolve(), name=name, sources=sources, listed=listed, experts=ex,
                   groups=stages["groups"], global_=stages["global"], eval=ev, raw=raw)
+
+
+def _folder(path: Path, value, key: str, what: str, fail) -> Path:
+    """A folder the recipe names, relative to the recipe file; it must exist."""
+    if not isinstance(value, str):
+        fail(key, f"must be a {what} path (string)")
+    folder = (path.parent / value).resolve()
+    if not folder.is_dir():
+        fail(key, f"no such folder {folder}")
+    return folder
 
 
 def _sources(raw: dict, path: Path, fail) -> tuple[tuple[str, ...], tuple[str, ...]]:

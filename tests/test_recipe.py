@@ -49,6 +49,13 @@ def test_a_recipe_states_only_what_differs(tmp_path):
     assert r.global_.config.commands.rest_switch == R.Recipe.__dataclass_fields__["global_"].default_factory() \
         .config.commands.rest_switch
     assert r.eval.episodes == 1 and r.eval.transitions == 100
+    assert r.groups.init_from is None and r.global_.init_from is None
+
+
+def test_a_stage_warm_start_is_a_folder_relative_to_the_recipe(tmp_path):
+    (tmp_path / "models" / "earlier").mkdir(parents=True)
+    r = R.load(write(tmp_path, 'sources = ["a.txt"]\n[global]\ninit_from = "models/earlier"\niterations = 3\n'))
+    assert r.global_.init_from == tmp_path / "models" / "earlier" and r.global_.config.iterations == 3
 
 
 def test_sources_file_entries_are_relative_to_data(tmp_path):
@@ -72,6 +79,8 @@ def test_sources_file_entries_are_relative_to_data(tmp_path):
     ('sources = ["a.txt", "gone.bvh@0:2"]\n', ("a.txt",), "sources", "gone.bvh is missing"),
     ('sources = []\n', (), "sources", "empty clip list"),
     ('sources = ["a.txt"]\n[experts]\ninit_from = "warm"\n', ("a.txt",), "experts.init_from", "no such folder"),
+    ('sources = ["a.txt"]\n[global]\ninit_from = "warm"\n', ("a.txt",), "global.init_from", "no such folder"),
+    ('sources = ["a.txt"]\n[groups]\ninit_from = 3\n', ("a.txt",), "groups.init_from", "path (string)"),
     ('sources_file = "s.txt"\n', ("s.txt",), "sources_file", "empty clip list"),
     ('sources = ["a.txt"\n', ("a.txt",), "", "not valid TOML"),
 ])
