@@ -10,7 +10,9 @@ Both parts run the policy through `superpadl.host.SimLoop`, as the viewer and re
    and for locomotion the metres covered in the commanded direction 4 s after the command (the bar is 2 m);
 3. `--shoves` forced falls (0: skip): from the start pose a 4 m/s shove in a random direction; of the shoves that
    fell the character, the share standing again within 5 s by its learned get-up without a restart (the bar: 80 %).
-The baseline (the shipped model by default) is measured in the same run. LIB (a library of the policy's clips)
+The baseline (the shipped model by default) is measured in the same run; `--idle-after S [S ...]` measures POLICY
+once per value of its `idle_after_s` (seconds after a one-shot clip's end that a held command turns into the
+standing skill; 'never': the switch off, as before it existed). LIB (a library of the policy's clips)
 tells which clips are locomotion and which way they go (`endurance.locomotion_directions`).
 """
 from __future__ import annotations
@@ -50,6 +52,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--start-pose-s", type=float, default=30.0, help="seconds each caption is held (0: skip)")
     p.add_argument("--shoves", type=int, default=20, help="forced falls per policy (0: skip)")
+    p.add_argument("--idle-after", nargs="+", metavar="S",
+                   help="measure POLICY once per idle_after_s (seconds after a one-shot clip's end, or 'never')")
     p.add_argument("--json", type=Path, help="write POLICY's chain summary here (tests/regression/endurance.json)")
     args = p.parse_args()
     if not (args.lib / "manifest.json").is_file():
@@ -59,6 +63,17 @@ def main() -> None:
     if args.baseline != "none" and Path(args.baseline).resolve() != args.policy.resolve():
         policies[f"baseline {args.baseline}"] = Path(args.baseline)
     controllers = {name: load_controller(path) for name, path in policies.items()}
+    if args.idle_after:
+        own = controllers.pop(str(args.policy))
+        variants = {}
+        for value in args.idle_after:
+            c = load_controller(args.policy) if variants else own
+            if value == "never":
+                c.one_shot_s = {}
+            else:
+                c.idle_after_s = float(value)
+            variants[f"{args.policy} idle after {value}"] = c
+        controllers = {**variants, **controllers}
 
     summaries = {name: E.run(c, args.minutes, args.seeds, directions) for name, c in controllers.items()}
     print(f"random captions held 2-20 s from the start pose: {args.seeds} seeds x {args.minutes:g} simulated min")
@@ -66,7 +81,7 @@ def main() -> None:
     if args.json:
         from padl.checkpoint import write_json_atomic
 
-        write_json_atomic(args.json, {"minutes": args.minutes, "seeds": args.seeds, **summaries[str(args.policy)]})
+        write_json_atomic(args.json, {"minutes": args.minutes, "seeds": args.seeds, **next(iter(summaries.values()))})
     rates = [s["falls_per_hour"] for s in summaries.values()]
     if len(rates) == 2:
         print(f"falls per hour: {rates[0]:.1f} against {rates[1]:.1f}"

@@ -89,6 +89,8 @@ class GlobalPolicy:
             self.history = from_dict(S.HistoryConfig, meta["history"])
             self.clips, self.character = list(meta["clips"]), meta["character"]
             self.captions, self.caption_clips = list(meta["captions"]), list(meta["caption_clips"])
+            # {clip: seconds} of its one-shot clips (none recorded by policies trained before it was)
+            self.one_shot_s = {str(c): float(s) for c, s in meta.get("one_shot_s", {}).items()}
         self.tree, self.meta, self.where = tree, meta, where
         self.caption_emb = np.asarray(tree["caption_emb"], np.float32)
         self.start_qpos = np.asarray(tree["start_qpos"], np.float64)

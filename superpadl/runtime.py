@@ -35,6 +35,9 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 # knows: measured by benchmarks/prompt_matching.py between paraphrases of the default model's captions and
 # unrelated prompts.
 KNOWN_SIMILARITY = 0.55
+# seconds after a one-shot clip's end that a command still held turns into standing (PolicyController): measured
+# by benchmarks/endurance.py (--idle-after)
+IDLE_AFTER_S = 0.0
 _anchor_between = jax.jit(anchor_between)  # the training env's anchor; every step while an expert recovers
 
 
@@ -223,6 +226,10 @@ class PolicyController:
         # what `SimLoop` commands after a fall, when the policy learnt to get up (else it restarts the character)
         self.get_up_command = next((c for c in self.captions if c in GET_UP_CAPTIONS), None)
         self.condition = None if self.idle is None else self.caption_emb[self.idle]
+        # a one-shot command (bow, punch) outlives its clip: IDLE_AFTER_S past the clip's end the policy is
+        # conditioned on its standing skill, which holds; without one it goes on under the command as trained
+        self.one_shot_s = policy.one_shot_s if self.idle is not None else {}
+        self.clip, self.held_s, self.idling, self.idle_after_s = None, 0.0, False, IDLE_AFTER_S
         self._hold = self.character.rest_qpos()[7:][self.character.actuator_joint].astype(np.float64)
         self.command_text, self.matched_caption, self.similarity = None, None, None
         self.hist, self.start = None, None
@@ -241,6 +248,8 @@ class PolicyController:
     def set_command(self, text: str) -> None:
         self.matched_caption, self.similarity, self.condition = self.match(text)
         self.command_text, self.start = text, None
+        self.clip = self.caption_clips[self.captions.index(self.matched_caption)]
+        self.held_s, self.idling = 0.0, False
 
     def initial_state(self):
         return self.start_qpos.copy(), np.zeros(self.model.nv)
@@ -251,6 +260,10 @@ class PolicyController:
     def act(self, qpos, qvel) -> np.ndarray:
         if self.condition is None:
             return self._hold.copy()
+        if not self.idling and self.clip in self.one_shot_s:
+            self.held_s += 1.0 / self.control_hz
+            if self.held_s > self.one_shot_s[self.clip] + self.idle_after_s:
+                self.idling, self.condition, self.start = True, self.caption_emb[self.idle], None
         fresh, new_start = self.hist is None, self.start is None  # the step fills these placeholders
         hist = jnp.zeros((1, self.history.window + 1, O.obs_sizes()["disc_frame"]), jnp.float32) if fresh else self.hist
         start = jnp.zeros((1, 3), jnp.float32) if new_start else self.start

@@ -78,3 +78,47 @@ def test_render_with_an_expert_controller(folder, tmp_path):
     assert code == 0
     frames = [f for f in imageio.get_reader(out)]
     assert abs(len(frames) - 30) <= 1 and np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 0.5
+
+
+def test_a_one_shot_command_held_past_its_clip_turns_into_the_standing_skill(tmp_path):
+    """The global policy's controller: a one-shot clip's command held past the clip's end (plus idle_after_s)
+    conditions the policy on its standing skill, with a new start frame; a looping clip's command never does, and a
+    policy that records no one-shot clips (those trained before they were recorded) goes on as commanded."""
+    from padl import checkpoint
+    from superpadl.policies import GlobalPolicy
+    from superpadl.runtime import DEFAULT_MODEL, PolicyController
+
+    policy = GlobalPolicy.load(DEFAULT_MODEL)
+    meta, clips = dict(policy.meta), policy.caption_clips
+    captions = list(meta["captions"])
+    stand = clips.index("bandai_respond_normal_001")  # stands in for a standing skill: only its caption is read
+    bow, walk = clips.index("bandai_bow_normal_001"), clips.index("deepmimic_walk")
+    captions[stand] = "stand still"
+    unrecorded = {k: v for k, v in meta.items() if k != "one_shot_s"}
+    checkpoint.save(tmp_path / "recorded" / "policy", policy.tree,
+                    {**meta, "captions": captions, "one_shot_s": {"bandai_bow_normal_001": 1.0}})
+    checkpoint.save(tmp_path / "unrecorded" / "policy", policy.tree, {**unrecorded, "captions": captions})
+    c = PolicyController(tmp_path / "recorded")
+    np.testing.assert_array_equal(c.condition, c.caption_emb[stand])  # before any command it stands
+    qpos, qvel = c.initial_state()
+    c.reset(qpos, qvel)
+    c.set_command(captions[bow])
+    for _ in range(round((1.0 + c.idle_after_s) * c.control_hz) - 1):
+        c.act(qpos, qvel)
+    assert not c.idling and c.start is not None
+    np.testing.assert_array_equal(c.condition, c.caption_emb[bow])
+    c.act(qpos, qvel)
+    c.act(qpos, qvel)
+    assert c.idling and c.matched_caption == captions[bow]  # the command stays what the user typed
+    np.testing.assert_array_equal(c.condition, c.caption_emb[stand])
+    c.set_command(captions[walk])
+    for _ in range(round(5 * c.control_hz)):
+        c.act(qpos, qvel)
+    assert not c.idling
+    np.testing.assert_array_equal(c.condition, c.caption_emb[walk])
+    old = PolicyController(tmp_path / "unrecorded")
+    old.set_command(captions[bow])
+    for _ in range(round(5 * old.control_hz)):
+        old.act(qpos, qvel)
+    assert not old.idling
+    np.testing.assert_array_equal(old.condition, old.caption_emb[bow])
