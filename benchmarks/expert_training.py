@@ -1,16 +1,18 @@
 """Expert training benchmark: learning curve and end-to-end throughput of `padl.expert.train` on one clip.
 
     python benchmarks/expert_training.py --library LIB [--clip deepmimic_walk] [--backend mujoco] [--minutes 60]
-                                         [--num-envs 64] [--epochs E] [--minibatches M] [--out runs/bench_expert]
-                                         [--resume]
+                                         [--num-envs 64] [--variants 4x4 2x4] [--eval-episodes 10]
+                                         [--out runs/bench_expert] [--resume]
     python benchmarks/expert_training.py --library LIB --profile 23 [--warmup 2] [--out runs/bench_expert_profile]
 
 Trains until early stopping (success 100 % and G-MPJPE under the threshold) or the time budget, with the
-run's own evaluation every `eval_every` iterations, and writes the learning curve (wall time, samples,
+run's own evaluation every `eval_every` iterations (10 episodes: the bar is all of them), and writes the learning curve (wall time, samples,
 success, G-MPJPE, ...) to `<out>/progress.jsonl` (one JSON object per evaluation). Then prints the curve and a
 table of the end-to-end training rate (samples/s, i.e. control steps of all envs per second of wall time,
 including policy, discriminator and PPO updates and evaluations) against the raw physics rate of the same
 backend and batch measured in the same run (bare mujoco.batch / bare vmapped mjx.step, 4 substeps per sample).
+`--variants 4x4 2x4` trains one run per PPO epochs x minibatches setting, one after the other, and compares their
+learning per wall-clock second in one table (minutes to the bar).
 
 `--profile N` instead trains a new run in --out for `--warmup` + N iterations and prints where the N iterations after
 the warm-up spent their wall time (`training_profile`): physics, policy inference, observation/reward, discriminator,
@@ -87,54 +89,61 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="profile N iterations of a new run in --out (overwritten) instead of the learning curve")
     ap.add_argument("--warmup", type=int, default=2, help="iterations before the profiled ones")
-    ap.add_argument("--epochs", type=int, help="PPO epochs per iteration (default: ExpertConfig's); with "
-                    "--minibatches, for curves of learning per wall-clock second")
-    ap.add_argument("--minibatches", type=int, help="PPO minibatches per epoch (default: ExpertConfig's)")
+    ap.add_argument("--variants", nargs="+", metavar="ExM",
+                    help="PPO epochs x minibatches per iteration, e.g. 4x4 2x4: one run each (in --out/ExM) for "
+                    "--minutes, compared in one table: learning per wall-clock second (default: ExpertConfig's)")
+    ap.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (the bar: all succeed)")
     args = ap.parse_args(argv)
     args.out = args.out or Path("runs/bench_expert_profile" if args.profile else "runs/bench_expert")
 
     library = MotionLibrary(args.library, clips=[args.clip], include_flagged=True)
-    base = ExpertConfig()
-    cfg = replace(base, eval_every=args.eval_every, env=dict(num_envs=args.num_envs, physics=dict(backend=args.backend),
-                                                             clips=(args.clip,)),
-                  ppo=dict(num_epochs=args.epochs or base.ppo.num_epochs,
-                           num_minibatches=args.minibatches or base.ppo.num_minibatches))
+    cfg = replace(ExpertConfig(), eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                  env=dict(num_envs=args.num_envs, physics=dict(backend=args.backend), clips=(args.clip,)))
     if args.profile:
         r = profile(library, cfg, args.out, args.warmup, args.profile)
         TP.print_table(f"expert training profile: {args.clip}, {args.backend}, {args.num_envs} envs x "
                        f"{cfg.rollout_steps} steps per iteration, evaluation every {cfg.eval_every}", r)
         TP.save(args.out / "profile.json", {"stage": "expert", "clip": args.clip, "backend": args.backend, **r})
         return 0
-    meta = args.out / "train_state.json"
+    env = ImitationEnv(library, cfg.env)
+    raw = raw_rate(env, os.cpu_count() or 1, 3.0) if args.backend == "mujoco" else mjx_raw_rate(env, 3.0)
+    rows = []
+    for variant in args.variants or [f"{cfg.ppo.num_epochs}x{cfg.ppo.num_minibatches}"]:
+        epochs, minibatches = map(int, variant.split("x"))
+        out = args.out / variant if args.variants else args.out
+        rows.append((variant, curve_run(library, replace(cfg, ppo=dict(num_epochs=epochs, num_minibatches=minibatches)),
+                                        out, args)))
+    head = (f"{'epochs x minibatches':<20} {'samples/s':>10} {'phys/s (x4)':>12} {'train/raw':>10} "
+            f"{'to the bar':>10} {'kept success':>12} {'kept G-MPJPE':>12}")
+    print(f"\n{args.clip}, {args.backend}, {args.num_envs} envs, {args.minutes:g} min per run, evaluation every "
+          f"{cfg.eval_every} iterations of {cfg.eval_episodes} episodes; raw threaded physics {raw:,.0f} steps/s")
+    print(head + "\n" + "-" * len(head))
+    for variant, r in rows:
+        bar = "-" if r["first"] is None else f"{r['first']['wall_s'] / 60:.1f} min"
+        print(f"{variant:<20} {r['rate']:>10,.0f} {4 * r['rate']:>12,.0f} {4 * r['rate'] / raw:>10.0%} {bar:>10} "
+              f"{r['kept'].get('success', 0):>12.0%} {r['kept'].get('g_mpjpe_mm', float('nan')):>9.1f} mm")
+    return 0
+
+
+def curve_run(library: MotionLibrary, cfg: ExpertConfig, out: Path, args) -> dict:
+    """Train (or resume) one run in `out` until early stopping or --minutes; print its learning curve."""
+    meta = out / "train_state.json"
     samples0 = json.loads(meta.read_text())["config"]["samples"] if args.resume and meta.exists() else 0
     t0 = time.time()
     # only early stopping or the time budget end the run (the default iteration cap ended a 60-minute run at 41)
-    kept = train(library, args.out, cfg, resume=args.resume, iterations=10**9, time_limit_s=args.minutes * 60,
-                 progress=False)
+    kept = train(library, out, cfg, resume=args.resume, iterations=10**9, time_limit_s=args.minutes * 60,
+                 progress=False, force=not args.resume)
     wall = time.time() - t0
-    curve = [json.loads(line) for line in (args.out / "progress.jsonl").read_text().splitlines() if line.strip()]
-
-    env = ImitationEnv(library, cfg.env)
-    if args.backend == "mujoco":
-        raw = raw_rate(env, os.cpu_count() or 1, 3.0)
-    else:
-        raw = mjx_raw_rate(env, 3.0)
-    print(f"\nlearning curve ({args.out / 'progress.jsonl'}):")
+    curve = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines() if line.strip()]
+    print(f"\nlearning curve ({out / 'progress.jsonl'}):")
     print(f"{'iter':>6} {'samples':>10} {'wall min':>9} {'success':>8} {'G-MPJPE mm':>11} {'L-MPJPE mm':>11} {'tracking':>9}")
     for row in curve:
         print(f"{row['iteration']:>6} {row['samples']:>10,} {row['wall_s'] / 60:>9.1f} {row['success']:>8.0%} "
               f"{row['g_mpjpe_mm']:>11.1f} {row['l_mpjpe_mm']:>11.1f} {row['tracking']:>9.3f}")
     samples = json.loads(meta.read_text())["config"]["samples"]
     first = next((r for r in curve if r["success"] >= 1.0 and r["g_mpjpe_mm"] <= cfg.stop_g_mpjpe_mm), None)
-    rate = (samples - samples0) / max(wall, 1e-9)  # compile time and evaluations included
-    head = f"{'backend':<8} {'envs':>5} {'samples/s':>10} {'phys/s (x4)':>12} {'raw phys/s':>11} {'train/raw':>10}"
-    print("\n" + head + "\n" + "-" * len(head))
-    print(f"{args.backend:<8} {args.num_envs:>5} {rate:>10,.0f} {4 * rate:>12,.0f} {raw:>11,.0f} {4 * rate / raw:>10.0%}")
-    print(f"\nkept policy (best evaluation): success {kept.get('success', 0):.0%}, "
-          f"G-MPJPE {kept.get('g_mpjpe_mm', float('nan')):.1f} mm; "
-          + (f"target (100 % success, G-MPJPE <= {cfg.stop_g_mpjpe_mm:.0f} mm) reached after "
-             f"{first['wall_s'] / 60:.1f} min of this run's curve" if first else "target not reached"))
-    return 0
+    return {"rate": (samples - samples0) / max(wall, 1e-9),  # compile time and evaluations included
+            "first": first, "kept": kept}
 
 
 if __name__ == "__main__":
