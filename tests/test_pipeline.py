@@ -70,8 +70,9 @@ transitions = 2
 """
 
 
-def _deepmimic(path: Path, joint: int, amplitude: float, frames: int = 31) -> None:
-    """A DeepMimic motion standing still with one elbow (joint 0: right, 1: left) bending and straightening."""
+def _deepmimic(path: Path, joint: int, amplitude: float, loop: str, frames: int = 31) -> None:
+    """A DeepMimic motion standing still with one elbow (joint 0: right, 1: left) bending and straightening; `loop`
+    "wrap" (a cycle) or "none" (one-shot)."""
     ident = [1.0, 0.0, 0.0, 0.0]
     rows = []
     for i in range(frames):
@@ -79,13 +80,13 @@ def _deepmimic(path: Path, joint: int, amplitude: float, frames: int = 31) -> No
         elbows = [bend, 0.0] if joint == 0 else [0.0, bend]
         rows.append([1 / 30 if i < frames - 1 else 0.0, 0.0, 0.9, 0.0, *ident, *ident, *ident, *ident, 0.0, *ident,
                      *ident, elbows[0], *ident, 0.0, *ident, *ident, elbows[1]])
-    path.write_text(json.dumps({"Loop": "wrap", "Frames": rows}))
+    path.write_text(json.dumps({"Loop": loop, "Frames": rows}))
 
 
 def _recipe(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    _deepmimic(folder / "humanoid3d_wave.txt", 0, 1.2)
-    _deepmimic(folder / "humanoid3d_reach.txt", 1, 0.8)
+    _deepmimic(folder / "humanoid3d_wave.txt", 0, 1.2, "wrap")
+    _deepmimic(folder / "humanoid3d_reach.txt", 1, 0.8, "none")
     (folder / "tiny.toml").write_text(RECIPE)
     return folder / "tiny.toml"
 
@@ -128,6 +129,10 @@ def test_train_runs_every_stage_to_a_policy_render_drives(finished, tmp_path):
     assert report["compute"]["experts"]["samples"] == 2 * 4 * 8 * 8  # 2 experts x 4 iterations x 8 steps x 8 envs
     for f in ("policy.npz", "policy.json", "sources.txt", "README.md"):
         assert (run / "model" / f).is_file()
+    manifest = json.loads((run / "library" / "manifest.json").read_text())
+    one_shot = json.loads((run / "model" / "policy.json").read_text())["config"]["one_shot_s"]
+    assert one_shot == pytest.approx({"deepmimic_reach": 1.0})  # the wave loops
+    assert {e["id"]: e["duration_s"] for e in manifest["clips"] if not e.get("loop")} == pytest.approx(one_shot)
     card = (run / "model" / "README.md").read_text()
     assert "MIT" in card and "G-MPJPE" in card and 'name = "tiny"' in card
     assert (run / "model" / "sources.txt").read_text().splitlines()[1:] == ["humanoid3d_wave.txt",
