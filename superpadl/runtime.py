@@ -35,9 +35,9 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 # knows: measured by benchmarks/prompt_matching.py between paraphrases of the default model's captions and
 # unrelated prompts.
 KNOWN_SIMILARITY = 0.55
-# seconds after a one-shot clip's end that a command still held turns into standing (PolicyController): measured
-# by benchmarks/endurance.py (--idle-after)
-IDLE_AFTER_S = 0.0
+# seconds after a one-shot clip's end that a command still held turns into standing (PolicyController); chosen by
+# benchmarks/endurance.py --idle-after (docs/experiments.md: 0, 0.5 and 1 s measured alike, within the noise)
+IDLE_AFTER_S = 0.5
 _anchor_between = jax.jit(anchor_between)  # the training env's anchor; every step while an expert recovers
 
 
