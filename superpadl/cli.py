@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop cleanly, after a checkpoint, once this much wall clock is spent (--resume goes on)")
     t.add_argument("--workers", type=O.positive_int,
                    help="expert trainers at once, each in its own process (default: the recipe's experts.workers, "
-                        "1: on a 2-core CPU one trainer already keeps both cores busy)")
+                        "else one per CPU core)")
     t.add_argument("--ray-address", metavar="ADDR", help="run the experts as Ray tasks on this cluster")
     t.set_defaults(func=cmd_train)
     s_ = sub.add_parser("status", help="progress of a training run: one table of its stages")

@@ -460,7 +460,7 @@ def train(recipe_path: Path, out: Path, resume: bool = False, max_hours: float |
     out = Path(out)
     data = open_run(recipe, out, resume)
     deadline = None if max_hours is None else time.time() + max_hours * 3600
-    workers = workers or recipe.experts.workers
+    workers = workers or recipe.experts.workers or os.cpu_count() or 1
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "recipe.toml").exists():
         shutil.copyfile(recipe.path, out / "recipe.toml")
