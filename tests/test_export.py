@@ -241,6 +241,9 @@ def test_viewer_label_and_save_key(tmp_path):
     loop = SimLoop(CHARACTER.model, MatchingController())
     loop.command("bow")
     assert _command_text(loop) == 'bow -> "take a bow" (0.90)'
+    loop.controller.idling = True  # a one-shot command held past its clip (PolicyController)
+    assert _command_text(loop) == 'bow -> "take a bow" (0.90) — done, standing'
+    loop.controller.idling = False
     loop.command("sit down")
     assert _command_text(loop) == 'sit down: not a known skill — nearest: "take a bow" (0.30)'
     loop.advance(1.0)

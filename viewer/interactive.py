@@ -400,7 +400,8 @@ def _command_text(loop: SimLoop) -> str | None:
 
     if c["similarity"] < KNOWN_SIMILARITY:
         return f"{c['text']}: not a known skill — nearest: \"{c['caption']}\" ({c['similarity']:.2f})"
-    return match_label(c["text"], c["caption"], c["similarity"])
+    done = " — done, standing" if getattr(loop.controller, "idling", False) else ""  # (PolicyController.idle_after_s)
+    return match_label(c["text"], c["caption"], c["similarity"]) + done
 
 
 class _TextModel:
