@@ -64,6 +64,9 @@ class CommandSchedule:
     beta_iterations: int = 40  # the teachers drive a share of the envs decaying from all over these iterations
     # the share of envs the teachers still drive once the decay is over; 0: the student alone
     beta_floor: float = 0.0
+    # with an idle clip, a command held this long past its non-looping clip's end turns into standing, for the
+    # teacher and the student alike, as at run time (`runtime.PolicyController`)
+    idle_after_s: float = S.IDLE_AFTER_S
 
 
 @dataclass(frozen=True)
@@ -175,9 +178,10 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     A share `rest_switch` of the episodes that begin at a clip's first frame are commanded another clip at once: a
     user's first command, given in the rest pose the viewer starts in, which is rarely the commanded clip's own.
 
-    With an idle clip (`commands.idle`), a command kept past its non-looping clip's end is
-    labelled from then on by the idle clip's teacher, begun where the character stands, while the student still
-    sees the command: a one-shot skill finishes and returns to standing, however long its command is held.
+    With an idle clip (`commands.idle`), a command kept `schedule.idle_after_s` past its non-looping clip's end
+    turns into the idle clip's, begun where the character stands: its teacher labels from then on and the student is
+    shown one of its captions, as the runtime conditions on one (`runtime.PolicyController`); a one-shot skill
+    finishes and returns to standing, however long its command is held.
     Returns (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)),
     (falls, switches))."""
     env_state, hist, command, caption, clock, start, pending, shown_start = carry
@@ -234,13 +238,15 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, env, 
     else:
         ends_now = S.ending(clock, clip_end[command], dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
     user = ~restart & ~handover & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (ends_now & (pending < 0)))
-    to_idle = (idle >= 0) & ~restart & ~handover & ~user & over & (command != idle)
+    to_idle = ((idle >= 0) & ~restart & ~handover & ~user & (command != idle)
+               & (left <= 1e-6 - schedule.idle_after_s))
     finishing = user & ((pending >= 0) | (~over & (left <= finish_s)))
     switch = user & ~finishing  # the teacher switches now
     other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), new.clip_weights)]
     rest = restart & (new.clip_time <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
     first = jnp.where(rest, other, new.clip)  # the command an episode begins with
-    caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
+    drawn = jnp.where(restart, first, jnp.where(to_idle, idle, other))
+    caption = jnp.where(restart | user | to_idle, draw_caption(k_cap, drawn), caption)
     new_root = S.root_frame(new.qpos)
     began = switch | handover | rest | to_idle  # the teacher's command begins here, where the character stands
     restart_start = jnp.where(rest[:, None], new_root, starts[new.clip])
@@ -249,7 +255,7 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, env, 
     pending = jnp.where(restart | handover, -1, jnp.where(finishing, other, pending))
     clock = jnp.where(began, 0.0, jnp.where(restart, new.clip_time, clock + dt))
     start = jnp.where(began[:, None], new_root, jnp.where(restart[:, None], restart_start, start))
-    shown_start = jnp.where(restart[:, None], restart_start, jnp.where(user[:, None], new_root, shown_start))
+    shown_start = jnp.where(restart[:, None], restart_start, jnp.where((user | to_idle)[:, None], new_root, shown_start))
     hist = S.push_step(hist, env, new, hcfg, jax.random.fold_in(k_act, 1))
     counts = counts + jnp.stack([jnp.sum(new.done), jnp.sum(user)]).astype(counts.dtype)
     return (hist, command, caption, clock, start, pending, shown_start), counts

@@ -28,6 +28,7 @@ from padl import checkpoint
 from padl.env import anchor_between, pd_targets
 from padl.policy import ExpertPolicy
 from superpadl import policies
+from superpadl.student import IDLE_AFTER_S
 
 FORMAT = "padl-expert-controller"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
@@ -35,9 +36,6 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 # knows: measured by benchmarks/prompt_matching.py between paraphrases of the default model's captions and
 # unrelated prompts.
 KNOWN_SIMILARITY = 0.55
-# seconds after a one-shot clip's end that a command still held turns into standing (PolicyController); chosen by
-# benchmarks/endurance.py --idle-after (docs/experiments.md: 0, 0.5 and 1 s measured alike, within the noise)
-IDLE_AFTER_S = 0.5
 _anchor_between = jax.jit(anchor_between)  # the training env's anchor; every step while an expert recovers
 
 
@@ -229,7 +227,7 @@ class PolicyController:
         # a one-shot command (bow, punch) outlives its clip: IDLE_AFTER_S past the clip's end the policy is
         # conditioned on its standing skill, which holds; without one it goes on under the command as trained
         self.one_shot_s = policy.one_shot_s if self.idle is not None else {}
-        self.clip, self.held_s, self.idling, self.idle_after_s = None, 0.0, False, IDLE_AFTER_S
+        self.clip, self.held_steps, self.idling, self.idle_after_s = None, 0, False, IDLE_AFTER_S
         self._hold = self.character.rest_qpos()[7:][self.character.actuator_joint].astype(np.float64)
         self.command_text, self.matched_caption, self.similarity = None, None, None
         self.hist, self.start = None, None
@@ -237,19 +235,24 @@ class PolicyController:
 
     def match(self, text: str) -> tuple[str, float, np.ndarray]:
         """(nearest training caption, cosine similarity, the embedding to condition on) for a command."""
+        i, sim, e = self._nearest(text)
+        return self.captions[i], sim, self.caption_emb[i] if self.snap else e
+
+    def _nearest(self, text: str) -> tuple[int, float, np.ndarray]:
+        """(row of the nearest training caption, its cosine similarity, the command's embedding)."""
         if self._encoder_record is not None:
             policies.check_encoder(self._encoder_record, self.encoder, self._where)
             self._encoder_record = None  # checked
         e = np.asarray(self.encoder.encode(text)[0], np.float32)
         sim = self.caption_emb @ e
         i = int(np.argmax(sim))
-        return self.captions[i], float(sim[i]), self.caption_emb[i] if self.snap else e
+        return i, float(sim[i]), e
 
     def set_command(self, text: str) -> None:
-        self.matched_caption, self.similarity, self.condition = self.match(text)
-        self.command_text, self.start = text, None
-        self.clip = self.caption_clips[self.captions.index(self.matched_caption)]
-        self.held_s, self.idling = 0.0, False
+        i, self.similarity, e = self._nearest(text)
+        self.matched_caption, self.condition = self.captions[i], self.caption_emb[i] if self.snap else e
+        self.command_text, self.start, self.clip = text, None, self.caption_clips[i]
+        self.held_steps, self.idling = 0, False
 
     def initial_state(self):
         return self.start_qpos.copy(), np.zeros(self.model.nv)
@@ -261,8 +264,8 @@ class PolicyController:
         if self.condition is None:
             return self._hold.copy()
         if not self.idling and self.clip in self.one_shot_s:
-            self.held_s += 1.0 / self.control_hz
-            if self.held_s > self.one_shot_s[self.clip] + self.idle_after_s:
+            self.held_steps += 1
+            if self.held_steps > (self.one_shot_s[self.clip] + self.idle_after_s) * self.control_hz + 1e-6:
                 self.idling, self.condition, self.start = True, self.caption_emb[self.idle], None
         fresh, new_start = self.hist is None, self.start is None  # the step fills these placeholders
         hist = jnp.zeros((1, self.history.window + 1, O.obs_sizes()["disc_frame"]), jnp.float32) if fresh else self.hist
