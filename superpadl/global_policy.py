@@ -289,11 +289,13 @@ class _Stage(Stage):
             u = jax.random.uniform(k, clip.shape)
             return row_table[clip, jnp.minimum((u * row_count[clip]).astype(jnp.int32), row_count[clip] - 1)]
 
+        idle = idle_clip(library, clips)
         self.commands = Commands(jnp.asarray([library.index(c) for c in clips]), draw_caption,
-                                 S.clip_starts(library), S.clip_ends(library), idle_clip(library, clips))
+                                 S.clip_starts(library), S.clip_ends(library), idle)
         self.in_size = S.input_size(hcfg, EMBED_DIM)
-        self.start_qpos = np.asarray(library.sample(jnp.asarray([library.index(clips[0])]), jnp.zeros(1)).qpos[0],
-                                     np.float32)
+        # the runtime's start pose: the standing skill's first frame, which it idles in before any command
+        first = idle if idle >= 0 else library.index(clips[0])
+        self.start_qpos = np.asarray(library.sample(jnp.asarray([first]), jnp.zeros(1)).qpos[0], np.float32)
         self.meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips,
                      "captions": captions, "caption_clips": owners, "input_size": self.in_size,
                      "action_size": env.action_size, "character": env.character.name,

@@ -406,13 +406,11 @@ class Pipeline:
         checkpoint.write_json_atomic(self.out / "eval" / "global.json", result)
 
     def stage_export(self, stage: dict) -> None:
-        from superpadl.global_policy import one_shot_durations
         from superpadl.policies import GlobalPolicy
 
         model = self.out / "model"
-        policy = GlobalPolicy.load(self.out / "global")  # (a run begun before one-shot clips were recorded: now)
-        meta = {**policy.meta, "one_shot_s": one_shot_durations(self.lib(), policy.clips)}
-        checkpoint.save(checkpoint.in_folder(model, "policy"), policy.tree, meta)  # atomic, the sidecar last
+        policy = GlobalPolicy.load(self.out / "global")
+        checkpoint.save(checkpoint.in_folder(model, "policy"), policy.tree, policy.meta)  # atomic, the sidecar last
         stage["state"] = "done"  # the report lists this stage's compute as well
         self.status.save()
         rep = report.build(self.out)
