@@ -5,7 +5,8 @@
     python benchmarks/distill_curves.py global --recipe configs/default.toml --library runs/default/library \
         --groups runs/default2/groups --variants sgd_steps=64 sgd_steps=16 [--iterations 300]
 
-Each variant (`KEY=VALUE[,KEY=VALUE...]`, fields of the recipe's `GroupConfig` / `GlobalConfig`, values as JSON)
+Each variant (`KEY=VALUE[,KEY=VALUE...]`, fields of the recipe's `GroupConfig` / `GlobalConfig`, nested ones
+dotted (`env.num_envs=128`), values as JSON)
 trains a new run of the stage in <out>/<variant> from the recipe's settings, with the same seed; all variants run at
 once, one process each, so they share the machine alike and their wall clocks compare (the first variant is the
 baseline, measured in the same run). A run killed midway resumes with --resume. `groups` trains one controller of
@@ -28,13 +29,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_variant(text: str) -> dict:
-    """`bc_steps=16,bc_batch=256` -> {"bc_steps": 16, "bc_batch": 256}."""
+    """`bc_steps=16,env.num_envs=128` -> {"bc_steps": 16, "env": {"num_envs": 128}} (`padl.config.replace`)."""
     out = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SystemExit(f"distill_curves: variant {text!r}: expected KEY=VALUE[,KEY=VALUE...]")
-        out[key.strip()] = json.loads(value)
+        *path, last = key.strip().split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = json.loads(value)
     return out
 
 

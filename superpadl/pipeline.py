@@ -210,6 +210,18 @@ class Pipeline:
             shutil.rmtree(lib)
         entries = import_clips(list(self.recipe.sources), lib, progress=False)
         self.data["clips"] = [e["id"] for e in entries]
+        if self.recipe.set_offs:
+            from motions.captions import STANDING_CAPTIONS
+            from motions.clip import LibraryError
+            from motions.setoff import add_set_offs
+
+            rest = next((e["id"] for e in entries if set(e["captions"]) & set(STANDING_CAPTIONS)), None)
+            if rest is None:
+                raise ValueError(f"{self.recipe.path}: set_offs: no standing clip among the sources to set off from")
+            try:
+                self.data["clips"] += add_set_offs(lib, list(self.recipe.set_offs), rest)
+            except LibraryError as e:
+                raise ValueError(f"{self.recipe.path}: set_offs: {e}") from None
 
     def stage_experts(self, stage: dict) -> None:
         experts = self.data.setdefault("experts", {})
@@ -295,6 +307,11 @@ class Pipeline:
         best = max(finished, key=lambda n: float(mine @ mean(n)))
         return str(Path(experts[best]["path"]) / "policy")
 
+    def _sets_off(self, name: str) -> bool:
+        from motions.setoff import cycle_of
+
+        return any(cycle_of(c, self.data["clips"]) for c in self.data["experts"][name]["clips"])
+
     def _job(self, name: str) -> dict:
         st, entry = self.recipe.experts, self.data["experts"][name]
         attempts = entry["attempts"]
@@ -302,7 +319,9 @@ class Pipeline:
             k = len(attempts)
             plan = retry_plan(k, st.config.iterations, st.minutes, st.config.seed)
             attempts.append({**plan, "dir": str(self.out / "experts" / name / f"try{k}"),
-                             "init_from": self._nearest(name) if k else st.init_from and str(st.init_from),
+                             # a set-off clip's expert starts from its cycle's (the nearest: the same captions)
+                             "init_from": self._nearest(name) if k or self._sets_off(name)
+                             else st.init_from and str(st.init_from),
                              "wall_s": 0.0})
             self.status.save()
         attempt = attempts[-1]
