@@ -3,11 +3,12 @@
 A locomotion clip (the DeepMimic walk, a Bandai walk take) starts mid-stride, so neither its expert nor anything
 distilled from it learnt to start walking from standing: from the viewer's start pose the character shuffles
 (0.7 m in 4 s, docs/experiments.md). A set-off clip is the reference for that start: `rest_s` of the standing pose,
-then over `blend_s` the joints, root height and tilt ease (smoothstep) from the standing pose into the cycle while the
-cycle plays, and the root's horizontal velocity rises from zero to the cycle's by the same weight; then `cycle_s` of
-the cycle (looped, its root advancing each cycle as `motions.library.sample_reference` does). The standing pose is
-turned to the cycle's heading and put where the cycle begins. Its captions are the cycle's: the same command, given
-from standing.
+then over `blend_s` the cycle's clock speeds up from standing still to its own pace (smoothstep) while the joints,
+root height and tilt ease from the standing pose into it by the same weight; then `cycle_s` of the cycle (looped, its
+root advancing each cycle as `motions.library.sample_reference` does). The root goes where the cycle's goes at the
+warped clock, so the root's travel keeps step with the legs' (blending the velocity instead, with the cycle at full
+pace, made the feet skate). The standing pose is turned to the cycle's heading and put where the cycle begins. Its
+captions are the cycle's: the same command, given from standing.
 """
 from __future__ import annotations
 
@@ -48,14 +49,14 @@ def blend_set_off(rest: np.ndarray, cycle: np.ndarray, fps: float, rest_s: float
     """The set-off clip's frames (T, 7 + J) at `fps`, from a standing pose `rest` (7 + J,) into the looping `cycle`."""
     rest, cycle = np.asarray(rest, np.float32), np.asarray(cycle, np.float32)  # (as JAX computes)
     t = np.arange(int(round((rest_s + blend_s + cycle_s) * fps)) + 1) / fps
-    walk = loop_cycle(cycle, fps, np.maximum(t - rest_s, 0.0))
     w = _smoothstep((t - rest_s) / blend_s)
+    clock = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]))]) / fps  # the cycle's time, at pace w
+    walk = loop_cycle(cycle, fps, clock)
     yaw = float(K.heading_yaw(cycle[0, 3:7]) - K.heading_yaw(rest[3:7]))
     turn = np.asarray(K.axis_angle_to_quat(np.array([0.0, 0.0, 1.0]), np.array(yaw)))
     rest_rot = np.asarray(K.quat_normalize(K.quat_mul(turn, rest[3:7])))
-    step = np.diff(walk[:, :2], axis=0, prepend=walk[:1, :2])  # the cycle's horizontal displacement per frame
     out = np.empty_like(walk)
-    out[:, :2] = cycle[0, :2] + np.cumsum(w[:, None] * step, axis=0)
+    out[:, :2] = walk[:, :2]
     out[:, 2] = (1 - w) * rest[2] + w * walk[:, 2]
     out[:, 3:7] = np.asarray(K.quat_slerp(np.broadcast_to(rest_rot, (len(t), 4)), walk[:, 3:7], w))
     out[:, 7:] = (1 - w[:, None]) * rest[7:] + w[:, None] * walk[:, 7:]
