@@ -65,9 +65,6 @@ class CommandSchedule:
     beta_iterations: int = 40  # the teachers drive a share of the envs decaying from all over these iterations
     # the share of envs the teachers still drive once the decay is over; 0: the student alone
     beta_floor: float = 0.0
-    # with an idle clip, a command held this long past its non-looping clip's end turns into standing, for the
-    # teacher and the student alike, as at run time (`runtime.PolicyController`)
-    idle_after_s: float = S.IDLE_AFTER_S
 
 
 @dataclass(frozen=True)
@@ -199,11 +196,10 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     A share `rest_switch` of the episodes that begin at a clip's first frame are commanded another clip at once: a
     user's first command, given in the rest pose the viewer starts in, which is rarely the commanded clip's own.
 
-    A command kept past its non-looping clip's end turns into the clip `commands.follow` names, begun where the
-    character stands. After a one-shot skill that is the idle clip, `schedule.idle_after_s` after the end: its
-    teacher labels from then on and the student is shown one of its captions, as the runtime conditions on one
-    (`runtime.PolicyController`); a one-shot skill finishes and returns to standing, however long its command is
-    held. After a set-off clip it is its cycle, at once, the student shown the same command: the walk goes on.
+    A command kept past its non-looping clip's end is labelled from then on by the teacher of the clip
+    `commands.follow` names, begun where the character stands, while the student still sees the command: after a
+    one-shot skill the idle clip's (a one-shot skill finishes and returns to standing, however long its command is
+    held), after a set-off clip its cycle's (the walk goes on).
     A command of a cycle given to a character not in motion (its command's clip not `commands.moving`) is its
     set-off clip's (`commands.set_off`), here and at a rest start: locomotion sets off from standing.
     Returns (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)),
@@ -266,12 +262,9 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, follo
     else:
         ends_now = S.ending(clock, clip_end[command], dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
     next_clip = follow[command]
-    to_cycle = moving[command] & (next_clip >= 0)  # a set-off clip: its cycle follows at once, the same command
-    ends_now = ends_now & ~to_cycle
+    ends_now = ends_now & ~(moving[command] & (next_clip >= 0))  # a set-off's end is no skill's end: its cycle goes on
     user = ~restart & ~handover & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (ends_now & (pending < 0)))
-    follows = ((next_clip >= 0) & ~restart & ~handover & ~user
-               & (left <= 1e-6 - jnp.where(to_cycle, 0.0, schedule.idle_after_s)))
-    to_idle = follows & ~to_cycle
+    follows = (next_clip >= 0) & ~restart & ~handover & ~user & over
     finishing = user & ((pending >= 0) | (~over & (left <= finish_s)))
     switch = user & ~finishing  # the teacher switches now
     drawn_clip = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), new.clip_weights)]
@@ -279,8 +272,7 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, follo
     other = jnp.where(moving[command], drawn_clip, set_off[drawn_clip])
     rest = restart & (new.clip_time <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
     first = jnp.where(rest, jnp.where(moving[new.clip], drawn_clip, set_off[drawn_clip]), new.clip)
-    drawn = jnp.where(restart, first, jnp.where(to_idle, next_clip, other))
-    caption = jnp.where(restart | user | to_idle, draw_caption(k_cap, drawn), caption)
+    caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
     new_root = S.root_frame(new.qpos)
     began = switch | handover | rest | follows  # the teacher's command begins here, where the character stands
     restart_start = jnp.where(rest[:, None], new_root, starts[new.clip])
@@ -289,7 +281,7 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, follo
     pending = jnp.where(restart | handover, -1, jnp.where(finishing, other, pending))
     clock = jnp.where(began, 0.0, jnp.where(restart, new.clip_time, clock + dt))
     start = jnp.where(began[:, None], new_root, jnp.where(restart[:, None], restart_start, start))
-    shown_start = jnp.where(restart[:, None], restart_start, jnp.where((user | to_idle)[:, None], new_root, shown_start))
+    shown_start = jnp.where(restart[:, None], restart_start, jnp.where(user[:, None], new_root, shown_start))
     hist = S.push_step(hist, env, new, hcfg, jax.random.fold_in(k_act, 1))
     counts = counts + jnp.stack([jnp.sum(new.done), jnp.sum(user)]).astype(counts.dtype)
     return (hist, command, caption, clock, start, pending, shown_start), counts

@@ -28,7 +28,6 @@ from padl import checkpoint
 from padl.env import anchor_between, pd_targets
 from padl.policy import ExpertPolicy
 from superpadl import policies
-from superpadl.student import IDLE_AFTER_S
 
 FORMAT = "padl-expert-controller"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
@@ -36,6 +35,9 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 # knows: measured by benchmarks/prompt_matching.py between paraphrases of the default model's captions and
 # unrelated prompts.
 KNOWN_SIMILARITY = 0.55
+# seconds after a one-shot clip's end that a command still held turns into standing (PolicyController); chosen by
+# benchmarks/endurance.py --idle-after (docs/experiments.md: 0, 0.5 and 1 s measured alike, within the noise)
+IDLE_AFTER_S = 0.5
 _anchor_between = jax.jit(anchor_between)  # the training env's anchor; every step while an expert recovers
 
 

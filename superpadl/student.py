@@ -98,10 +98,6 @@ def strided(hist: jax.Array, cfg: HistoryConfig) -> jax.Array:
 
 
 HEADING_SIZE = 3
-# seconds after a one-shot clip's end that a command still held turns into the standing skill: the student is then
-# shown a standing caption (`global_policy.dagger_commands`) and the runtime conditions on one
-# (`runtime.PolicyController`); benchmarks/endurance.py --idle-after measured 0, 0.5 and 1 s alike (docs/experiments.md)
-IDLE_AFTER_S = 0.5
 
 
 def root_frame(qpos) -> jax.Array:
