@@ -50,6 +50,18 @@ def _redeliver(unraisable) -> None:
     again.start()
 
 
+def interrupt_behind(e: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt `e` was raised while unwinding, if any: a library that turns an interrupt into its own error on
+    the way out (a video writer closed mid-frame) must not make an interrupted run look like a failed one."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def report(prog: str, e: KeyboardInterrupt) -> NoReturn:
     """Print the one line of an interrupt and end the process with exit code 128 + the signal, as a shell reports.
     It ends at once, without Python's exit handlers: the cleanups ran on the way here, and JAX's handler would

@@ -315,6 +315,26 @@ def _wait_for(folder: Path, pattern: str, proc: subprocess.Popen) -> None:
     assert list(folder.glob(pattern)), proc.stderr.read() if proc.poll() is not None else "timed out"
 
 
+def test_an_error_raised_while_unwinding_an_interrupt_reports_the_interrupt(monkeypatch, capsys):
+    """A library that turns SIGTERM into its own error on the way out (a video writer closed mid-frame) still ends
+    the run as interrupted (128 + 15), not as failed (1)."""
+    from motions.interrupts import Terminated, interrupt_behind
+
+    def render(args):
+        try:
+            raise Terminated()
+        except KeyboardInterrupt:
+            raise OSError("broken pipe") from None  # (`from None` hides it from tracebacks, not from __context__)
+
+    assert interrupt_behind(ValueError("bad")) is None
+    monkeypatch.setattr(superpadl_cli, "cmd_render", render)
+    monkeypatch.setattr(os, "_exit", lambda code: (_ for _ in ()).throw(SystemExit(code)))
+    with pytest.raises(SystemExit) as ended:
+        superpadl_cli.main(["render", "--prompt", "stand", "-o", "x.mp4"])
+    assert ended.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip() == "superpadl: interrupted (SIGTERM)"
+
+
 def test_sigterm_during_render_removes_the_partial_video_and_sigkill_leftovers_are_swept(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     proc = _render(tmp_path / "a.mp4")
