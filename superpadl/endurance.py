@@ -95,9 +95,10 @@ def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.
 
 
 def hold_from_start(controller, caption: str, clip: str, seconds: float,
-                    direction: np.ndarray | None = None, seed: int = 0) -> CommandRecord:
-    """`caption` given from the start pose, as the first command of a viewer session, and held."""
-    loop = SimLoop(controller.model, controller, seed=seed)
+                    direction: np.ndarray | None = None, seed: int = 0, init_noise: float = 0.0) -> CommandRecord:
+    """`caption` given from the start pose, as the first command of a viewer session, and held; `init_noise` (rad)
+    perturbs the start pose's joints, so that seeds differ."""
+    loop = SimLoop(controller.model, controller, seed=seed, init_noise=init_noise)
     return _play(loop, caption, clip, seconds, direction)
 
 

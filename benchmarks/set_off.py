@@ -1,0 +1,110 @@
+"""Which stage can set off from standing: each locomotion clip's expert(s) and global policies, from the start pose.
+
+    python benchmarks/set_off.py --lib runs/default/library [--experts [NAME=]DIR ...] [--policies DIR ...]
+                                 [--seconds 10] [--seeds 3]
+
+A global policy can only learn to start walking from standing if its teachers can (DAgger labels the student's
+states with its teachers' actions, and those come from the experts). This measures the experts the way
+`benchmarks/endurance.py` measures a global policy: the character stands in the start pose (the first frame of the
+library's standing clip, where the runtime starts), the clip's caption is given and held `--seconds`, through
+`superpadl.host.SimLoop`. Per controller and clip: metres along the clip's direction of travel 4 s after the command
+(the bar is 2 m, upright), and the falls while it is held. The baseline is each clip's shipped expert
+(`models/teachers/<clip>`), measured in the same run; the seeds differ by a small noise on the start pose's joints.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from superpadl import endurance as E  # noqa: E402
+
+INIT_NOISE = 0.02  # rad of joint-angle noise on the start pose: the seeds differ by it
+TEACHERS = Path(__file__).resolve().parents[1] / "models" / "teachers"
+
+
+def standing_pose(library: Path) -> np.ndarray:
+    """qpos of the first frame of the library's standing clip (the runtime's start pose)."""
+    from motions.captions import STANDING_CAPTIONS
+    from motions.clip import load_clip, read_manifest
+
+    for e in read_manifest(library)["clips"]:
+        if set(e.get("captions", [])) & set(STANDING_CAPTIONS):
+            return np.asarray(load_clip(library / e["file"])["qpos"][0], np.float64)
+    raise SystemExit(f"set_off: {library}: no standing clip (captioned as one of motions.captions.STANDING_CAPTIONS)")
+
+
+def expert_controller(library, lib_dir: Path, expert: Path, start: np.ndarray):
+    from superpadl.runtime import ExpertController
+
+    c = ExpertController(library, [expert], library_dir=lib_dir)
+    c.initial_state = lambda: (start.copy(), np.zeros(c.model.nv))  # stand where a user starts, not at the clip
+    return c
+
+
+def measure(controller, clip: str, caption: str, seconds: float, direction: np.ndarray, seeds: int) -> list:
+    return [E.hold_from_start(controller, caption, clip, seconds, direction, seed=s, init_noise=INIT_NOISE)
+            for s in range(seeds)]
+
+
+def cell(records: list[E.CommandRecord]) -> str:
+    moved = [r.set_off_m for r in records]
+    fell = sum(bool(r.falls_s) for r in records)
+    return f"{np.median(moved):.2f} m ({min(moved):.2f}-{max(moved):.2f}), fell {fell}/{len(records)}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lib", type=Path, required=True, help="library with the locomotion clips and a standing clip")
+    p.add_argument("--experts", nargs="*", default=[], metavar="[NAME=]DIR", help="expert policies to measure")
+    p.add_argument("--policies", nargs="*", default=[], type=Path, help="global policy folders to measure")
+    p.add_argument("--seconds", type=float, default=10.0, help="how long each caption is held")
+    p.add_argument("--seeds", type=int, default=3)
+    args = p.parse_args()
+    if not (args.lib / "manifest.json").is_file():
+        sys.exit(f"set_off: {args.lib}: not a motion library")
+    if args.seconds < E.SET_OFF_S:
+        sys.exit(f"set_off: --seconds must be at least {E.SET_OFF_S:g} (the set-off is judged then)")
+    from motions.library import MotionLibrary
+    from superpadl.policies import ExpertPolicy
+    from superpadl.runtime import PolicyController
+
+    directions = E.locomotion_directions(args.lib)
+    if not directions:
+        sys.exit(f"set_off: {args.lib}: no locomotion clip")
+    library = MotionLibrary(args.lib, include_flagged=True)
+    start = standing_pose(args.lib)
+    rows = []  # (controller, clip, caption, cell)
+    named = [("shipped " + c, TEACHERS / c) for c in directions if (TEACHERS / c / "policy.json").is_file()]
+    for spec in args.experts:
+        name, _, path = spec.rpartition("=")
+        named.append((name or path, Path(path)))
+    for name, path in named:
+        try:
+            clips = [c for c in ExpertPolicy.load(path).clips if c in directions]
+        except ValueError as e:
+            sys.exit(f"set_off: {e}")
+        if not clips:
+            sys.exit(f"set_off: {path}: none of its clips is a locomotion clip of {args.lib}")
+        c = expert_controller(library, args.lib, path, start)
+        for clip in clips:
+            caption = library.captions[library.index(clip)][0]
+            rows.append((name, clip, caption, cell(measure(c, clip, caption, args.seconds, directions[clip],
+                                                           args.seeds))))
+    for path in args.policies:
+        c = PolicyController(path)
+        for clip in directions:
+            if clip in c.caption_clips:
+                caption = c.captions[c.caption_clips.index(clip)]
+                rows.append((str(path), clip, caption, cell(measure(c, clip, caption, args.seconds, directions[clip],
+                                                                    args.seeds))))
+    print(E.table(("controller", "clip", "caption", f"set-off in {E.SET_OFF_S:g} s (median, range), falls in "
+                   f"{args.seconds:g} s"), rows))
+
+
+if __name__ == "__main__":
+    main()
