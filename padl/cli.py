@@ -65,7 +65,8 @@ def _finetune_config(args, cfg):
     env = replace(source.env, clips=cfg.env.clips,
                   physics=dict(backend=cfg.env.physics.backend, num_threads=cfg.env.physics.num_threads),
                   num_envs=source.env.num_envs if args.num_envs is None else args.num_envs,
-                  episode=dict(recover_s=args.recover_s, recover_follow=args.recover_follow, hold_s=args.hold_s),
+                  episode=dict(recover_s=args.recover_s, recover_follow=args.recover_follow is not None,
+                               follow_heading=args.recover_follow != "position", hold_s=args.hold_s),
                   starts=dict(foreign_share=args.foreign_starts, fall_starts=args.fall_starts,
                               foreign_clips=tuple(args.foreign_clips) if args.foreign_clips else None))
     iterations = source.iterations if args.steps is None else math.ceil(args.steps / (source.rollout_steps * env.num_envs))
@@ -213,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: all of the library)")
     t.add_argument("--recover-s", type=O.nonneg_float, default=1.0,
                    help="with --init-from: seconds into a clip without body-error terminations (default 1)")
-    t.add_argument("--recover-follow", action="store_true",
-                   help="with --init-from: in those seconds the reference stays anchored at the character (room to brake)")
+    t.add_argument("--recover-follow", nargs="?", const="heading", choices=("heading", "position"),
+                   help="with --init-from: in those seconds the reference stays anchored at the character (room to "
+                   "brake), at its position and heading, or at its position alone (the heading stays the command's)")
     training(t)
     t.set_defaults(func=cmd_train_expert)
 

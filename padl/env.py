@@ -79,6 +79,10 @@ class EpisodeConfig:
     # stays where the character got to): momentum carried over from the last skill (a sprint) may take steps to
     # brake, and a reference left where the command began would reward running back to that spot instead.
     recover_follow: bool = False
+    # With recover_follow, also turn the reference to the character's heading (else only its position follows and
+    # the heading stays the command's): a set-off from standing that may turn freely while it follows walked off
+    # 30-130 degrees from the way it faced (benchmarks/set_off.py, docs/experiments.md)
+    follow_heading: bool = True
     # Re-anchor a looping clip's reference at the character's root and heading as each cycle begins, so body error
     # counts one cycle's drift, not ten seconds of it. For a policy that never sees the reference (a text command
     # names no heading), a jog 3 degrees off course is still a jog; evaluation of distilled policies uses this.
@@ -213,10 +217,12 @@ def anchor_ref(ref: RefWindow, anchor) -> RefWindow:
     return RefWindow(qpos, qvel, pos, rot)
 
 
-def anchor_between(ref_qpos, qpos):
+def anchor_between(ref_qpos, qpos, yaw=None):
     """(N, 3) the anchor that puts reference roots (N, 35) where the character's roots (N, 35) are, in xy and
-    heading (the yaw of the root's forward axis, as the observations' heading frame)."""
-    yaw = K.heading_yaw(qpos[:, 3:7]) - K.heading_yaw(ref_qpos[:, 3:7])
+    heading (the yaw of the root's forward axis, as the observations' heading frame); given `yaw` (N,), the
+    reference is turned by that instead and only its position follows."""
+    if yaw is None:
+        yaw = K.heading_yaw(qpos[:, 3:7]) - K.heading_yaw(ref_qpos[:, 3:7])
     c, s = jnp.cos(yaw), jnp.sin(yaw)
     x, y = ref_qpos[:, 0], ref_qpos[:, 1]
     return jnp.stack([yaw, qpos[:, 0] - (c * x - s * y), qpos[:, 1] - (s * x + c * y)], -1)
@@ -423,8 +429,9 @@ class _Core:
         if follows:
             follow = jnp.stack(follows).any(0)
             window = self.refs(state.clip, clip_time[:, None] + jnp.arange(cfg.obs.ref_frames + 1) * self.dt)
-            anchor = jnp.where(follow[:, None], anchor_between(window.qpos[:, 0], jnp.where(bad[:, None], now.qpos, qpos)),
-                               anchor)
+            keep_yaw = None if cfg.episode.follow_heading else anchor[:, 0]
+            anchor = jnp.where(follow[:, None], anchor_between(window.qpos[:, 0], jnp.where(bad[:, None], now.qpos, qpos),
+                                                               keep_yaw), anchor)
             window = anchor_ref(window, anchor)
             now, ref = _where(follow, (_take(window, 0), jax.tree.map(lambda x: x[:, 1:], window)), (now, ref))
         # A blown-up env is shown the reference instead, so no NaN reaches observations or statistics.

@@ -30,7 +30,6 @@ import numpy as np
 import optax
 
 from motions.library import MotionLibrary
-from motions.setoff import cycle_of
 from padl import checkpoint, ppo
 from padl.discriminator import ReplayBuffer
 from padl.config import from_dict, replace, to_dict
@@ -143,40 +142,20 @@ def idle_clip(library: MotionLibrary, clips: list[str]) -> int:
 
 
 def one_shot_durations(library: MotionLibrary, clips: list[str]) -> dict[str, float]:
-    """{clip: seconds} of the non-looping clips but set-off ones (their cycle goes on): a runtime command of one
-    outlives it, and the controller then idles in the standing skill (`superpadl.runtime.PolicyController`)."""
+    """{clip: seconds} of the non-looping clips: a runtime command of one outlives it, and the controller then
+    idles in the standing skill (`superpadl.runtime.PolicyController`)."""
     return {c: float(library.durations[library.index(c)]) for c in clips
-            if not bool(library.data.loop[library.index(c)]) and cycle_of(c, clips) is None}
-
-
-def command_tables(library: MotionLibrary, clips: list[str]) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(follow, set_off, moving) of `Commands` for the library's clips, `clips` those trained."""
-    n, loop = len(library.clip_ids), np.asarray(library.data.loop)
-    idle = idle_clip(library, clips)
-    follow, set_off, moving = np.full(n, -1), np.arange(n), loop.copy()
-    for c in clips:
-        i, cycle = library.index(c), cycle_of(c, clips)
-        if cycle is not None:
-            follow[i], set_off[library.index(cycle)], moving[i] = library.index(cycle), i, True
-        elif not loop[i] and idle >= 0 and i != idle:
-            follow[i] = idle
-    return jnp.asarray(follow, jnp.int32), jnp.asarray(set_off, jnp.int32), jnp.asarray(moving)
+            if not bool(library.data.loop[library.index(c)])}
 
 
 class Commands(NamedTuple):
     """The clips a DAgger rollout commands (library indices)."""
 
-    clips: jax.Array  # (K,) the clips a command switches to, drawn by the env's clip weights (a set-off: its cycle)
+    clips: jax.Array  # (K,) the clips a command switches to, drawn by the env's clip weights
     draw_caption: Callable  # (key, (N,) clips) -> (N,) rows of the caption table
     starts: jax.Array  # (C, 3) each clip's first frame (`student.clip_starts`)
     ends: jax.Array  # (C,) a non-looping clip's duration, inf for a looping one (`student.clip_ends`)
-    # (C,) what a command held past its non-looping clip's end turns into: the standing skill after a one-shot skill
-    # (`idle_clip`), the cycle after its set-off clip (`motions.setoff`); -1: nothing (None: -1 for all)
-    follow: jax.Array | None = None
-    # (C,) the clip a command performs when given to a character not in motion: a cycle's set-off clip, else the
-    # clip itself (None: itself for all)
-    set_off: jax.Array | None = None
-    moving: jax.Array | None = None  # (C,) locomotion clips: looping ones and set-offs (None: the looping ones)
+    idle: int = -1  # the idle clip (`idle_clip`); -1: none
 
 
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, commands: Commands,
@@ -196,19 +175,13 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     A share `rest_switch` of the episodes that begin at a clip's first frame are commanded another clip at once: a
     user's first command, given in the rest pose the viewer starts in, which is rarely the commanded clip's own.
 
-    A command kept past its non-looping clip's end is labelled from then on by the teacher of the clip
-    `commands.follow` names, begun where the character stands, while the student still sees the command: after a
-    one-shot skill the idle clip's (a one-shot skill finishes and returns to standing, however long its command is
-    held), after a set-off clip its cycle's (the walk goes on).
-    A command of a cycle given to a character not in motion (its command's clip not `commands.moving`) is its
-    set-off clip's (`commands.set_off`), here and at a rest start: locomotion sets off from standing.
+    With an idle clip (`commands.idle`), a command kept past its non-looping clip's end is
+    labelled from then on by the idle clip's teacher, begun where the character stands, while the student still
+    sees the command: a one-shot skill finishes and returns to standing, however long its command is held.
     Returns (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)),
     (falls, switches))."""
     env_state, hist, command, caption, clock, start, pending, shown_start = carry
-    n, c = hist.shape[0], commands.ends.shape[0]
-    follow = jnp.full((c,), -1, jnp.int32) if commands.follow is None else commands.follow
-    set_off = jnp.arange(c, dtype=jnp.int32) if commands.set_off is None else commands.set_off
-    moving = jnp.isinf(commands.ends) if commands.moving is None else commands.moving
+    n = hist.shape[0]
     pending = jnp.full((n,), -1, jnp.int32) if pending is None else pending
     shown_start = start if shown_start is None else shown_start
     cmd = (hist, command, caption, clock, start, pending, shown_start)
@@ -220,8 +193,8 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         new = env.step(env_state, a)
         xs.append(x), ys.append(a_teacher), executed.append(a)
         cmd, counts = dagger_commands(S.view(new), cmd, counts, keys, commands.clips, commands.starts, commands.ends,
-                                      follow, set_off, moving, env=env, hcfg=hcfg,
-                                      draw_caption=commands.draw_caption, schedule=schedule)
+                                      env=env, hcfg=hcfg, draw_caption=commands.draw_caption, idle=commands.idle,
+                                      schedule=schedule)
         env_state = new
     falls, switches = map(float, counts)
     return Carry(env_state, *cmd), tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches)
@@ -239,12 +212,11 @@ def dagger_inputs(state, cmd, emb, key, hcfg):
     return key, jnp.stack(keys), x, (pobs, hist, command, S.heading_features(start, root))
 
 
-@functools.partial(jax.jit, static_argnames=("env", "hcfg", "draw_caption", "schedule"))
-def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, follow, set_off, moving, env, hcfg,
-                    draw_caption, schedule: CommandSchedule):
+@functools.partial(jax.jit, static_argnames=("env", "hcfg", "draw_caption", "idle", "schedule"))
+def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, env, hcfg, draw_caption, idle: int,
+                    schedule: CommandSchedule):
     """A `dagger_rollout` step's commands after the env stepped to `new`, as one jitted call (no host sync): switches,
-    handovers, follow-ons (idle, cycle) and restarts, the history pushed in; `counts` (falls, user switches)
-    accumulated."""
+    handovers, idle holds and restarts, the history pushed in; `counts` (falls, user switches) accumulated."""
     hist, command, caption, clock, start, pending, shown_start = cmd
     k_act, k_sw, k_clip, k_cap, k_end, k_rest = keys
     n = hist.shape[0]
@@ -261,23 +233,19 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, follo
         ends_now = over
     else:
         ends_now = S.ending(clock, clip_end[command], dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
-    next_clip = follow[command]
-    ends_now = ends_now & ~(moving[command] & (next_clip >= 0))  # a set-off's end is no skill's end: its cycle goes on
     user = ~restart & ~handover & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (ends_now & (pending < 0)))
-    follows = (next_clip >= 0) & ~restart & ~handover & ~user & over
+    to_idle = (idle >= 0) & ~restart & ~handover & ~user & over & (command != idle)
     finishing = user & ((pending >= 0) | (~over & (left <= finish_s)))
     switch = user & ~finishing  # the teacher switches now
-    drawn_clip = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), new.clip_weights)]
-    drawn_clip = jnp.where(moving[drawn_clip] & (follow[drawn_clip] >= 0), follow[drawn_clip], drawn_clip)
-    other = jnp.where(moving[command], drawn_clip, set_off[drawn_clip])
+    other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), new.clip_weights)]
     rest = restart & (new.clip_time <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
-    first = jnp.where(rest, jnp.where(moving[new.clip], drawn_clip, set_off[drawn_clip]), new.clip)
+    first = jnp.where(rest, other, new.clip)  # the command an episode begins with
     caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
     new_root = S.root_frame(new.qpos)
-    began = switch | handover | rest | follows  # the teacher's command begins here, where the character stands
+    began = switch | handover | rest | to_idle  # the teacher's command begins here, where the character stands
     restart_start = jnp.where(rest[:, None], new_root, starts[new.clip])
     command = jnp.where(restart, first, jnp.where(switch, other, jnp.where(handover, pending,
-                                                                           jnp.where(follows, next_clip, command))))
+                                                                           jnp.where(to_idle, idle, command))))
     pending = jnp.where(restart | handover, -1, jnp.where(finishing, other, pending))
     clock = jnp.where(began, 0.0, jnp.where(restart, new.clip_time, clock + dt))
     start = jnp.where(began[:, None], new_root, jnp.where(restart[:, None], restart_start, start))
@@ -317,7 +285,7 @@ class _Stage(Stage):
 
         idle = idle_clip(library, clips)
         self.commands = Commands(jnp.asarray([library.index(c) for c in clips]), draw_caption,
-                                 S.clip_starts(library), S.clip_ends(library), *command_tables(library, clips))
+                                 S.clip_starts(library), S.clip_ends(library), idle)
         self.in_size = S.input_size(hcfg, EMBED_DIM)
         # the runtime's start pose: the standing skill's first frame, which it idles in before any command
         first = idle if idle >= 0 else library.index(clips[0])

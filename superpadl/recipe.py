@@ -73,7 +73,8 @@ class Recipe:
     groups: Stage = field(default_factory=lambda: Stage(GroupConfig()))
     global_: Stage = field(default_factory=lambda: Stage(GlobalConfig()))
     eval: EvalSettings = EvalSettings()
-    # looping clips (library ids) that get a set-off clip from the standing skill (`motions.setoff`) at import
+    # looping clips (library ids) whose experts also learn to set off from the standing skill
+    # (`superpadl.pipeline.set_off_config`): fine-tuned from their teacher when the recipe names one
     set_offs: tuple[str, ...] = ()
     raw: dict = field(default_factory=dict)  # the parsed TOML: a run refuses to resume under another recipe
 

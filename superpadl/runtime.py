@@ -62,9 +62,11 @@ class Anchor:
         self.shift = np.array([shift[0], shift[1], 0.0])
 
     @staticmethod
-    def between(ref_qpos: np.ndarray, qpos: np.ndarray) -> "Anchor":
-        """The transform that puts the reference root (xy, heading) where the character's root is."""
-        yaw, x, y = np.asarray(_anchor_between(jnp.asarray(ref_qpos[None]), jnp.asarray(qpos[None])), np.float64)[0]
+    def between(ref_qpos: np.ndarray, qpos: np.ndarray, yaw: float | None = None) -> "Anchor":
+        """The transform that puts the reference root (xy, heading) where the character's root is; given `yaw`,
+        turned by that instead (only the position follows)."""
+        yaw, x, y = np.asarray(_anchor_between(jnp.asarray(ref_qpos[None]), jnp.asarray(qpos[None]),
+                                               None if yaw is None else jnp.asarray([yaw])), np.float64)[0]
         return Anchor(float(yaw), (x, y))
 
     def points(self, p):
@@ -152,9 +154,13 @@ class ExpertController:
         r = self._sample(jnp.full((len(times),), i), jnp.asarray(times, jnp.float32))
         return tuple(np.asarray(x, np.float64) for x in (r.qpos, r.qvel, r.body_pos, r.body_rot))
 
-    def _reanchor(self):
+    def _reanchor(self, keep_heading: bool = False):
+        """Put the reference where the character is (position, and heading unless `keep_heading`)."""
         ref_qpos = self._ref([self.clip_time])[0][0]
-        self.anchor = Anchor.between(ref_qpos, self._qpos) if self._qpos is not None else Anchor()
+        if self._qpos is None:
+            self.anchor = Anchor()
+        else:
+            self.anchor = Anchor.between(ref_qpos, self._qpos, self.anchor.yaw if keep_heading else None)
 
     def initial_state(self):
         qpos, qvel, _, _ = self._ref([0.0])
@@ -174,7 +180,7 @@ class ExpertController:
             self.clip_time = 0.0  # a gesture ended: play it again from where the character now stands
             self._reanchor()
         elif cfg.episode.recover_follow and self.clip_time < cfg.episode.recover_s:
-            self._reanchor()  # as the expert learnt it (`EpisodeConfig.recover_follow`)
+            self._reanchor(not cfg.episode.follow_heading)  # as the expert learnt it (`EpisodeConfig.recover_follow`)
         times = self.clip_time + np.arange(1, cfg.obs.ref_frames + 1) / self.control_hz
         ref_qpos, _, ref_pos, ref_rot = self._ref(times)
         ref_pos, ref_rot = self.anchor.points(ref_pos), self.anchor.rotations(ref_rot)

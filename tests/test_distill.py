@@ -155,9 +155,9 @@ def test_a_switch_near_a_clips_end_is_labelled_by_its_teacher_until_it_ends(lib,
 
 
 def test_a_command_held_past_its_clips_end_is_labelled_by_the_idle_teacher(lib, small_env):
-    """With an idle clip (`Commands.follow`), a command kept past its non-looping clip's end (0.2 s: the 6th step) is
-    labelled by the idle clip's teacher from then on, while the student is still shown the command; without one its
-    own teacher labels on (holding the clip's last frame)."""
+    """With an idle clip, a command kept past its non-looping clip's end (0.2 s: the 6th step) is labelled by the
+    idle clip's teacher from then on, while the student is still shown the command; without one its own teacher
+    labels on (holding the clip's last frame)."""
     hcfg = S.HistoryConfig()
     starts, ends = S.clip_starts(lib), jnp.full((len(lib.clip_ids),), 0.2)
     a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
@@ -171,45 +171,13 @@ def test_a_command_held_past_its_clips_end_is_labelled_by_the_idle_teacher(lib, 
         carry, (xs, ys, _), (falls, switches) = dagger_rollout(
             small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
             jnp.eye(len(lib.clip_ids), 384), hcfg, 8, jax.random.key(1),
-            Commands(jnp.asarray([a, b]), lambda k, c: c, starts, ends,
-                     None if idle < 0 else jnp.asarray([-1, -1]).at[a].set(idle)), _schedule(0.0, end_switch=0.0))
+            Commands(jnp.asarray([a, b]), lambda k, c: c, starts, ends, idle), _schedule(0.0, end_switch=0.0))
         assert falls == 0 and switches == 0
         labels[idle], shown[idle] = np.asarray(ys[:, :, 0]), np.asarray(xs[:, :, -384 + a])
     np.testing.assert_array_equal(labels[-1], a)
     np.testing.assert_array_equal(labels[b], np.broadcast_to(np.where(np.arange(8)[:, None] < 6, a, b), (8, 4)))
     for s in shown.values():
         np.testing.assert_array_equal(s, 1.0)
-
-
-def test_a_cycle_commanded_from_standing_sets_off_and_its_set_off_goes_on_into_the_cycle(lib, small_env):
-    """Clip a is the set-off clip (0.1 s) of the cycle b, g a gesture (a clip of the tables only). A command of b given
-    to a character performing g is a's (it sets off); a set-off command held past its end turns into b at once, the
-    student shown the same command; a switch to b from a (in motion) stays b."""
-    hcfg = S.HistoryConfig()
-    a, b, g = lib.index(CLIPS[0]), lib.index(CLIPS[1]), 2
-    starts = jnp.concatenate([S.clip_starts(lib), jnp.zeros((1, 3))])
-    ends = jnp.asarray([0.0, 0.0, 5.0]).at[a].set(0.1).at[b].set(jnp.inf)
-    follow, set_off = jnp.asarray([-1, -1, -1]).at[a].set(b), jnp.arange(3).at[b].set(a)
-    moving = jnp.zeros(3, bool).at[a].set(True).at[b].set(True)
-    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
-    state = small_env.reset(jax.random.key(0))
-    seen = {}
-    for first, p_switch in ((a, 0.0), (g, 1.0)):
-        command = jnp.full(4, first, jnp.int32)
-        carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), command, command, jnp.zeros(4),
-                      starts[command])
-        carry, (xs, ys, _), (falls, _) = dagger_rollout(
-            small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
-            jnp.eye(3, 384), hcfg, 6, jax.random.key(1),
-            Commands(jnp.asarray([b]), lambda k, c: c, starts, ends, follow, set_off, moving), _schedule(p_switch))
-        assert falls == 0
-        seen[first] = np.asarray(ys[:, :, 0]), np.asarray(xs[:, :, -384:]).argmax(-1)
-    labels, shown = seen[a]
-    np.testing.assert_array_equal(labels, np.broadcast_to(np.where(np.arange(6)[:, None] < 3, a, b), (6, 4)))
-    np.testing.assert_array_equal(shown, a)  # the command the user gave, throughout
-    labels, shown = seen[g]  # switched at every step: g, then b's set-off a, then b (already in motion)
-    np.testing.assert_array_equal(labels[:3], np.broadcast_to(np.asarray([g, a, b])[:, None], (3, 4)))
-    np.testing.assert_array_equal(labels[3:], b)
 
 
 def test_rest_switch_commands_another_clip_from_a_first_frame_start(lib):

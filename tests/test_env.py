@@ -405,6 +405,31 @@ def test_recover_follow_keeps_the_reference_at_the_character_then_leaves_it_ther
     assert np.all(anchors[-1][:, 1] > 1.5)  # near where the character stands, 2 m off the clip
 
 
+def test_recover_follow_without_heading_moves_the_reference_but_keeps_the_commands_heading(tmp_path):
+    """`follow_heading=False`: a character turned 90 degrees and 2 m off its reference has the reference's root
+    brought to its position while the reference keeps the heading it began with; with the heading followed, the
+    reference turns with the character."""
+    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("squat",)))
+    turn = np.array([np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)])  # 90 degrees about z (w, x, y, z)
+    yaws = {}
+    for heading in (True, False):
+        env = ImitationEnv(lib, EnvConfig(num_envs=N, physics=PhysicsConfig(backend="mujoco"), episode=EpisodeConfig(
+            recover_s=0.5, recover_follow=True, follow_heading=heading)))
+        s = env.reset(1)
+        qpos = np.array(s.qpos)
+        qpos[:, 0] += 2.0
+        qpos[:, 3:7] = np.asarray(K.quat_mul(jnp.asarray(np.broadcast_to(turn, (N, 4))), jnp.asarray(qpos[:, 3:7])))
+        start_yaw = np.asarray(s.anchor)[:, 0].copy()
+        s = s._replace(qpos=qpos, clip_time=np.zeros(N, np.float32))
+        for _ in range(3):
+            s = env.step(s, np.zeros((N, 28), np.float32))
+        now = env.core.refs(jnp.asarray(s.clip), jnp.asarray(s.clip_time)[:, None], jnp.asarray(s.anchor))
+        np.testing.assert_allclose(np.asarray(now.qpos)[:, 0, :2], np.asarray(s.qpos)[:, :2], atol=1e-4)
+        yaws[heading] = np.angle(np.exp(1j * (np.asarray(s.anchor)[:, 0] - start_yaw)))
+    assert np.all(np.abs(yaws[True] - np.pi / 2) < 0.3)  # turned with the character (less what 3 steps turned it)
+    np.testing.assert_allclose(yaws[False], 0.0, atol=1e-6)  # kept the command's heading
+
+
 def test_anchor_cycles_moves_a_looping_reference_to_the_character_as_each_cycle_begins(tmp_path):
     """With `anchor_cycles`, a character 2 m off a looping reference (within the body-error limit: 1e6) has the
     reference re-anchored at its root exactly at each cycle's first step and nowhere else; without, never."""

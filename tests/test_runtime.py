@@ -38,6 +38,9 @@ def test_anchor_moves_the_reference_root_onto_the_character():
     np.testing.assert_allclose(np.abs(moved[3:7] @ char[3:7]), 1.0, atol=1e-9)  # same heading
     p = rng.normal(size=(5, 3))  # a rigid motion: distances between points are kept
     np.testing.assert_allclose(np.linalg.norm(a.points(p)[0] - a.points(p)[1]), np.linalg.norm(p[0] - p[1]))
+    kept = Anchor.between(ref, char, yaw=0.25)  # the position follows, the heading is the one given
+    np.testing.assert_allclose(kept.qpos(ref)[:2], char[:2], atol=1e-9)
+    assert kept.yaw == pytest.approx(0.25)
 
 
 def test_commands_pick_clips_and_targets_stay_in_range(folder):
