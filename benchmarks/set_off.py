@@ -1,10 +1,11 @@
 """Which stage can set off from standing: each locomotion clip's expert(s) and global policies, from the start pose.
 
-    python benchmarks/set_off.py --lib runs/default/library [--experts [NAME=]DIR ...] [--policies DIR ...]
-                                 [--seconds 10] [--seeds 3]
+    python benchmarks/set_off.py --lib runs/default/library [--experts [NAME=]DIR ...] [--groups DIR ...]
+                                 [--policies DIR ...] [--seconds 10] [--seeds 3]
 
 A global policy can only learn to start walking from standing if its teachers can (DAgger labels the student's
-states with its teachers' actions, and those come from the experts). This measures the experts the way
+states with its group controllers' actions, and those learnt from the experts). This measures the experts (and
+group controllers, `--groups`: a groups folder, each group's controller given its clip's one-hot slot) the way
 `benchmarks/endurance.py` measures a global policy: the character stands in the start pose (the first frame of the
 library's standing clip, where the runtime starts), the clip's caption is given and held `--seconds`, through
 `superpadl.host.SimLoop`. Per controller and clip: metres along the clip's direction of travel 4 s after the command
@@ -22,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from superpadl import endurance as E  # noqa: E402
+from superpadl.runtime import PolicyController  # noqa: E402
 
 INIT_NOISE = 0.02  # rad of joint-angle noise on the start pose: the seeds differ by it
 TEACHERS = Path(__file__).resolve().parents[1] / "models" / "teachers"
@@ -46,6 +48,31 @@ def expert_controller(library, lib_dir: Path, expert: Path, start: np.ndarray):
     return c
 
 
+class GroupController(PolicyController):
+    """A group controller driven like the global policy (`PolicyController`'s step), its condition the one-hot slot
+    of the clip commanded by id; no standing switch, no text."""
+
+    def __init__(self, path: Path, start: np.ndarray):  # not super().__init__: that loads a global policy
+        from characters.character import load_character
+        from superpadl import student as S
+        from superpadl.policies import GroupPolicy
+
+        policy = GroupPolicy.load(path)
+        self.character = load_character(policy.meta.get("character", "humanoid"))
+        self.model, self.control_hz, self.history = self.character.model, policy.env.physics.control_hz, policy.history
+        self._S, self._policy, self._proprio = S, policy.act, S.make_proprio(self.character)
+        _, self._low, self._high = S.joint_limits(self.character)
+        self.captions = self.caption_clips = policy.clips
+        self.caption_emb, self.start_qpos = np.eye(len(policy.clips), dtype=np.float32), start
+        self.idle, self.one_shot_s, self.condition, self.clip, self.held_steps, self.idling = None, {}, None, None, 0, False
+        self._hold = self.character.rest_qpos()[7:][self.character.actuator_joint].astype(np.float64)
+        self.hist = self.start = None
+        self._step = self._make_step()
+
+    def set_command(self, text: str) -> None:
+        self.clip, self.condition, self.start = text, self.caption_emb[self.captions.index(text)], None
+
+
 def measure(controller, clip: str, caption: str, seconds: float, direction: np.ndarray, seeds: int) -> list:
     return [E.hold_from_start(controller, caption, clip, seconds, direction, seed=s, init_noise=INIT_NOISE)
             for s in range(seeds)]
@@ -61,6 +88,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lib", type=Path, required=True, help="library with the locomotion clips and a standing clip")
     p.add_argument("--experts", nargs="*", default=[], metavar="[NAME=]DIR", help="expert policies to measure")
+    p.add_argument("--groups", nargs="*", default=[], type=Path, help="groups folders (groups.json) to measure")
     p.add_argument("--policies", nargs="*", default=[], type=Path, help="global policy folders to measure")
     p.add_argument("--seconds", type=float, default=10.0, help="how long each caption is held")
     p.add_argument("--seeds", type=int, default=3)
@@ -70,8 +98,8 @@ def main() -> None:
     if args.seconds < E.SET_OFF_S:
         sys.exit(f"set_off: --seconds must be at least {E.SET_OFF_S:g} (the set-off is judged then)")
     from motions.library import MotionLibrary
-    from superpadl.policies import ExpertPolicy
-    from superpadl.runtime import PolicyController
+    from superpadl.policies import GROUPS_FORMAT, ExpertPolicy
+    from padl import checkpoint
 
     directions = E.locomotion_directions(args.lib)
     if not directions:
@@ -95,6 +123,16 @@ def main() -> None:
             caption = library.captions[library.index(clip)][0]
             rows.append((name, clip, caption, cell(measure(c, clip, caption, args.seconds, directions[clip],
                                                            args.seeds))))
+    for folder in args.groups:
+        try:
+            groups = checkpoint.read_spec(folder / "groups.json", GROUPS_FORMAT, "groups folder")["groups"]
+        except ValueError as e:
+            sys.exit(f"set_off: {e}")
+        for g in groups:
+            for clip in [c for c in g["clips"] if c in directions]:
+                c = GroupController(folder / g["name"], start)
+                rows.append((f"{folder}/{g['name']}", clip, clip, cell(measure(c, clip, clip, args.seconds,
+                                                                                directions[clip], args.seeds))))
     for path in args.policies:
         c = PolicyController(path)
         for clip in directions:
