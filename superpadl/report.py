@@ -67,6 +67,8 @@ def build(out: Path) -> dict:
         global_eval = {"clips": {c: _row(m) for c, m in result["clips"].items()}, "mean": _row(result["mean"])}
         if "transitions" in result:
             global_eval["transition_pairs"] = len(result["transitions"].get("pairs", []))
+        if "endurance" in result:
+            global_eval["endurance"] = result["endurance"]
     compute = {s: {"state": data["stages"][s]["state"], "wall_s": data["stages"][s]["wall_s"],
                    "samples": stage_samples(out, s, data)} for s in STAGES}
     return {"name": data.get("name"), "clips": data.get("clips", []), "left_out": data.get("left_out", {}),
@@ -102,6 +104,11 @@ def evaluation_md(rep: dict) -> list[str]:
         if "transition_pairs" in rep["global"]:
             title += f"; transitions over {rep['global']['transition_pairs']} random pairs"
         lines += _table(title, rep["global"]["clips"], rep["global"]["mean"])
+        if "endurance" in rep["global"]:  # clip starts do not show what a user meets: real use, beside them
+            from superpadl.endurance import report as endurance_table
+
+            lines += ["### Real use (`superpadl.endurance`: random captions held 2-20 s, chained from the start pose)",
+                      "", "```", endurance_table({"global policy": rep["global"]["endurance"]}), "```", ""]
     if rep["groups"]:
         rows = {f"{n} ({len(g['clips'])} clips)": {k: v for k, v in g.items() if k != "clips"}
                 for n, g in rep["groups"].items()}

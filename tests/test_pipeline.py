@@ -67,6 +67,7 @@ beta_iterations = 2
 [eval]
 episodes = 1
 transitions = 2
+endurance_minutes = 0.1
 """
 
 
@@ -127,6 +128,8 @@ def test_train_runs_every_stage_to_a_policy_render_drives(finished, tmp_path):
     assert set(report["global"]["clips"]) == set(status["clips"])
     assert {"success", "g_mpjpe_mm", "precision_auc", "recall_auc"} <= set(report["global"]["mean"])
     assert report["compute"]["experts"]["samples"] == 2 * 4 * 8 * 8  # 2 experts x 4 iterations x 8 steps x 8 envs
+    assert report["global"]["endurance"]["simulated_minutes"] == pytest.approx(0.1, abs=0.01)
+    assert "falls per hour" in (run / "report.md").read_text()  # real use is reported beside the clip starts
     for f in ("policy.npz", "policy.json", "sources.txt", "README.md"):
         assert (run / "model" / f).is_file()
     manifest = json.loads((run / "library" / "manifest.json").read_text())
