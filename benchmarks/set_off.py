@@ -29,15 +29,16 @@ INIT_NOISE = 0.02  # rad of joint-angle noise on the start pose: the seeds diffe
 TEACHERS = Path(__file__).resolve().parents[1] / "models" / "teachers"
 
 
-def standing_pose(library: Path) -> np.ndarray:
-    """qpos of the first frame of the library's standing clip (the runtime's start pose)."""
-    from motions.captions import STANDING_CAPTIONS
-    from motions.clip import load_clip, read_manifest
+def standing_pose(library) -> np.ndarray:
+    """qpos of the first frame of the library's standing clip (the global policy's start pose, `idle_clip`)."""
+    import jax.numpy as jnp
 
-    for e in read_manifest(library)["clips"]:
-        if set(e.get("captions", [])) & set(STANDING_CAPTIONS):
-            return np.asarray(load_clip(library / e["file"])["qpos"][0], np.float64)
-    raise SystemExit(f"set_off: {library}: no standing clip (captioned as one of motions.captions.STANDING_CAPTIONS)")
+    from superpadl.global_policy import idle_clip
+
+    idle = idle_clip(library, library.clip_ids)
+    if idle < 0:
+        raise SystemExit(f"set_off: {library.path}: no standing clip (captioned as motions.captions.STANDING_CAPTIONS)")
+    return np.asarray(library.sample(jnp.asarray([idle]), jnp.zeros(1)).qpos[0], np.float64)
 
 
 def expert_controller(library, lib_dir: Path, expert: Path, start: np.ndarray):
@@ -53,21 +54,14 @@ class GroupController(PolicyController):
     of the clip commanded by id; no standing switch, no text."""
 
     def __init__(self, path: Path, start: np.ndarray):  # not super().__init__: that loads a global policy
-        from characters.character import load_character
-        from superpadl import student as S
         from superpadl.policies import GroupPolicy
 
         policy = GroupPolicy.load(path)
-        self.character = load_character(policy.meta.get("character", "humanoid"))
-        self.model, self.control_hz, self.history = self.character.model, policy.env.physics.control_hz, policy.history
-        self._S, self._policy, self._proprio = S, policy.act, S.make_proprio(self.character)
-        _, self._low, self._high = S.joint_limits(self.character)
+        self._drive(policy.meta.get("character", "humanoid"), policy.env.physics.control_hz, policy.history,
+                    policy.act)
         self.captions = self.caption_clips = policy.clips
         self.caption_emb, self.start_qpos = np.eye(len(policy.clips), dtype=np.float32), start
         self.idle, self.one_shot_s, self.condition, self.clip, self.held_steps, self.idling = None, {}, None, None, 0, False
-        self._hold = self.character.rest_qpos()[7:][self.character.actuator_joint].astype(np.float64)
-        self.hist = self.start = None
-        self._step = self._make_step()
 
     def set_command(self, text: str) -> None:
         self.clip, self.condition, self.start = text, self.caption_emb[self.captions.index(text)], None
@@ -80,8 +74,9 @@ def measure(controller, clip: str, caption: str, seconds: float, direction: np.n
 
 def cell(records: list[E.CommandRecord]) -> str:
     moved = [r.set_off_m for r in records]
-    fell = sum(bool(r.falls_s) for r in records)
-    return f"{np.median(moved):.2f} m ({min(moved):.2f}-{max(moved):.2f}), fell {fell}/{len(records)}"
+    first = [r.falls_s[0] for r in records if r.falls_s]
+    at = f" (first at {min(first):.1f}-{max(first):.1f} s)" if first else ""
+    return f"{np.median(moved):.2f} m ({min(moved):.2f}-{max(moved):.2f}), fell {len(first)}/{len(records)}{at}"
 
 
 def main() -> None:
@@ -105,7 +100,7 @@ def main() -> None:
     if not directions:
         sys.exit(f"set_off: {args.lib}: no locomotion clip")
     library = MotionLibrary(args.lib, include_flagged=True)
-    start = standing_pose(args.lib)
+    start = standing_pose(library)
     rows = []  # (controller, clip, caption, cell)
     named = [("shipped " + c, TEACHERS / c) for c in directions if (TEACHERS / c / "policy.json").is_file()]
     for spec in args.experts:
@@ -129,8 +124,8 @@ def main() -> None:
         except ValueError as e:
             sys.exit(f"set_off: {e}")
         for g in groups:
-            for clip in [c for c in g["clips"] if c in directions]:
-                c = GroupController(folder / g["name"], start)
+            c = GroupController(folder / g["name"], start) if set(g["clips"]) & set(directions) else None
+            for clip in [k for k in g["clips"] if k in directions]:
                 rows.append((f"{folder}/{g['name']}", clip, clip, cell(measure(c, clip, clip, args.seconds,
                                                                                 directions[clip], args.seeds))))
     for path in args.policies:

@@ -81,7 +81,7 @@ class EpisodeConfig:
     recover_follow: bool = False
     # With recover_follow, also turn the reference to the character's heading (else only its position follows and
     # the heading stays the command's): a set-off from standing that may turn freely while it follows walked off
-    # 30-130 degrees from the way it faced (benchmarks/set_off.py, docs/experiments.md)
+    # another way, up to 2 m backwards in 4 s (benchmarks/set_off.py, docs/experiments.md)
     follow_heading: bool = True
     # Re-anchor a looping clip's reference at the character's root and heading as each cycle begins, so body error
     # counts one cycle's drift, not ten seconds of it. For a policy that never sees the reference (a text command

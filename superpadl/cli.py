@@ -528,8 +528,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"superpadl: error: {e}", file=sys.stderr)
         return 1
     except (ValueError, OSError) as e:  # bad libraries, checkpoints and configs (CheckpointError, LibraryError)
-        if interrupts.interrupt_behind(e) is not None:
-            return interrupts.report("superpadl", interrupts.interrupt_behind(e))
+        if (interrupt := interrupts.interrupt_behind(e)) is not None:
+            return interrupts.report("superpadl", interrupt)
         print(f"superpadl: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:

@@ -91,7 +91,8 @@ def retry_plan(attempt: int, base_iterations: int, base_minutes: float | None, s
 # A cycle's expert learns to set off from standing: this share of its episodes begin in the standing skill's states
 # with its clip at the first frame, the reference following the character's position (not its heading: the command
 # names the way it faces) for the first SET_OFF_RECOVER_S. The DeepMimic walk expert fine-tuned so covered a median
-# 2.8 m in 4 s from the start pose, where the shipped one fell (benchmarks/set_off.py, docs/experiments.md). It trains its whole budget (no early stop: the teacher already tracks its clip).
+# 2.8 m in 4 s from the start pose, where the shipped one fell (benchmarks/set_off.py, docs/experiments.md). It trains
+# its whole budget (no early stop: the teacher already tracks its clip).
 SET_OFF_SHARE, SET_OFF_RECOVER_S = 0.5, 2.0
 
 

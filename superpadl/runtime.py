@@ -204,8 +204,6 @@ class PolicyController:
     """
 
     def __init__(self, path: str | Path, encoder=None, snap: bool = True):
-        from characters.character import load_character
-        from superpadl import student as S
         from superpadl.text import default_encoder
 
         policy = policies.GlobalPolicy.load(path)
@@ -214,15 +212,10 @@ class PolicyController:
         self._where, self._encoder_record = policy.where, policy.encoder()
         encoder = encoder or default_encoder()
         policies.check_encoder(self._encoder_record, encoder, self._where, embed=False)
-        self.character = load_character(policy.character)
-        self.model = self.character.model
-        self.control_hz = policy.env.physics.control_hz
-        self.history = policy.history
+        self._drive(policy.character, policy.env.physics.control_hz, policy.history, policy.act)
         self.captions, self.caption_clips = policy.captions, policy.caption_clips
         self.caption_emb, self.start_qpos = policy.caption_emb, policy.start_qpos
         self.encoder, self.snap = encoder, snap
-        self._S, self._policy, self._proprio = S, policy.act, S.make_proprio(self.character)
-        _, self._low, self._high = S.joint_limits(self.character)
         # before the first command the character idles: the policy's standing skill if it knows one, else the
         # PD servos hold the character's rest pose (conditioning on some caption would play that skill, unasked;
         # the policy's start pose held so toppled within 2 s here, the rest pose stands: tests/test_default_model.py)
@@ -236,8 +229,18 @@ class PolicyController:
         # conditioned on its standing skill, which holds; without one it goes on under the command as trained
         self.one_shot_s = policy.one_shot_s if self.idle is not None else {}
         self.clip, self.held_steps, self.idling, self.idle_after_s = None, 0, False, IDLE_AFTER_S
-        self._hold = self.character.rest_qpos()[7:][self.character.actuator_joint].astype(np.float64)
         self.command_text, self.matched_caption, self.similarity = None, None, None
+
+    def _drive(self, character: str, control_hz: float, history, act) -> None:
+        """What stepping a student policy `act` needs: the character, its history config, the jitted step."""
+        from characters.character import load_character
+        from superpadl import student as S
+
+        self.character = load_character(character)
+        self.model, self.control_hz, self.history = self.character.model, control_hz, history
+        self._S, self._policy, self._proprio = S, act, S.make_proprio(self.character)
+        _, self._low, self._high = S.joint_limits(self.character)
+        self._hold = self.character.rest_qpos()[7:][self.character.actuator_joint].astype(np.float64)
         self.hist, self.start = None, None
         self._step = self._make_step()
 
