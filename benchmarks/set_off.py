@@ -9,7 +9,7 @@ group controllers, `--groups`: a groups folder, each group's controller given it
 `benchmarks/endurance.py` measures a global policy: the character stands in the start pose (the first frame of the
 library's standing clip, where the runtime starts), the clip's caption is given and held `--seconds`, through
 `superpadl.host.SimLoop`. Per controller and clip: metres along the clip's direction of travel 4 s after the command
-(the bar is 2 m, upright), and the falls while it is held. The baseline is each clip's shipped expert
+(the bar is `endurance.SET_OFF_BAR_M`, upright), and the falls while it is held. The baseline is each clip's shipped expert
 (`models/teachers/<clip>`), measured in the same run; the seeds differ by a small noise on the start pose's joints.
 """
 from __future__ import annotations
@@ -23,22 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from superpadl import endurance as E  # noqa: E402
-from superpadl.runtime import PolicyController  # noqa: E402
+from superpadl.runtime import GroupController, PolicyController  # noqa: E402
 
 INIT_NOISE = 0.02  # rad of joint-angle noise on the start pose: the seeds differ by it
 TEACHERS = Path(__file__).resolve().parents[1] / "models" / "teachers"
-
-
-def standing_pose(library) -> np.ndarray:
-    """qpos of the first frame of the library's standing clip (the global policy's start pose, `idle_clip`)."""
-    import jax.numpy as jnp
-
-    from superpadl.global_policy import idle_clip
-
-    idle = idle_clip(library, library.clip_ids)
-    if idle < 0:
-        raise SystemExit(f"set_off: {library.path}: no standing clip (captioned as motions.captions.STANDING_CAPTIONS)")
-    return np.asarray(library.sample(jnp.asarray([idle]), jnp.zeros(1)).qpos[0], np.float64)
 
 
 def expert_controller(library, lib_dir: Path, expert: Path, start: np.ndarray):
@@ -47,24 +35,6 @@ def expert_controller(library, lib_dir: Path, expert: Path, start: np.ndarray):
     c = ExpertController(library, [expert], library_dir=lib_dir)
     c.initial_state = lambda: (start.copy(), np.zeros(c.model.nv))  # stand where a user starts, not at the clip
     return c
-
-
-class GroupController(PolicyController):
-    """A group controller driven like the global policy (`PolicyController`'s step), its condition the one-hot slot
-    of the clip commanded by id; no standing switch, no text."""
-
-    def __init__(self, path: Path, start: np.ndarray):  # not super().__init__: that loads a global policy
-        from superpadl.policies import GroupPolicy
-
-        policy = GroupPolicy.load(path)
-        self._drive(policy.meta.get("character", "humanoid"), policy.env.physics.control_hz, policy.history,
-                    policy.act)
-        self.captions = self.caption_clips = policy.clips
-        self.caption_emb, self.start_qpos = np.eye(len(policy.clips), dtype=np.float32), start
-        self.idle, self.one_shot_s, self.condition, self.clip, self.held_steps, self.idling = None, {}, None, None, 0, False
-
-    def set_command(self, text: str) -> None:
-        self.clip, self.condition, self.start = text, self.caption_emb[self.captions.index(text)], None
 
 
 def measure(controller, clip: str, caption: str, seconds: float, direction: np.ndarray, seeds: int) -> list:
@@ -100,7 +70,7 @@ def main() -> None:
     if not directions:
         sys.exit(f"set_off: {args.lib}: no locomotion clip")
     library = MotionLibrary(args.lib, include_flagged=True)
-    start = standing_pose(library)
+    start = E.start_pose(library, list(directions))
     rows = []  # (controller, clip, caption, cell)
     named = [("shipped " + c, TEACHERS / c) for c in directions if (TEACHERS / c / "policy.json").is_file()]
     for spec in args.experts:

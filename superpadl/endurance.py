@@ -26,6 +26,7 @@ from superpadl.host import SimLoop
 ENTER_S = 3.0         # a fall this soon after a command counts as entering it, later as holding it
 SET_OFF_S = 4.0       # locomotion is judged on the distance it covers this soon after the command
 LOCOMOTION_SPEED = 0.5  # m/s of the clip's reference root: at least this, and a command of it is locomotion
+SET_OFF_BAR_M = 2.0   # a locomotion command that covers less in SET_OFF_S did not set off (issue 29's bar)
 
 
 @dataclass
@@ -150,6 +151,23 @@ def shove_summary(trials: list[dict]) -> dict:
             "get_up_median_s": float(np.median(times)) if times else None}
 
 
+def start_pose(library, clips: list[str]) -> np.ndarray:
+    """qpos where the runtime starts a policy of `clips`: the first frame of the library's standing clip (the global
+    policy's start pose, `idle_clip`), else of the first clip."""
+    import jax.numpy as jnp
+
+    from superpadl.global_policy import idle_clip
+
+    idle = idle_clip(library, library.clip_ids)
+    first = idle if idle >= 0 else library.index(clips[0])
+    return np.asarray(library.sample(jnp.asarray([first]), jnp.zeros(1)).qpos[0], np.float64)
+
+
+def served(record: CommandRecord) -> bool:
+    """The user got what they asked for: held without a fall, and a locomotion command held SET_OFF_S set off."""
+    return not record.falls_s and (record.set_off_m is None or record.set_off_m >= SET_OFF_BAR_M)
+
+
 def summarize(records: list[CommandRecord]) -> dict:
     """Falls per hour, per-clip falls on entering and while holding, and locomotion set-off distances."""
     hours = sum(r.held_s for r in records) / 3600.0
@@ -168,8 +186,16 @@ def summarize(records: list[CommandRecord]) -> dict:
     return {"simulated_minutes": hours * 60.0, "commands": len(records), "falls": len(falls),
             "falls_per_hour": len(falls) / hours if hours else 0.0,
             "commands_with_a_fall": sum(bool(r.falls_s) for r in records), "clips": clips,
+            "served_share": sum(map(served, records)) / len(records) if records else 0.0,
             "get_ups": len(get_ups), "restarts": sum(r.restarts for r in records),
             "get_up_median_s": float(np.median(get_ups)) if get_ups else None}
+
+
+def training_eval(controller, directions: dict[str, np.ndarray], minutes: float, seed: int) -> dict:
+    """What a distillation run's evaluation records of real use (`kept_score` weighs `served_share`): one chain of
+    `minutes` from `seed`, the same each time, so that evaluations compare alike."""
+    s = summarize(chain(controller, minutes, seed, directions))
+    return {"served_share": s["served_share"], "falls_per_hour": s["falls_per_hour"]}
 
 
 def run(controller, minutes: float, seeds: int, directions: dict[str, np.ndarray]) -> dict:
@@ -190,6 +216,7 @@ def report(summaries: dict[str, dict]) -> str:
     names = list(summaries)
     rows = [("simulated minutes", *(f"{s['simulated_minutes']:.0f}" for s in summaries.values())),
             ("commands / with a fall", *(f"{s['commands']} / {s['commands_with_a_fall']}" for s in summaries.values())),
+            ("commands served", *(f"{s['served_share']:.0%}" for s in summaries.values())),
             ("falls per hour", *(f"{s['falls_per_hour']:.1f}" for s in summaries.values())),
             ("got up / restarted", *(f"{s['get_ups']} / {s['restarts']}" for s in summaries.values())),
             ("median time to get up", *("-" if s["get_up_median_s"] is None else f"{s['get_up_median_s']:.1f} s"
@@ -208,6 +235,7 @@ def report(summaries: dict[str, dict]) -> str:
             cells.append(cell)
         rows.append((clip, *cells))
     lines = [table(("", *names), rows)]
+    lines.append(f"served: held without a fall, and locomotion {SET_OFF_BAR_M:g} m on in {SET_OFF_S:g} s")
     lines.append(f"per clip: falls entering (first {ENTER_S:g} s) + holding, of the commands given; set off: median "
                  f"metres along the clip's direction {SET_OFF_S:g} s after a locomotion command held that long")
     return "\n".join(lines)

@@ -38,6 +38,7 @@ from padl.evaluate import evaluate_policy
 from padl.normalizer import update as update_normalizer
 from padl.policy import mean_action
 from padl.run import Run, Stage
+from superpadl import endurance as E
 from superpadl import student as S
 from superpadl.evaluate import GlobalAgent, kept_score, transition_success
 from superpadl.groups import clip_priorities
@@ -92,6 +93,9 @@ class GlobalConfig:
     # kept is the one with the best `superpadl.evaluate.kept_score`. The same pairs each time: evaluations compare
     # alike, and their env compiles once (a new one cost 49 of an evaluation's 58 s on the CPU)
     eval_transitions: int = 40
+    # simulated minutes of real use (`superpadl.endurance.training_eval`: captions from the start pose, held 2-20 s,
+    # through the runtime) each evaluation also scores, which `kept_score` weighs; 0: none
+    eval_real_use_minutes: float = 0.0
     checkpoint_every: int = 10
     seed: int = 0
 
@@ -271,6 +275,7 @@ class _Stage(Stage):
         self.env = env = ImitationEnv(library, env_cfg)
         self.batch = cfg.rollout_steps * env.num_envs
         captions, owners, self.emb = caption_table(library, clips, encoder)
+        self.encoder = encoder
         lib_index = np.asarray([library.index(c) for c in owners])
         rows = [np.flatnonzero(lib_index == library.index(c)) for c in library.clip_ids]
         width = max(len(r) for r in rows)
@@ -290,6 +295,7 @@ class _Stage(Stage):
         # the runtime's start pose: the standing skill's first frame, which it idles in before any command
         first = idle if idle >= 0 else library.index(clips[0])
         self.start_qpos = np.asarray(library.sample(jnp.asarray([first]), jnp.zeros(1)).qpos[0], np.float32)
+        self.directions = E.locomotion_directions(library.path) if cfg.eval_real_use_minutes else {}
         self.meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips,
                      "captions": captions, "caption_clips": owners, "input_size": self.in_size,
                      "action_size": env.action_size, "character": env.character.name,
@@ -356,6 +362,11 @@ class _Stage(Stage):
             agent = GlobalAgent(GlobalPolicy(self.policy(state), self.meta), self.library)
             ev["transition_success"] = transition_success(agent, self.library, cfg.eval_transitions, 2.0, 3.0,
                                                           np.random.default_rng(cfg.seed))["success"]
+        if cfg.eval_real_use_minutes:
+            from superpadl.runtime import PolicyController
+
+            controller = PolicyController(GlobalPolicy(self.policy(state), self.meta), encoder=self.encoder)
+            ev.update(E.training_eval(controller, self.directions, cfg.eval_real_use_minutes, cfg.seed))
         state["clip_weights"] = clip_priorities(success, cfg.prioritise)
         self.carry = self.carry._replace(
             env_state=self.carry.env_state._replace(clip_weights=jnp.asarray(state["clip_weights"])))

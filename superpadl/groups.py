@@ -45,9 +45,11 @@ from padl.expert import disc_phase
 from padl.evaluate import evaluate_policy
 from padl.normalizer import update as update_normalizer
 from padl.run import Run, Stage
+from superpadl import endurance as E
 from superpadl import student as S
 from superpadl.evaluate import GroupAgent, kept_score, transition_success
 from superpadl.policies import GROUP_KIND as KIND, GROUPS_FORMAT as FORMAT, GroupPolicy
+from superpadl.runtime import GroupController
 from superpadl.teachers import ExpertTeachers, GroupTeachers, load_experts
 
 TRAIN_STATE, POLICY = "train_state", "policy"
@@ -86,6 +88,9 @@ class GroupConfig:
     # (`superpadl.evaluate`; 0: none, as a group trained without switches is not meant for them); then the controller
     # kept is the one with the best mean of success and transition success, as the global policy's
     eval_transitions: int = 0
+    # simulated minutes of real use (`superpadl.endurance.training_eval`: commands by clip from the start pose, held
+    # 2-20 s) each evaluation also scores, which `kept_score` weighs; 0: none
+    eval_real_use_minutes: float = 0.0
     checkpoint_every: int = 10
     seed: int = 0
 
@@ -148,6 +153,9 @@ class _Stage(Stage):
         self.padl_ppo = dataclasses.replace(cfg.ppo, policy_lr=cfg.padl_policy_lr)
         self.env_state = self.hist = None  # started by the first iteration
         self._observe = jax.jit(self._observe_step)
+        if cfg.eval_real_use_minutes:
+            self.start_qpos = E.start_pose(library, self.clips)
+            self.directions = E.locomotion_directions(library.path)
 
     def initial_state(self) -> dict:
         cfg = self.cfg
@@ -252,6 +260,9 @@ class _Stage(Stage):
             agent = GroupAgent(GroupTeachers(self.library, [GroupPolicy(ts, self.meta)]), self.library)
             ev["transition_success"] = transition_success(
                 agent, self.library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(cfg.seed))["success"]
+        if cfg.eval_real_use_minutes:
+            ev.update(E.training_eval(GroupController(GroupPolicy(ts, self.meta), self.start_qpos),
+                                      self.directions, cfg.eval_real_use_minutes, cfg.seed))
         state["clip_weights"] = clip_priorities(success, cfg.prioritise)
         self.env_state = self.env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))
         warmup = "bc/loss" in scalars

@@ -203,10 +203,11 @@ class PolicyController:
     distillation rollouts). `reset` (a restart) clears it; the next `act` fills it with the current frame.
     """
 
-    def __init__(self, path: str | Path, encoder=None, snap: bool = True):
+    def __init__(self, path: str | Path | policies.GlobalPolicy, encoder=None, snap: bool = True):
+        """`path`: a policy folder, or a policy already loaded (a training run's evaluation)."""
         from superpadl.text import default_encoder
 
-        policy = policies.GlobalPolicy.load(path)
+        policy = path if isinstance(path, policies.GlobalPolicy) else policies.GlobalPolicy.load(path)
         # the prompts must be embedded as the captions were: the name is checked now, the embeddings at the first
         # command (that loads the model)
         self._where, self._encoder_record = policy.where, policy.encoder()
@@ -300,6 +301,24 @@ class PolicyController:
             return hist, start, S.from_absolute(policy(x)[0], low, high)
 
         return step
+
+
+class GroupController(PolicyController):
+    """A group controller driven as the global policy is (`PolicyController`'s step), commanded by clip id (its
+    condition the clip's one-hot slot) from `start_qpos`; no text, no standing switch. Its real use is measured so
+    (`superpadl.endurance`, `benchmarks/set_off.py`)."""
+
+    def __init__(self, path: str | Path | policies.GroupPolicy, start_qpos: np.ndarray):  # not super().__init__:
+        policy = path if isinstance(path, policies.GroupPolicy) else policies.GroupPolicy.load(path)  # that loads text
+        self._drive(policy.meta.get("character", "humanoid"), policy.env.physics.control_hz, policy.history,
+                    policy.act)
+        self.captions = self.caption_clips = policy.clips
+        self.caption_emb, self.start_qpos = np.eye(len(policy.clips), dtype=np.float32), np.asarray(start_qpos)
+        self.idle, self.get_up_command, self.one_shot_s, self.condition = None, None, {}, None
+        self.clip, self.held_steps, self.idling = None, 0, False
+
+    def set_command(self, text: str) -> None:
+        self.clip, self.condition, self.start = text, self.caption_emb[self.captions.index(text)], None
 
 
 def match_label(text: str, caption: str | None, similarity: float | None) -> str:

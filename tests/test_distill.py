@@ -15,6 +15,7 @@ from padl.env import ActionConfig, EnvConfig, EpisodeConfig, ImitationEnv, Physi
 from padl.evaluate import evaluate_policy
 from padl.expert import ExpertConfig
 from padl.policy import ExpertPolicy
+from superpadl import endurance as E
 from superpadl import student as S
 from superpadl.cli import main as superpadl_main
 from superpadl.evaluate import GroupAgent, kept_score, transition_success
@@ -22,7 +23,7 @@ from superpadl.global_policy import Carry, CommandSchedule, Commands, GlobalConf
 from superpadl.groups import GroupConfig, clip_priorities, make_groups, train_group
 from superpadl.policies import GlobalPolicy, GroupPolicy
 from superpadl.teachers import ExpertTeachers, GroupTeachers, load_groups
-from superpadl.runtime import PolicyController, load_controller
+from superpadl.runtime import GroupController, PolicyController, load_controller
 from synthetic import write_synthetic_library
 
 CLIPS = ["synthetic_sway", "synthetic_squat"]
@@ -333,7 +334,7 @@ def test_group_init_from_holds_its_controller_while_the_critic_learns_and_scores
     teachers = ExpertTeachers(lib, [_zero_residual_expert(lib)])
     source = GroupPolicy.load(groups_dir / "group_000").ts
     cfg = _tiny_group_config(bc_warmup_iterations=0, critic_warmup_iterations=2, iterations=2, eval_every=2,
-                             eval_transitions=4)
+                             eval_transitions=4, eval_real_use_minutes=0.1)
     run = tmp_path / "group_000"
     train_group(lib, teachers, CLIPS, run, cfg, progress=False, log=lambda m: None, init_from=groups_dir / "group_000")
     policy = GroupPolicy.load(run)
@@ -345,6 +346,10 @@ def test_group_init_from_holds_its_controller_while_the_critic_learns_and_scores
     # the held controller's own transitions, drawn as the evaluation at iteration 2 draws them
     agent = GroupAgent(GroupTeachers(lib, [GroupPolicy.load(groups_dir / "group_000")]), lib)
     assert row["transition_success"] == transition_success(agent, lib, 4, 2.0, 3.0, np.random.default_rng(2))["success"]
+    # and its real use: the held controller commanded by clip from the start pose, the chain of the same seed
+    held = GroupController(groups_dir / "group_000", E.start_pose(lib, CLIPS))
+    use = E.training_eval(held, E.locomotion_directions(lib.path), 0.1, cfg.seed)
+    assert 0.0 <= row["served_share"] <= 1.0 and {k: row[k] for k in use} == use
     with pytest.raises(checkpoint.CheckpointError, match="not this group's"):
         train_group(lib, teachers, CLIPS[:1], tmp_path / "other", cfg, progress=False, log=lambda m: None,
                     init_from=groups_dir / "group_000")
@@ -371,7 +376,7 @@ def _tiny_global_config(**kw) -> GlobalConfig:
                                       action=ActionConfig(mode="absolute"),
                                       episode=EpisodeConfig(max_body_error=1e6, end_with_clip=False)),
                         rollout_steps=8, iterations=16, commands=CommandSchedule(beta_iterations=4), sgd_steps=32, eval_every=8,
-                        eval_episodes=1, checkpoint_every=8, eval_transitions=6, **kw)
+                        eval_episodes=1, checkpoint_every=8, eval_transitions=6, eval_real_use_minutes=0.1, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -389,8 +394,9 @@ def test_global_dagger_lowers_bc_loss(global_dir):
     policy = GlobalPolicy.load(global_dir)
     tree, meta = policy.tree, policy.meta
     assert meta["captions"] and tree["caption_emb"].shape == (len(meta["captions"]), 384)
-    # the policy kept is the best evaluated: skills and switches alike, then the closest to its clips
-    best = max(curve, key=lambda c: (c["success"] + c["transition_success"], -c["g_mpjpe_mm"]))
+    # the policy kept is the best evaluated: skills, switches and real use, then the closest to its clips
+    assert all(0.0 <= c["served_share"] <= 1.0 and c["falls_per_hour"] >= 0.0 for c in curve)
+    best = max(curve, key=lambda c: (c["success"] + c["transition_success"] + 2 * c["served_share"], -c["g_mpjpe_mm"]))
     assert meta["iteration"] == best["iteration"] and meta["eval"]["g_mpjpe_mm"] == best["g_mpjpe_mm"]
 
 
@@ -477,6 +483,14 @@ def test_the_kept_policy_weighs_success_and_transitions_alike():
             "no transitions scored": {"success": 0.85, "g_mpjpe_mm": 10.0}}
     ranked = sorted(rows, key=lambda name: kept_score(rows[name]), reverse=True)
     assert ranked == ["no transitions scored", "both, often, closer", "both, often", "tracks, falls after switches"]
+
+
+def test_real_use_weighs_as_much_as_the_clip_start_figures_together():
+    """A policy that tracks its clips but falls in use ranks below one a little worse from clip starts that holds."""
+    tracks = {"success": 0.95, "transition_success": 0.95, "g_mpjpe_mm": 60.0, "served_share": 0.3}
+    holds = {"success": 0.8, "transition_success": 0.8, "g_mpjpe_mm": 80.0, "served_share": 0.7}
+    assert kept_score(holds) > kept_score(tracks)
+    assert kept_score({**tracks, "served_share": 0.6}) > kept_score(holds)  # 0.775 against 0.75
 
 
 def test_teachers_drive_a_share_that_decays_to_the_floor():
