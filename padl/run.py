@@ -65,6 +65,8 @@ def eval_line(it: int, total: int, ev: dict) -> str:
     parts = [f"success {ev['success']:.0%}", f"G-MPJPE {ev['g_mpjpe_mm']:.1f} mm"]
     parts += [f"{name} {ev[key]:.0%}" for key, name in (("worst_clip_success", "worst clip"),
                                                          ("transition_success", "transitions")) if key in ev]
+    if "served_share" in ev:
+        parts.append(f"real use {ev['served_share']:.0%} served, {ev['falls_per_hour']:.0f} falls/h")
     return f"iteration {it}/{total}: " + ", ".join(parts)
 
 
