@@ -191,10 +191,18 @@ def summarize(records: list[CommandRecord]) -> dict:
             "get_up_median_s": float(np.median(get_ups)) if get_ups else None}
 
 
+TRAINING_HOLD_S = 10.0  # each clip's command held this long from the start pose in a training evaluation
+
+
 def training_eval(controller, directions: dict[str, np.ndarray], minutes: float, seed: int) -> dict:
     """What a distillation run's evaluation records of real use (`kept_score` weighs `served_share`): one chain of
-    `minutes` from `seed`, the same each time, so that evaluations compare alike."""
-    s = summarize(chain(controller, minutes, seed, directions))
+    `minutes` from `seed`, the same each time, so that evaluations compare alike, and each clip's first caption
+    held TRAINING_HOLD_S from the start pose (a user's first command: a chain of a few minutes gives each clip only
+    a few commands, and rarely from standing)."""
+    first = dict(zip(reversed(controller.caption_clips), reversed(controller.captions)))  # each clip's first caption
+    held = [hold_from_start(controller, caption, clip, TRAINING_HOLD_S, directions.get(clip))
+            for clip, caption in first.items()]
+    s = summarize(chain(controller, minutes, seed, directions) + held)
     return {"served_share": s["served_share"], "falls_per_hour": s["falls_per_hour"]}
 
 
