@@ -105,7 +105,7 @@ class StartConfig:
     foreign_clips: tuple[str, ...] | None = None  # library clips whose states are foreign starts; None: all
     # The clips whose episodes take foreign starts and recover from them (`EpisodeConfig.recover_s`,
     # `recover_follow`); None: all. A group of many skills whose set-off cycles alone learnt to start from standing
-    # (superpadl.pipeline.set_off_config) gives only those standing starts: the others' experts never practised
+    # (superpadl.pipeline.stand_start_config) gives only those standing starts: the others' experts never practised
     # them, and a group started so for every clip fell 4-5x as often in real use (docs/experiments.md).
     foreign_for: tuple[str, ...] | None = None
     # The share of a get-up clip's starts (a clip whose first frame lies on the floor) in a state a simulated fall

@@ -73,13 +73,14 @@ class Recipe:
     groups: Stage = field(default_factory=lambda: Stage(GroupConfig()))
     global_: Stage = field(default_factory=lambda: Stage(GlobalConfig()))
     eval: EvalSettings = EvalSettings()
-    # looping clips (library ids) whose experts also learn to set off from the standing skill
-    # (`superpadl.pipeline.set_off_config`): fine-tuned from their teacher when the recipe names one
-    set_offs: tuple[str, ...] = ()
+    # clips (library ids) whose experts also learn to start from the standing skill's states, as a user's first
+    # command does (`superpadl.pipeline.stand_start_config`): a teacher of the recipe that covers one is fine-tuned
+    # so, all its clips
+    stand_starts: tuple[str, ...] = ()
     raw: dict = field(default_factory=dict)  # the parsed TOML: a run refuses to resume under another recipe
 
 
-TOP_KEYS = {"name", "sources", "sources_file", "data", "set_offs", "experts", "groups", "global", "eval"}
+TOP_KEYS = {"name", "sources", "sources_file", "data", "stand_starts", "experts", "groups", "global", "eval"}
 EXPERT_KEYS = {f.name for f in dataclasses.fields(ExpertStage)} - {"config"}
 STAGE_KEYS = {"minutes", "init_from"}
 
@@ -108,9 +109,9 @@ def parse(raw: dict, path: Path) -> Recipe:
     if not isinstance(name, str) or not name.strip():
         fail("name", "must be a non-empty string")
     listed, sources = _sources(raw, path, fail)
-    set_offs = raw.get("set_offs", [])
-    if not isinstance(set_offs, list) or not all(isinstance(c, str) and c for c in set_offs):
-        fail("set_offs", "must be a list of clip ids")
+    stand_starts = raw.get("stand_starts", [])
+    if not isinstance(stand_starts, list) or not all(isinstance(c, str) and c for c in stand_starts):
+        fail("stand_starts", "must be a list of clip ids")
 
     def table(key: str) -> dict:
         value = raw.get(key, {})
@@ -144,7 +145,7 @@ def parse(raw: dict, path: Path) -> Recipe:
     for where, obj in (("experts", ex), ("groups", stages["groups"]), ("global", stages["global"]), ("eval", ev)):
         _check_budgets(obj, where, fail)
     return Recipe(path=path.resolve(), name=name, sources=sources, listed=listed, experts=ex,
-                  groups=stages["groups"], global_=stages["global"], eval=ev, set_offs=tuple(set_offs), raw=raw)
+                  groups=stages["groups"], global_=stages["global"], eval=ev, stand_starts=tuple(stand_starts), raw=raw)
 
 
 def _folder(path: Path, value, key: str, what: str, fail) -> Path:

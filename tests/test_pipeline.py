@@ -179,10 +179,10 @@ def test_sigkill_inside_a_stage_resumes_to_the_same_steps(finished, tmp_path, ki
     assert _steps(run) == _steps(reference)
 
 
-def test_a_set_off_cycles_expert_is_fine_tuned_from_its_teacher_with_starts_from_standing(tmp_path):
-    """`set_offs`: a cycle with a teacher is not reused but fine-tuned from it, half its episodes starting in the
-    standing clip's states and its reference following the character's position, not its heading, for 2 s; it trains
-    its whole budget. A recipe whose set-off is not a cycle of its sources is refused by name."""
+def test_a_stand_start_clips_teacher_is_fine_tuned_with_starts_from_standing(tmp_path):
+    """`stand_starts`: the teacher of such a clip is not reused but fine-tuned from itself, half its episodes starting
+    in the standing clip's states and its reference following the character's position, not its heading, for 2 s;
+    it trains its whole budget. A recipe naming the standing clip itself, or no clip of its sources, is refused."""
     from superpadl import recipe as R
     from superpadl.pipeline import Pipeline, Status
 
@@ -193,25 +193,26 @@ def test_a_set_off_cycles_expert_is_fine_tuned_from_its_teacher_with_starts_from
     teacher.mkdir(parents=True)
     (teacher / "policy.json").write_text(json.dumps({"config": {"clips": ["deepmimic_wave"], "eval": {}}}))
     body = ('sources = ["humanoid3d_wave.txt", "humanoid3d_reach.txt", "humanoid3d_still.txt@0:0.5"]\n'
-            'set_offs = ["{}"]\n[experts]\nteachers = "teachers"\n')
+            'stand_starts = ["{}"]\n[experts]\nteachers = "teachers"\n')
     (tmp_path / "r.toml").write_text('name = "r"\n' + body.format("deepmimic_wave"))
     pipe = Pipeline(R.load(tmp_path / "r.toml"), tmp_path / "run", Status(tmp_path / "status.json", {}), None, 1,
                     None, print)
     pipe.stage_import({})
     assert pipe.data["standing"] == "deepmimic_still_0-0.5s"
     plan = pipe._plan_experts()
-    assert "wave" not in plan and plan["deepmimic_wave"]["init_from"] == str(teacher / "policy")
+    assert plan["wave"]["state"] == "pending" and plan["wave"]["init_from"] == str(teacher / "policy")
     pipe.data["experts"] = plan
-    job = pipe._job("deepmimic_wave")
+    job = pipe._job("wave")
     env = job["config"]["env"]
     assert job["init_from"] == str(teacher / "policy") and job["config"]["stop_success"] > 1.0
     assert env["starts"]["foreign_share"] == 0.5 and list(env["starts"]["foreign_clips"]) == ["deepmimic_still_0-0.5s"]
     assert env["episode"]["recover_follow"] and not env["episode"]["follow_heading"]
     assert env["episode"]["recover_s"] == 2.0
-    other = pipe._job("deepmimic_reach")["config"]["env"]  # not a set-off: as the recipe says
+    other = pipe._job("deepmimic_reach")["config"]["env"]  # not named: as the recipe says
     assert other["starts"]["foreign_share"] == 0.0 and not other["episode"]["recover_follow"]
-    (tmp_path / "r.toml").write_text('name = "r"\n' + body.format("deepmimic_reach"))
-    pipe = Pipeline(R.load(tmp_path / "r.toml"), tmp_path / "run2", Status(tmp_path / "s2.json", {}), None, 1,
-                    None, print)
-    with pytest.raises(ValueError, match=r"r\.toml: set_offs: 'deepmimic_reach' does not loop"):
-        pipe.stage_import({})
+    for clip, why in (("deepmimic_still_0-0.5s", "is the standing clip itself"), ("nope", "is not a clip")):
+        (tmp_path / "r.toml").write_text('name = "r"\n' + body.format(clip))
+        pipe = Pipeline(R.load(tmp_path / "r.toml"), tmp_path / "run2", Status(tmp_path / "s2.json", {}), None, 1,
+                        None, print)
+        with pytest.raises(ValueError, match=rf"r\.toml: stand_starts: '{clip}' {why}"):
+            pipe.stage_import({})
