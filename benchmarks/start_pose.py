@@ -1,0 +1,80 @@
+"""Does each skill start from where the runtime starts? Every clip's command held from the start pose, and from the
+clip's own first frame, for experts and group controllers.
+
+    python benchmarks/start_pose.py --lib runs/default/library [--experts DIR ...] [--groups DIR ...]
+                                    [--seconds 15]
+
+The runtime starts in the standing clip's first frame (`superpadl.endurance.start_pose`); training starts each clip
+at its own first frame (or later). A teacher that can only start from its clip's first frame cannot teach a student
+what a user's first command needs. Per controller and clip: the falls while the command is held `--seconds` from
+the start pose, and from the clip's first frame (the baseline, measured in the same run), through `SimLoop` as the
+viewer runs it; a fall restarts the character in the same pose, so a skill that cannot start from it falls again
+and again. The largest joint-angle difference between the two poses is printed too.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from superpadl import endurance as E  # noqa: E402
+from superpadl.runtime import GroupController  # noqa: E402
+
+
+def first_frame(library, clip: str) -> np.ndarray:
+    import jax.numpy as jnp
+
+    return np.asarray(library.sample(jnp.asarray([library.index(clip)]), jnp.zeros(1)).qpos[0], np.float64)
+
+
+def falls(controller, pose: np.ndarray, caption: str, clip: str, seconds: float) -> str:
+    controller.initial_state = lambda: (pose.copy(), np.zeros(controller.model.nv))
+    times = E.hold_from_start(controller, caption, clip, seconds).falls_s
+    return f"{len(times)}" + (f" (first at {times[0]:.1f} s)" if times else "")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lib", type=Path, required=True, help="library with the controllers' clips")
+    p.add_argument("--experts", nargs="*", default=[], type=Path, help="expert policy folders to measure")
+    p.add_argument("--groups", nargs="*", default=[], type=Path, help="groups folders (groups.json) to measure")
+    p.add_argument("--seconds", type=float, default=15.0, help="how long each command is held")
+    args = p.parse_args()
+    if not (args.lib / "manifest.json").is_file():
+        sys.exit(f"start_pose: {args.lib}: not a motion library")
+    from motions.library import MotionLibrary
+    from padl import checkpoint
+    from superpadl.policies import GROUPS_FORMAT, ExpertPolicy
+    from superpadl.runtime import ExpertController
+
+    library = MotionLibrary(args.lib, include_flagged=True)
+    start = E.start_pose(library, library.clip_ids)
+    controllers = []  # (name, controller, [(clip, caption)])
+    try:
+        for path in args.experts:
+            clips = [c for c in ExpertPolicy.load(path).clips if c in library.clip_ids]
+            controllers.append((str(path), ExpertController(library, [path], library_dir=args.lib),
+                                [(c, library.captions[library.index(c)][0]) for c in clips]))
+        for folder in args.groups:
+            for g in checkpoint.read_spec(folder / "groups.json", GROUPS_FORMAT, "groups folder")["groups"]:
+                controllers.append((f"{folder}/{g['name']}", GroupController(folder / g["name"], start),
+                                    [(c, c) for c in g["clips"]]))
+    except ValueError as e:
+        sys.exit(f"start_pose: {e}")
+    rows = []
+    for name, controller, commands in controllers:
+        for clip, caption in commands:
+            own = first_frame(library, clip)
+            rows.append((name, clip, f"{np.abs(own[7:] - start[7:]).max():.2f}",
+                         falls(controller, start, caption, clip, args.seconds),
+                         falls(controller, own, caption, clip, args.seconds)))
+    print(E.table(("controller", "clip", "pose gap (rad)", f"falls in {args.seconds:g} s from the start pose",
+                   "from the clip's first frame"), rows))
+
+
+if __name__ == "__main__":
+    main()
