@@ -247,7 +247,8 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, env, 
     caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
     new_root = S.root_frame(new.qpos)
     began = switch | handover | rest | to_idle  # the teacher's command begins here, where the character stands
-    restart_start = jnp.where(rest[:, None], new_root, starts[new.clip])
+    # where the clip begins, re-anchored as the env started it (a foreign start, `starts.foreign_share`)
+    restart_start = jnp.where(rest[:, None], new_root, S.anchored(starts[new.clip], new.anchor))
     command = jnp.where(restart, first, jnp.where(switch, other, jnp.where(handover, pending,
                                                                            jnp.where(to_idle, idle, command))))
     pending = jnp.where(restart | handover, -1, jnp.where(finishing, other, pending))
@@ -323,7 +324,8 @@ class _Stage(Stage):
             key, k0 = jax.random.split(key)
             command = jnp.asarray(env_state.clip)
             self.carry = Carry(env_state, hist, command, self.commands.draw_caption(k0, command),
-                               jnp.asarray(env_state.clip_time), self.commands.starts[command])
+                               jnp.asarray(env_state.clip_time),
+                               S.anchored(self.commands.starts[command], jnp.asarray(env_state.anchor)))
         beta = teacher_share(it, cfg.commands)
         key, k_beta = jax.random.split(key)
         by_teacher = jax.random.uniform(k_beta, (N,)) < beta

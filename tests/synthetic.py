@@ -37,11 +37,14 @@ def _clip(character: Character, kind: str, frames: int) -> np.ndarray:
     return qpos
 
 
-def write_synthetic_library(out: Path, kinds=("sway",), frames: int = 60, fps: float = 30.0) -> Path:
+def write_synthetic_library(out: Path, kinds=("sway",), frames: int = 60, fps: float = 30.0,
+                            shift: dict[str, tuple[float, float]] | None = None) -> Path:
+    """`shift`: per kind, metres (x, y) its root stands away from the origin."""
     character = Character()
     writer = LibraryWriter(out, character, {})
     for kind in kinds:
         qpos = _clip(character, kind, frames)
+        qpos[:, :2] += (shift or {}).get(kind, (0.0, 0.0))
         loop = kind != "balance"
         entry = {
             "id": f"synthetic_{kind}", "captions": [CAPTIONS[kind]], "source_file": "synthetic",

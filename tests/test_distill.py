@@ -209,6 +209,29 @@ def test_rest_switch_commands_another_clip_from_a_first_frame_start(lib):
     np.testing.assert_allclose(got[1.0][2], 2 / 30, atol=1e-6)  # the command's clock began at the restart
 
 
+def test_an_episode_begun_in_a_foreign_state_commands_from_where_the_character_stands(tmp_path):
+    """With the env's foreign starts (another clip's states, the own clip re-anchored at the character), a
+    restarted episode's command begins where the character stands: its start frame is the re-anchored clip's, not
+    the clip's own first frame 2 m away."""
+    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("sway", "squat"), shift={"squat": (2.0, 0)}))
+    env = ImitationEnv(lib, EnvConfig(num_envs=8, physics=PhysicsConfig(backend="mujoco", num_threads=1),
+                                      action=ActionConfig(mode="absolute"), episode=EpisodeConfig(length_s=0.1),
+                                      starts=StartConfig(foreign_share=1.0)))
+    hcfg, starts, looping = S.HistoryConfig(), S.clip_starts(lib), jnp.full((len(lib.clip_ids),), jnp.inf)
+    state = env.reset(jax.random.key(0))
+    carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), jnp.asarray(state.clip),
+                  jnp.asarray(state.clip), jnp.zeros(8), starts[jnp.asarray(state.clip)])
+    teacher = lambda pobs, hist, cmd, heading: jnp.zeros((len(cmd), 28))
+    carry, _, _ = dagger_rollout(env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(8, bool),
+                                 jnp.eye(len(lib.clip_ids), 384), hcfg, 4, jax.random.key(1),
+                                 Commands(jnp.asarray([0]), lambda k, c: c, starts, looping), _schedule(0.0))
+    assert (np.asarray(carry.env_state.step) == 1).all()  # restarted one step ago
+    here = np.asarray(S.root_frame(carry.env_state.qpos))
+    gap = lambda start: np.abs(np.asarray(start) - here)[:, :2].max()
+    assert gap(carry.start) < 0.06, gap(carry.start)  # one control step from where it began
+    assert gap(starts[jnp.asarray(carry.env_state.clip)]) > 1.5  # the clip's own first frame is elsewhere
+
+
 def test_restart_history_is_the_reference_past_or_the_first_frame(small_env):
     state = small_env.reset(jax.random.key(3))
     frame = S.env_proprio(state)[1]
