@@ -308,8 +308,9 @@ class GroupController(PolicyController):
     condition the clip's one-hot slot) from `start_qpos`; no text, no standing switch. Its real use is measured so
     (`superpadl.endurance`, `benchmarks/set_off.py`)."""
 
-    def __init__(self, path: str | Path | policies.GroupPolicy, start_qpos: np.ndarray):  # not super().__init__:
-        policy = path if isinstance(path, policies.GroupPolicy) else policies.GroupPolicy.load(path)  # that loads text
+    def __init__(self, path: str | Path | policies.GroupPolicy, start_qpos: np.ndarray):
+        # not super().__init__, which loads a global policy and its text encoder
+        policy = path if isinstance(path, policies.GroupPolicy) else policies.GroupPolicy.load(path)
         self._drive(policy.meta.get("character", "humanoid"), policy.env.physics.control_hz, policy.history,
                     policy.act)
         self.captions = self.caption_clips = policy.clips
