@@ -26,6 +26,11 @@ def test_summary_counts_falls_per_hour_and_splits_entering_from_holding():
     assert s["clips"]["walk"]["set_off_m"] == [2.5, 1.5]
     table = E.report({"a": s})
     assert "3.0" in table and "1+1 of 2, set off 2.00 m" in table
+    # served: no fall, and a locomotion command SET_OFF_BAR_M on; a walk that set off short is not, a still wave is
+    assert s["served_share"] == 0.0
+    more = E.summarize(records + [E.CommandRecord("walk", "walk", 0, 5, set_off_m=E.SET_OFF_BAR_M + 0.1),
+                                  E.CommandRecord("wave", "wave", 0, 5)])
+    assert more["served_share"] == 2 / 5
 
 
 def test_standing_still_neither_falls_nor_travels():
