@@ -156,7 +156,7 @@ def start_pose(library, clips: list[str]) -> np.ndarray:
     policy's start pose, `idle_clip`), else of the first clip."""
     import jax.numpy as jnp
 
-    from superpadl.global_policy import idle_clip
+    from superpadl.student import idle_clip
 
     idle = idle_clip(library, library.clip_ids)
     first = idle if idle >= 0 else library.index(clips[0])

@@ -134,17 +134,6 @@ class Carry(NamedTuple):
     shown_start: jax.Array | None = None  # (N, 3) where the student's command began (the runtime's start); None: start
 
 
-def idle_clip(library: MotionLibrary, clips: list[str]) -> int:
-    """Library index of the first of `clips` captioned as standing (`motions.captions.STANDING_CAPTIONS`): the
-    skill a held one-shot command returns to (`dagger_rollout`); -1 when there is none."""
-    from motions.captions import STANDING_CAPTIONS
-
-    for clip in clips:
-        if set(library.captions[library.index(clip)]) & set(STANDING_CAPTIONS):
-            return library.index(clip)
-    return -1
-
-
 def one_shot_durations(library: MotionLibrary, clips: list[str]) -> dict[str, float]:
     """{clip: seconds} of the non-looping clips: a runtime command of one outlives it, and the controller then
     idles in the standing skill (`superpadl.runtime.PolicyController`)."""
@@ -159,7 +148,7 @@ class Commands(NamedTuple):
     draw_caption: Callable  # (key, (N,) clips) -> (N,) rows of the caption table
     starts: jax.Array  # (C, 3) each clip's first frame (`student.clip_starts`)
     ends: jax.Array  # (C,) a non-looping clip's duration, inf for a looping one (`student.clip_ends`)
-    idle: int = -1  # the idle clip (`idle_clip`); -1: none
+    idle: int = -1  # the idle clip (`student.idle_clip`); -1: none
 
 
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, commands: Commands,
@@ -289,7 +278,7 @@ class _Stage(Stage):
             u = jax.random.uniform(k, clip.shape)
             return row_table[clip, jnp.minimum((u * row_count[clip]).astype(jnp.int32), row_count[clip] - 1)]
 
-        idle = idle_clip(library, clips)
+        idle = S.idle_clip(library, clips)
         self.commands = Commands(jnp.asarray([library.index(c) for c in clips]), draw_caption,
                                  S.clip_starts(library), S.clip_ends(library), idle)
         self.in_size = S.input_size(hcfg, EMBED_DIM)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from motions import kinematics as K
+from motions.library import MotionLibrary
 from padl import observations as O
 
 
@@ -235,3 +236,14 @@ def student_actor(policy, cfg: HistoryConfig, condition):
         return policy(_student_input(pobs, hist, condition(state), cfg=cfg, heading=heading))
 
     return act
+
+
+def idle_clip(library: MotionLibrary, clips: list[str]) -> int:
+    """Library index of the first of `clips` captioned as standing (`motions.captions.STANDING_CAPTIONS`): the
+    skill a held one-shot command returns to (`dagger_rollout`); -1 when there is none."""
+    from motions.captions import STANDING_CAPTIONS
+
+    for clip in clips:
+        if set(library.captions[library.index(clip)]) & set(STANDING_CAPTIONS):
+            return library.index(clip)
+    return -1
