@@ -51,7 +51,7 @@ def cell(records: list[E.CommandRecord]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lib", type=Path, required=True, help="library with the locomotion clips and a standing clip")
+    p.add_argument("--lib", type=Path, required=True, help="library of the clips (its standing clip: the start pose)")
     p.add_argument("--experts", nargs="*", default=[], metavar="[NAME=]DIR", help="expert policies to measure")
     p.add_argument("--groups", nargs="*", default=[], type=Path, help="groups folders (groups.json) to measure")
     p.add_argument("--policies", nargs="*", default=[], type=Path, help="global policy folders to measure")
