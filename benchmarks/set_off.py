@@ -8,9 +8,10 @@ states with its group controllers' actions, and those learnt from the experts). 
 group controllers, `--groups`: a groups folder, each group's controller given its clip's one-hot slot) the way
 `benchmarks/endurance.py` measures a global policy: the character stands in the start pose (the first frame of the
 library's standing clip, where the runtime starts), the clip's caption is given and held `--seconds`, through
-`superpadl.host.SimLoop`. Per controller and clip: metres along the clip's direction of travel 4 s after the command
-(the bar is `endurance.SET_OFF_BAR_M`, upright), and the falls while it is held. The baseline is each clip's shipped expert
-(`models/teachers/<clip>`), measured in the same run; the seeds differ by a small noise on the start pose's joints.
+`superpadl.host.SimLoop`. Per controller and clip: metres along the clip's direction of travel 4 s after the
+command (the bar is `endurance.SET_OFF_BAR_M`, upright), and the falls while it is held. The baseline is each clip's
+shipped expert (`models/teachers/<clip>`), measured in the same run; the seeds differ by a small noise on the start
+pose's joints.
 """
 from __future__ import annotations
 
@@ -32,9 +33,7 @@ TEACHERS = Path(__file__).resolve().parents[1] / "models" / "teachers"
 def expert_controller(library, lib_dir: Path, expert: Path, start: np.ndarray):
     from superpadl.runtime import ExpertController
 
-    c = ExpertController(library, [expert], library_dir=lib_dir)
-    c.initial_state = lambda: (start.copy(), np.zeros(c.model.nv))  # stand where a user starts, not at the clip
-    return c
+    return E.stand_at(ExpertController(library, [expert], library_dir=lib_dir), start)  # where a user starts
 
 
 def measure(controller, clip: str, caption: str, seconds: float, direction: np.ndarray, seeds: int) -> list:

@@ -25,15 +25,8 @@ from superpadl import endurance as E  # noqa: E402
 from superpadl.runtime import GroupController  # noqa: E402
 
 
-def first_frame(library, clip: str) -> np.ndarray:
-    import jax.numpy as jnp
-
-    return np.asarray(library.sample(jnp.asarray([library.index(clip)]), jnp.zeros(1)).qpos[0], np.float64)
-
-
 def falls(controller, pose: np.ndarray, caption: str, clip: str, seconds: float) -> str:
-    controller.initial_state = lambda: (pose.copy(), np.zeros(controller.model.nv))
-    times = E.hold_from_start(controller, caption, clip, seconds).falls_s
+    times = E.hold_from_start(E.stand_at(controller, pose), caption, clip, seconds).falls_s
     return f"{len(times)}" + (f" (first at {times[0]:.1f} s)" if times else "")
 
 
@@ -68,7 +61,7 @@ def main() -> None:
     rows = []
     for name, controller, commands in controllers:
         for clip, caption in commands:
-            own = first_frame(library, clip)
+            own = E.first_frame(library, clip)
             rows.append((name, clip, f"{np.abs(own[7:] - start[7:]).max():.2f}",
                          falls(controller, start, caption, clip, args.seconds),
                          falls(controller, own, caption, clip, args.seconds)))

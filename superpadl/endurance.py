@@ -151,16 +151,26 @@ def shove_summary(trials: list[dict]) -> dict:
             "get_up_median_s": float(np.median(times)) if times else None}
 
 
-def start_pose(library, clips: list[str]) -> np.ndarray:
-    """qpos where the runtime starts a policy of `clips`: the first frame of the library's standing clip (the global
-    policy's start pose, `idle_clip`), else of the first clip."""
+def first_frame(library, clip: str) -> np.ndarray:
+    """qpos of `clip`'s first frame."""
     import jax.numpy as jnp
 
+    return np.asarray(library.sample(jnp.asarray([library.index(clip)]), jnp.zeros(1)).qpos[0], np.float64)
+
+
+def start_pose(library, clips: list[str]) -> np.ndarray:
+    """qpos where the runtime starts a policy of `clips`: the first frame of the library's standing clip (`idle_clip`),
+    else of the first clip."""
     from superpadl.student import idle_clip
 
     idle = idle_clip(library, library.clip_ids)
-    first = idle if idle >= 0 else library.index(clips[0])
-    return np.asarray(library.sample(jnp.asarray([first]), jnp.zeros(1)).qpos[0], np.float64)
+    return first_frame(library, library.clip_ids[idle] if idle >= 0 else clips[0])
+
+
+def stand_at(controller, qpos: np.ndarray):
+    """`controller`, (re)started at rest in `qpos` instead of where it would start."""
+    controller.initial_state = lambda: (qpos.copy(), np.zeros(controller.model.nv))
+    return controller
 
 
 def served(record: CommandRecord) -> bool:

@@ -283,8 +283,7 @@ class _Stage(Stage):
                                  S.clip_starts(library), S.clip_ends(library), idle)
         self.in_size = S.input_size(hcfg, EMBED_DIM)
         # the runtime's start pose: the standing skill's first frame, which it idles in before any command
-        first = idle if idle >= 0 else library.index(clips[0])
-        self.start_qpos = np.asarray(library.sample(jnp.asarray([first]), jnp.zeros(1)).qpos[0], np.float32)
+        self.start_qpos = E.start_pose(library, clips).astype(np.float32)
         self.directions = E.locomotion_directions(library.path) if cfg.eval_real_use_minutes else {}
         self.meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips,
                      "captions": captions, "caption_clips": owners, "input_size": self.in_size,

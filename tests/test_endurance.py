@@ -76,3 +76,28 @@ def test_locomotion_is_a_clip_whose_reference_travels(tmp_path):
     writer.commit()
     d = E.locomotion_directions(tmp_path / "lib")
     assert list(d) == ["sidestep"] and np.allclose(d["sidestep"], [0.0, 1.0], atol=1e-6)
+
+
+def test_start_pose_is_the_standing_clips_first_frame_and_stand_at_starts_a_controller_there(tmp_path):
+    from motions.captions import STANDING_CAPTIONS
+    from motions.library import MotionLibrary
+    from superpadl.host import SimLoop
+
+    character = Character()
+    writer = LibraryWriter(tmp_path / "lib", character, {})
+    for name, captions, x in (("wave", ["wave"], 0.7), ("stand", [STANDING_CAPTIONS[0]], -0.4)):
+        qpos = np.tile(character.rest_qpos(), (31, 1))
+        qpos[:, 0] = x + np.arange(31) / 30.0  # each clip starts at its own x
+        entry = {"id": name, "captions": captions, "source_file": "test", "source_format": "test", "licence": "CC0",
+                 "labels": {}, "loop": True, "num_frames": 31, "duration_s": 1.0, "joint_map": {}, "scale": 1.0,
+                 "qa": {}, "flagged": False, "flag_reasons": []}
+        writer.add(entry, qpos, 30.0, velocities(character, qpos, 30.0))
+    writer.commit()
+    library = MotionLibrary(tmp_path / "lib")
+    assert E.first_frame(library, "wave")[0] == np.float32(0.7)
+    start = E.start_pose(library, ["wave"])  # the standing clip gives it, though the policy's first clip is the wave
+    assert start[0] == np.float32(-0.4)
+    controller = E.stand_at(HoldController(), start)
+    loop = SimLoop(controller.model, controller)
+    loop.reset()
+    assert abs(loop.data.qpos[0] - start[0]) < 1e-9
