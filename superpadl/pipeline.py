@@ -466,8 +466,19 @@ def _new_status(recipe: R.Recipe) -> dict:
             "left_out": {}, "workers": 1, "pid": os.getpid(), "state": "running"}
 
 
+# The stage a recipe key sets up; every other key (the sources, the name) is the import's.
+STAGE_OF_KEY = {"stand_starts": "experts", "experts": "experts", "groups": "groups", "global": "global", "eval": "eval"}
+
+
+def changed_stages(before: dict, after: dict) -> set[str]:
+    """The stages whose recipe keys differ between two parsed recipes."""
+    return {STAGE_OF_KEY.get(k, "import") for k in set(before) | set(after) if before.get(k) != after.get(k)}
+
+
 def open_run(recipe: R.Recipe, out: Path, resume: bool) -> dict:
-    """The status of RUN to continue (--resume) or a new one; nothing is written before every check passed."""
+    """The status of RUN to continue (--resume) or a new one; nothing is written before every check passed. A run
+    resumes under a recipe changed only in stages it has not begun (e.g. the global stage's budget while the experts
+    train)."""
     status_file = out / "status.json"
     if resume:
         try:
@@ -476,9 +487,15 @@ def open_run(recipe: R.Recipe, out: Path, resume: bool) -> dict:
             if not status_file.exists():
                 raise ValueError(f"{status_file}: no run to resume (drop --resume to start a new one)") from None
             raise
-        if (data.get("recipe"), data.get("sources")) != (recipe.raw, list(recipe.sources)):
-            raise ValueError(f"{out}: the run was started from another recipe (its copy: {out / 'recipe.toml'}); "
-                             "resume it with that recipe, or choose another --out")
+        changed = changed_stages(data.get("recipe", {}), recipe.raw)
+        if data.get("sources") != list(recipe.sources):
+            changed.add("import")
+        begun = [s for s in STAGES if s in changed and data["stages"][s]["state"] != "pending"]
+        if begun:
+            raise ValueError(f"{out}: the run was started from another recipe (its copy: {out / 'recipe.toml'}), "
+                             f"which differs in the {begun[0]} stage, begun already; resume it with that recipe, "
+                             "or choose another --out")
+        data["recipe"] = recipe.raw  # changes to stages not begun yet are taken
         return data
     if status_file.exists():
         raise ValueError(f"{out}: a run already exists here; pass --resume to continue it, or choose another --out")
@@ -497,8 +514,7 @@ def train(recipe_path: Path, out: Path, resume: bool = False, max_hours: float |
     deadline = None if max_hours is None else time.time() + max_hours * 3600
     workers = workers or recipe.experts.workers or os.cpu_count() or 1
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / "recipe.toml").exists():
-        shutil.copyfile(recipe.path, out / "recipe.toml")
+    shutil.copyfile(recipe.path, out / "recipe.toml")  # the recipe the run follows now
     data.update(pid=os.getpid(), state="running", workers=workers)
     status = Status(out / "status.json", data)
     status.save()

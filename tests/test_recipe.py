@@ -108,9 +108,19 @@ def test_a_run_is_resumed_only_with_resume_and_from_its_recipe(tmp_path, capsys)
     write_json_atomic(run / "status.json", pipeline.open_run(recipe, run, resume=False))
     assert cli.main(["train", str(path), "--out", str(run)]) == 1
     assert "pass --resume" in capsys.readouterr().err
+    data = pipeline.open_run(recipe, run, resume=True)
+    data["stages"]["import"]["state"] = data["stages"]["experts"]["state"] = "done"
+    write_json_atomic(run / "status.json", data)
+    # a stage not begun yet may change (the run goes on under the new recipe); one begun may not
     path.write_text('sources = ["a.txt"]\n[eval]\nepisodes = 3\n')
-    assert cli.main(["train", str(path), "--out", str(run), "--resume"]) == 1
-    assert "another recipe" in capsys.readouterr().err
+    resumed = pipeline.open_run(R.load(path), run, resume=True)
+    assert resumed["recipe"] == {"sources": ["a.txt"], "eval": {"episodes": 3}}
+    for changed, stage in (('[experts]\nminutes = 3\n', "experts"), ('stand_starts = ["a"]\n', "experts"),
+                           ('name = "b"\n', "import")):
+        path.write_text('sources = ["a.txt"]\n' + changed)
+        assert cli.main(["train", str(path), "--out", str(run), "--resume"]) == 1
+        err = capsys.readouterr().err
+        assert "another recipe" in err and f"in the {stage} stage" in err
 
 
 def test_ray_address_without_ray_is_one_line(tmp_path, capsys):
