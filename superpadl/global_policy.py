@@ -44,9 +44,9 @@ from superpadl.evaluate import GlobalAgent, kept_score, transition_success
 from superpadl.groups import clip_priorities
 from superpadl.policies import GLOBAL_KIND as KIND, GlobalPolicy, check_encoder, encoder_record
 from superpadl.teachers import GroupTeachers
+from superpadl.text import EMBED_DIM
 
 TRAIN_STATE, POLICY = "train_state", "policy"
-EMBED_DIM = 384
 
 
 @dataclass(frozen=True)
@@ -397,7 +397,7 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     elif init_from is not None:
         loaded = GlobalPolicy.load(init_from)
         tree, source = loaded.tree, loaded.meta
-        if (source["input_size"], source["history"]) != (stage.in_size, stage.meta["history"]):
+        if (source["input_size"], S.saved_history(source["history"])) != (stage.in_size, stage.hcfg):
             raise checkpoint.CheckpointError(f"{init_from}: its inputs ({source['input_size']}, history "
                                              f"{source['history']}) are not this run's ({stage.in_size}, "
                                              f"{stage.meta['history']})")

@@ -301,8 +301,8 @@ def train_group(library: MotionLibrary, teachers: ExpertTeachers, clips: list[st
     elif init_from is not None:
         loaded = GroupPolicy.load(init_from)
         source, source_meta = loaded.ts, loaded.meta
-        mine = (list(clips), stage.in_size, to_dict(stage.cfg.history))
-        theirs = (source_meta["clips"], source_meta["input_size"], source_meta["group"]["history"])
+        mine = (list(clips), stage.in_size, stage.cfg.history)
+        theirs = (source_meta["clips"], source_meta["input_size"], S.saved_history(source_meta["group"]["history"]))
         if mine != theirs:
             raise checkpoint.CheckpointError(f"{init_from}: its clips, input size and history {theirs} are not "
                                              f"this group's {mine}")

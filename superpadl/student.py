@@ -42,6 +42,14 @@ class HistoryConfig:
     reference_restarts: float = 0.5
 
 
+def saved_history(saved: dict) -> HistoryConfig:
+    """The history a saved policy was trained with, in today's terms (removed options dropped: `padl.config`), to
+    compare with a run's."""
+    from padl.config import from_dict
+
+    return from_dict(HistoryConfig, saved)
+
+
 def history_offsets(cfg: HistoryConfig) -> np.ndarray:
     if cfg.frames < 1 or cfg.window % cfg.frames:
         raise ValueError(f"history window {cfg.window} must be a positive multiple of frames {cfg.frames}")
