@@ -32,6 +32,7 @@ MIGRATIONS: dict[str, dict[str, str | Removed]] = {
                                                   "beta_iterations", "beta_floor")},
     "GroupConfig": {"switch_rate": Removed(0.0), "end_switch": Removed(0.0)},
     "HistoryConfig": {"clock": Removed(False)},
+    "StartConfig": {"foreign_for": Removed(None)},
 }
 
 

@@ -103,11 +103,6 @@ class StartConfig:
     # init "start" (evaluation) too, where `padl.evaluate.rollout` sets it explicitly.
     foreign_share: float = 0.0
     foreign_clips: tuple[str, ...] | None = None  # library clips whose states are foreign starts; None: all
-    # The clips whose episodes take foreign starts and recover from them (`EpisodeConfig.recover_s`,
-    # `recover_follow`); None: all. A group of many skills whose set-off cycles alone learnt to start from standing
-    # (superpadl.pipeline.stand_start_config) gives only those standing starts: the others' experts never practised
-    # them, and a group started so for every clip fell 4-5x as often in real use (docs/experiments.md).
-    foreign_for: tuple[str, ...] | None = None
     # The share of a get-up clip's starts (a clip whose first frame lies on the floor) in a state a simulated fall
     # left the character in (`padl.falls`), face down or up as the clip begins, its reference re-anchored there: a
     # get-up has to work from where falls really end, not only from the clip's own first frame.
@@ -266,10 +261,6 @@ class _Core:
         if missing := [c for c in foreign if c not in library.clip_ids]:
             raise ValueError(f"foreign clip {missing[0]!r} is not in the library")
         self.foreign = jnp.asarray([library.index(c) for c in foreign], jnp.int32)
-        takes = list(config.starts.foreign_for) if config.starts.foreign_for is not None else library.clip_ids
-        if missing := [c for c in takes if c not in library.clip_ids]:
-            raise ValueError(f"starts.foreign_for: clip {missing[0]!r} is not in the library")
-        self.takes_foreign = jnp.asarray(np.isin(np.arange(len(library.clip_ids)), [library.index(c) for c in takes]))
         self.duration = jnp.asarray(np.maximum(library.durations, 1e-6), jnp.float32)
         # an episode's clip time
         self.span = jnp.where(self.data.loop, self.duration, self.duration + config.episode.hold_s)
@@ -352,7 +343,7 @@ class _Core:
         if self.cfg.starts.foreign_share > 0:
             u = jax.random.uniform(jax.random.fold_in(noise_key, 2), (3, m))
             other = self.foreign[jnp.minimum((u[0] * len(self.foreign)).astype(jnp.int32), len(self.foreign) - 1)]
-            foreign = (u[1] < self.cfg.starts.foreign_share) & (other != clip) & self.takes_foreign[clip]
+            foreign = (u[1] < self.cfg.starts.foreign_share) & (other != clip)
             src_clip, src_time = jnp.where(foreign, other, clip), jnp.where(foreign, u[2] * self.duration[other], time)
             time = jnp.where(foreign, 0.0, time)
             past = self.refs(src_clip, src_time[:, None] - jnp.arange(h) * self.dt)
@@ -430,7 +421,7 @@ class _Core:
         anchor = state.anchor
         follows = []  # envs whose reference moves to the character at this step (static choices: no cost when off)
         if cfg.episode.recover_follow and cfg.episode.recover_s > 0:
-            follows.append((state.clip_time < cfg.episode.recover_s) & self.takes_foreign[state.clip])
+            follows.append(state.clip_time < cfg.episode.recover_s)
         if cfg.episode.anchor_cycles:
             cycle = self.duration[state.clip]
             begins = jnp.floor(clip_time / cycle) > jnp.floor(state.clip_time / cycle)
@@ -454,7 +445,7 @@ class _Core:
         err = mean_body_pos_error(body.pos, now.body_pos)
         ep = cfg.episode
         fell = fallen(body.pos, now.body_pos, self.non_foot, ep.fall_height, ep.fall_margin) & ~self.lying[state.clip]
-        recovering = (clip_time < cfg.episode.recover_s) & self.takes_foreign[state.clip]
+        recovering = clip_time < cfg.episode.recover_s
         too_far = (err > cfg.episode.max_body_error) & ~recovering
         done = fell | too_far | failed
         clip_end = cfg.episode.end_with_clip & ~self.data.loop[state.clip] & (clip_time >= self.span[state.clip] - 1e-6)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from padl.config import MIGRATIONS, from_dict, replace, to_dict
-from padl.env import EnvConfig, PhysicsConfig
+from padl.env import EnvConfig, PhysicsConfig, StartConfig
 from padl.expert import ExpertConfig
 from padl.policy import ExpertPolicy
 from superpadl.global_policy import GlobalConfig
@@ -68,6 +68,10 @@ def test_a_removed_option_loads_only_at_its_no_op_value():
         from_dict(GroupConfig, {**group, "switch_rate": 0.3})
     with pytest.raises(ValueError, match="'clock' = True"):
         from_dict(HistoryConfig, {"frames": 5, "clock": True})
+    starts = {**to_dict(StartConfig()), "foreign_for": None}
+    assert from_dict(StartConfig, starts) == StartConfig()
+    with pytest.raises(ValueError, match="'foreign_for'"):
+        from_dict(StartConfig, {**starts, "foreign_for": ["walk"]})
 
 
 def test_a_key_given_flat_and_nested_or_unknown_is_refused():

@@ -385,31 +385,6 @@ def test_foreign_starts_begin_the_own_clip_in_another_clips_state(tmp_path):
         assert (gap > 0.02) if share else (gap < 0.002), (share, gap)  # on the own reference: about 1 mm
 
 
-def test_foreign_for_gives_foreign_starts_and_recovery_to_the_named_clips_only(tmp_path):
-    """`foreign_for`: of two clips, only the named one starts in the foreign clip's states and has its body-error
-    terminations waived for recover_s; the other starts on its own reference and a 2 m error ends it at once."""
-    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("sway", "squat", "balance")))
-    env = ImitationEnv(lib, EnvConfig(num_envs=N, clips=("synthetic_squat", "synthetic_sway"),
-                                      physics=PhysicsConfig(backend="mujoco"), episode=EpisodeConfig(recover_s=1.0),
-                                      starts=StartConfig(foreign_share=1.0, foreign_clips=("synthetic_balance",),
-                                                         foreign_for=("synthetic_squat",))))
-    c = jax.jit(env.core.start, static_argnums=1)(jax.random.key(0), 1000)
-    clip = np.asarray(c["clip"])
-    on_ref = np.asarray(lib.sample(clip, np.asarray(c["clip_time"])).qpos)
-    foreign = np.abs(np.asarray(c["qpos"])[:, 7:] - on_ref[:, 7:]).max(-1) > 1e-3
-    squat = clip == lib.index("synthetic_squat")
-    assert 0.4 < squat.mean() < 0.6 and not foreign[~squat].any()
-    assert np.all(np.asarray(c["clip_time"])[squat] == 0) and foreign[squat].mean() > 0.98  # (balance may pass by)
-    s = env.reset(1)
-    s = s._replace(qpos=s.qpos + np.r_[2.0, np.zeros(34)], clip_time=np.zeros(N, np.float32))
-    squat = np.asarray(s.clip) == lib.index("synthetic_squat")
-    s = env.step(s, np.zeros((N, 28), np.float32))
-    done = np.asarray(s.done)
-    assert 0 < squat.sum() < N and not done[squat].any() and done[~squat].all()
-    with pytest.raises(ValueError, match="foreign_for"):
-        ImitationEnv(lib, replace(env.config, starts=StartConfig(foreign_for=("nope",))))
-
-
 def test_recover_follow_keeps_the_reference_at_the_character_then_leaves_it_there(tmp_path):
     """With `recover_follow`, a character 2 m off its reference has it re-anchored at its root and heading through
     the clip's first recover_s (no body-error end, where the test above ends at recover_s); then the anchor stays."""
