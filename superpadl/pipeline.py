@@ -99,9 +99,11 @@ def retry_plan(attempt: int, base_iterations: int, base_minutes: float | None, s
 STAND_START_SHARE, STAND_START_RECOVER_S = 0.5, 2.0
 
 
-def stand_start_config(cfg, standing: str):
-    """An expert config whose episodes also start from the standing clip `standing` (`STAND_START_SHARE`)."""
-    env = replace(cfg.env, starts=dict(foreign_share=STAND_START_SHARE, foreign_clips=(standing,)),
+def stand_start_config(cfg, standing: str | None):
+    """An expert config whose episodes also start from the standing clip `standing` (`STAND_START_SHARE`); None:
+    from any other clip's states (a recipe's `start_from = "any"`)."""
+    env = replace(cfg.env, starts=dict(foreign_share=STAND_START_SHARE,
+                                       foreign_clips=None if standing is None else (standing,)),
                   episode=dict(recover_s=STAND_START_RECOVER_S, recover_follow=True, follow_heading=False))
     return dataclasses.replace(cfg, env=env, stop_success=2.0)
 
@@ -346,7 +348,7 @@ class Pipeline:
             env = replace(env, physics=dict(num_threads=max(1, (os.cpu_count() or 1) // self.workers)))
         cfg = dataclasses.replace(st.config, env=env, seed=attempt["seed"], iterations=attempt["iterations"])
         if set(entry["clips"]) & set(self.recipe.stand_starts):
-            cfg = stand_start_config(cfg, self.data["standing"])
+            cfg = stand_start_config(cfg, self.data["standing"] if self.recipe.start_from == "standing" else None)
         budget = None if attempt["minutes"] is None else max(1.0, attempt["minutes"] * 60 - attempt["wall_s"])
         limit, by_run = self.limit(budget)
         return {"name": name, "dir": attempt["dir"], "library": str(self.out / "library"), "config": to_dict(cfg),
@@ -467,7 +469,8 @@ def _new_status(recipe: R.Recipe) -> dict:
 
 
 # The stage a recipe key sets up; every other key (the sources, the name) is the import's.
-STAGE_OF_KEY = {"stand_starts": "experts", "experts": "experts", "groups": "groups", "global": "global", "eval": "eval"}
+STAGE_OF_KEY = {"stand_starts": "experts", "start_from": "experts", "experts": "experts", "groups": "groups",
+                "global": "global", "eval": "eval"}
 
 
 def changed_stages(before: dict, after: dict) -> set[str]:

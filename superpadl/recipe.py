@@ -77,10 +77,13 @@ class Recipe:
     # command does (`superpadl.pipeline.stand_start_config`): a teacher of the recipe that covers one is fine-tuned
     # so, all its clips
     stand_starts: tuple[str, ...] = ()
+    # where those episodes begin: "standing" (the standing skill's states) or "any" (every other clip's, at random
+    # times: a command given during another skill, as a user switches; the standing skill is one of them)
+    start_from: str = "standing"
     raw: dict = field(default_factory=dict)  # the parsed TOML: a run refuses to resume under another recipe
 
 
-TOP_KEYS = {"name", "sources", "sources_file", "data", "stand_starts", "experts", "groups", "global", "eval"}
+TOP_KEYS = {"name", "sources", "sources_file", "data", "stand_starts", "start_from", "experts", "groups", "global", "eval"}
 EXPERT_KEYS = {f.name for f in dataclasses.fields(ExpertStage)} - {"config"}
 STAGE_KEYS = {"minutes", "init_from"}
 
@@ -112,6 +115,9 @@ def parse(raw: dict, path: Path) -> Recipe:
     stand_starts = raw.get("stand_starts", [])
     if not isinstance(stand_starts, list) or not all(isinstance(c, str) and c for c in stand_starts):
         fail("stand_starts", "must be a list of clip ids")
+    start_from = raw.get("start_from", "standing")
+    if start_from not in ("standing", "any"):
+        fail("start_from", f"must be 'standing' or 'any', not {start_from!r}")
 
     def table(key: str) -> dict:
         value = raw.get(key, {})
@@ -145,7 +151,8 @@ def parse(raw: dict, path: Path) -> Recipe:
     for where, obj in (("experts", ex), ("groups", stages["groups"]), ("global", stages["global"]), ("eval", ev)):
         _check_budgets(obj, where, fail)
     return Recipe(path=path.resolve(), name=name, sources=sources, listed=listed, experts=ex,
-                  groups=stages["groups"], global_=stages["global"], eval=ev, stand_starts=tuple(stand_starts), raw=raw)
+                  groups=stages["groups"], global_=stages["global"], eval=ev, stand_starts=tuple(stand_starts),
+                  start_from=start_from, raw=raw)
 
 
 def _folder(path: Path, value, key: str, what: str, fail) -> Path:

@@ -210,6 +210,11 @@ def test_a_stand_start_clips_teacher_is_fine_tuned_with_starts_from_standing(tmp
     assert env["episode"]["recover_s"] == 2.0
     other = pipe._job("deepmimic_reach")["config"]["env"]  # not named: as the recipe says
     assert other["starts"]["foreign_share"] == 0.0 and not other["episode"]["recover_follow"]
+    # start_from = "any": the same, from every other clip's states (a command given during another skill)
+    (tmp_path / "r.toml").write_text('name = "r"\nstart_from = "any"\n' + body.format("deepmimic_wave"))
+    pipe.recipe = R.load(tmp_path / "r.toml")
+    env = pipe._job("wave")["config"]["env"]
+    assert env["starts"]["foreign_share"] == 0.5 and env["starts"]["foreign_clips"] is None
     for clip, why in (("deepmimic_still_0-0.5s", "is the standing clip itself"), ("nope", "is not a clip")):
         (tmp_path / "r.toml").write_text('name = "r"\n' + body.format(clip))
         pipe = Pipeline(R.load(tmp_path / "r.toml"), tmp_path / "run2", Status(tmp_path / "s2.json", {}), None, 1,

@@ -84,6 +84,7 @@ def test_sources_file_entries_are_relative_to_data(tmp_path):
     ('sources_file = "s.txt"\n', ("s.txt",), "sources_file", "empty clip list"),
     ('sources = ["a.txt"\n', ("a.txt",), "", "not valid TOML"),
     ('stand_starts = "deepmimic_walk"\nsources = ["a.txt"]\n', ("a.txt",), "stand_starts", "list of clip ids"),
+    ('start_from = "walk"\nsources = ["a.txt"]\n', ("a.txt",), "start_from", "'standing' or 'any'"),
 ])
 def test_bad_recipes_are_one_line_errors_and_write_nothing(tmp_path, capsys, text, files, key, problem):
     path = write(tmp_path, text, files)
