@@ -7,7 +7,10 @@ space sparsely) conditions one network that needs no motion library. A policy fo
 `ExpertController` is the expert-level runtime (PADL's language-to-skill step without distillation): a command
 is embedded with the text encoder and matched to the closest caption of the clips that have an expert; that
 clip's expert then tracks the clip's reference, re-anchored at the character's current position and heading
-(so a new command continues from wherever the character stands), and restarted when a non-looping clip ends.
+(so a new command continues from wherever the character stands). When a non-looping clip ends, the standing clip's
+expert takes over (as a one-shot command held past its end does with the global policy and in DAgger's labels;
+without a standing expert the clip is restarted). The character starts, and restarts, in the standing clip's first
+frame, where the global policy starts too.
 It needs the motion library the experts were trained on, since experts are conditioned on the reference.
 
 A controller folder holds `controller.json` {"format": "padl-expert-controller", "library": PATH,
@@ -110,6 +113,11 @@ class ExpertController:
         keep = [i for i, c in enumerate(idx) if library.clip_ids[c] in self.clip_expert]
         self.captions = [captions[i] for i in keep]
         self.caption_emb, self.caption_clip = emb[keep], np.asarray(idx)[keep]
+        self.caption_clips = [library.clip_ids[i] for i in self.caption_clip]
+        from superpadl.student import idle_clip
+
+        idle = idle_clip(library, list(self.clip_expert))
+        self.idle = library.clip_ids[idle] if idle >= 0 else None
         act = np.asarray(self.character.actuator_joint)
         low, high = (np.asarray(self.model.actuator_ctrlrange[:, i], np.float32) for i in (0, 1))
         self._pd = lambda ref_joints, a, cfg: pd_targets(ref_joints, a, cfg.action.mode, cfg.action.scale, act,
@@ -163,8 +171,9 @@ class ExpertController:
             self.anchor = Anchor.between(ref_qpos, self._qpos, self.anchor.yaw if keep_heading else None)
 
     def initial_state(self):
-        qpos, qvel, _, _ = self._ref([0.0])
-        return Anchor().qpos(qpos[0]), Anchor().qvel(qvel[0])
+        i = self.library.index(self.idle or next(iter(self.clip_expert)))
+        r = self._sample(jnp.asarray([i]), jnp.zeros(1, jnp.float32))
+        return np.asarray(r.qpos[0], np.float64), np.zeros(self.model.nv)
 
     def reset(self, qpos, qvel) -> None:
         self._qpos, self.clip_time = np.asarray(qpos, np.float64), 0.0
@@ -173,13 +182,16 @@ class ExpertController:
     def act(self, qpos, qvel) -> np.ndarray:
         self._qpos = np.asarray(qpos, np.float64)
         i = self.library.index(self.clip)
+        ending = self.clip_time + self.experts[self.clip_expert[self.clip]].env.obs.ref_frames / self.control_hz
+        if not bool(self.library.data.loop[i]) and ending > float(self.library.durations[i]):
+            # a gesture ended: stand (or, with no standing expert, play it again) from where the character now is
+            self.clip, self.clip_time = self.idle or self.clip, 0.0
+            self._reanchor()
+            i = self.library.index(self.clip)
         expert = self.experts[self.clip_expert[self.clip]]
         cfg = expert.env
         duration = float(self.library.durations[i])
-        if not bool(self.library.data.loop[i]) and self.clip_time + cfg.obs.ref_frames / self.control_hz > duration:
-            self.clip_time = 0.0  # a gesture ended: play it again from where the character now stands
-            self._reanchor()
-        elif cfg.episode.recover_follow and self.clip_time < cfg.episode.recover_s:
+        if cfg.episode.recover_follow and self.clip_time < cfg.episode.recover_s:
             self._reanchor(not cfg.episode.follow_heading)  # as the expert learnt it (`EpisodeConfig.recover_follow`)
         times = self.clip_time + np.arange(1, cfg.obs.ref_frames + 1) / self.control_hz
         ref_qpos, _, ref_pos, ref_rot = self._ref(times)

@@ -60,6 +60,34 @@ def test_commands_pick_clips_and_targets_stay_in_range(folder):
         c.set_command("   ")
 
 
+def test_an_ended_one_shot_clip_hands_over_to_the_standing_expert_where_it_also_starts(tmp_path):
+    """As the global policy and DAgger's labels do, a one-shot command held past its clip's end turns into the
+    standing skill, from where the character is; the character starts (and restarts) in the standing clip's first
+    frame, the runtime's start pose."""
+    from superpadl import endurance as E
+
+    lib_path = write_synthetic_library(tmp_path / "lib", kinds=("balance", "stand"), shift={"stand": (0.5, 0.0)})
+    lib = MotionLibrary(lib_path)
+    cfg = ExpertConfig(env=EnvConfig(num_envs=2, clips=("synthetic_balance", "synthetic_stand"),
+                                     physics=PhysicsConfig(backend="mujoco", num_threads=1)))
+    train(lib, tmp_path / "expert", cfg, iterations=0, progress=False)
+    (tmp_path / "controller.json").write_text(json.dumps(
+        {"format": "padl-expert-controller", "library": "lib", "experts": ["expert"]}))
+    c = load_controller(tmp_path)
+    assert c.idle == "synthetic_stand" and c.caption_clips == ["synthetic_balance", "synthetic_stand"]
+    qpos, qvel = c.initial_state()
+    np.testing.assert_allclose(qpos, E.first_frame(lib, "synthetic_stand"))
+    c.reset(qpos, qvel)
+    c.set_command("stand on one leg")
+    assert c.clip == "synthetic_balance"
+    steps = int(lib.durations[lib.index("synthetic_balance")] * c.control_hz)
+    for k in range(steps + 5):
+        c.act(qpos, qvel)
+        if k < steps - cfg.env.obs.ref_frames:
+            assert c.clip == "synthetic_balance", k
+    assert c.clip == "synthetic_stand" and 0 < c.clip_time < 1.0
+
+
 def test_controller_folders_fail_clearly(folder, tmp_path, capsys):
     with pytest.raises(ValueError, match="controller.json: missing"):
         load_controller(tmp_path)
