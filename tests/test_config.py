@@ -22,6 +22,8 @@ from superpadl.student import HistoryConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p.parent for p in (REPO / "models" / "teachers").glob("*/policy.json"))
+# the shipped experts saved before EnvConfig was split by concern (the others were saved in the nested layout)
+FLAT = [p for p in SHIPPED if "control_hz" in json.loads((p / "policy.json").read_text())["config"]["expert"]["env"]]
 
 
 def _at(cfg, path: str):
@@ -32,10 +34,9 @@ def _json_value(v):
     return tuple(v) if isinstance(v, list) else v
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", FLAT, ids=lambda p: p.name)
 def test_a_shipped_expert_loads_every_flat_value_into_its_nested_place_and_acts_as_resaved(path, tmp_path):
     flat = json.loads((path / "policy.json").read_text())["config"]["expert"]
-    assert "control_hz" in flat["env"]  # saved before the split
     cfg = from_dict(ExpertConfig, flat)
     for old, new in MIGRATIONS["EnvConfig"].items():  # a key added after the model was saved has its default
         assert _at(cfg.env, new) == _json_value(flat["env"].get(old, _at(EnvConfig(), new))), old
