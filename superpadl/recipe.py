@@ -83,7 +83,8 @@ class Recipe:
     raw: dict = field(default_factory=dict)  # the parsed TOML: a run refuses to resume under another recipe
 
 
-TOP_KEYS = {"name", "sources", "sources_file", "data", "stand_starts", "start_from", "experts", "groups", "global", "eval"}
+TOP_KEYS = {"name", "sources", "sources_file", "data", "stand_starts", "start_from", "experts", "groups", "global",
+            "eval"}
 EXPERT_KEYS = {f.name for f in dataclasses.fields(ExpertStage)} - {"config"}
 STAGE_KEYS = {"minutes", "init_from"}
 
