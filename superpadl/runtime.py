@@ -31,6 +31,7 @@ from padl import checkpoint
 from padl.env import anchor_between, pd_targets
 from padl.policy import ExpertPolicy
 from superpadl import policies
+from superpadl.endurance import first_frame
 
 FORMAT = "padl-expert-controller"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
@@ -171,9 +172,7 @@ class ExpertController:
             self.anchor = Anchor.between(ref_qpos, self._qpos, self.anchor.yaw if keep_heading else None)
 
     def initial_state(self):
-        i = self.library.index(self.idle or next(iter(self.clip_expert)))
-        r = self._sample(jnp.asarray([i]), jnp.zeros(1, jnp.float32))
-        return np.asarray(r.qpos[0], np.float64), np.zeros(self.model.nv)
+        return first_frame(self.library, self.idle or next(iter(self.clip_expert))), np.zeros(self.model.nv)
 
     def reset(self, qpos, qvel) -> None:
         self._qpos, self.clip_time = np.asarray(qpos, np.float64), 0.0
