@@ -2,14 +2,15 @@
 
     python benchmarks/distill_training.py [--library libs/default] [--experts models/teachers] [--groups DIR]
                                           [--stages groups-bc groups-padl global] [--profile 23] [--warmup 2]
-                                          [--num-envs 64] [--out runs/bench_distill_profile]
+                                          [--num-envs 64 [192 ...]] [--out runs/bench_distill_profile]
 
 Each stage trains a new run in <out>/<stage> with its trainer's default configuration for `--warmup` + `--profile`
 iterations and times the last `--profile` (`training_profile`; warmup + profile = eval_every, 25, ends the run on its
 periodic evaluation): physics, student policy inference, teacher inference, observation/reward, the student's inputs
 and history, discriminator and PPO update or BC update and its data, evaluation (at its steady rate), checkpointing and
 logging, host<->device copies and the rest, per iteration and as shares, with the end-to-end samples/s against the raw
-threaded physics rate of the same batch measured in the same run. All stages go to <out>/profile.json.
+threaded physics rate of the same batch measured in the same run. Several `--num-envs` profile each stage at each
+batch size in turn (the first is the baseline) and end with one table of them. All go to <out>/profile.json.
 
 - groups-bc: `superpadl.groups.train_group`'s DAgger warm-up (BC) on the clips the experts of --experts cover.
 - groups-padl: its PADL phase (PPO on the discriminator reward plus BC), started at once (no warm-up).
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     ap.add_argument("--profile", type=int, default=23, metavar="N", help="iterations timed per stage")
     ap.add_argument("--warmup", type=int, default=2, help="iterations before the timed ones")
-    ap.add_argument("--num-envs", type=int, default=64)
+    ap.add_argument("--num-envs", type=int, nargs="+", default=[64])
     ap.add_argument("--out", type=Path, default=Path("runs/bench_distill_profile"))
     args = ap.parse_args(argv)
 
@@ -152,22 +153,34 @@ def main(argv=None) -> int:
     library = MotionLibrary(args.library, include_flagged=True)  # as the distill commands load it
     results = {}
     for stage in args.stages:
-        if stage == "global":
-            prof, env_cfg, cfg, order, n_clips = profile_global(library, args.experts, args.groups, args.out / stage,
-                                                              args.warmup, args.profile, args.num_envs)
-        else:
-            prof, env_cfg, cfg, order, n_clips = profile_groups(library, args.experts, args.out / stage,
-                                                              stage == "groups-padl", args.warmup, args.profile,
-                                                              args.num_envs)
-        env = ImitationEnv(library, replace(env_cfg, physics=dict(backend="mujoco")))
-        T = cfg.rollout_steps
-        r = prof.result(args.profile, T * env.num_envs, raw_rate(env, os.cpu_count() or 1, 3.0), env.substeps, order,
-                        cfg.eval_every)
-        teachers = f"groups of {args.groups}" if args.groups else "a fresh group controller"
-        TP.print_table(f"{stage} profile: {n_clips} clips of {args.library}, {env.num_envs} envs x {T} steps per "
-                       f"iteration" + (f", teachers: {teachers}" if stage == "global" else ""), r)
-        results[stage] = r
-        TP.save(args.out / "profile.json", results)
+        for num_envs in args.num_envs:
+            name = stage if len(args.num_envs) == 1 else f"{stage}@{num_envs}"
+            if stage == "global":
+                prof, env_cfg, cfg, order, n_clips = profile_global(library, args.experts, args.groups,
+                                                                  args.out / name, args.warmup, args.profile, num_envs)
+            else:
+                prof, env_cfg, cfg, order, n_clips = profile_groups(library, args.experts, args.out / name,
+                                                                  stage == "groups-padl", args.warmup, args.profile,
+                                                                  num_envs)
+            env = ImitationEnv(library, replace(env_cfg, physics=dict(backend="mujoco")))
+            T = cfg.rollout_steps
+            r = prof.result(args.profile, T * env.num_envs, raw_rate(env, os.cpu_count() or 1, 3.0), env.substeps,
+                            order, cfg.eval_every)
+            teachers = f"groups of {args.groups}" if args.groups else "a fresh group controller"
+            TP.print_table(f"{name} profile: {n_clips} clips of {args.library}, {env.num_envs} envs x {T} steps per "
+                           f"iteration" + (f", teachers: {teachers}" if stage == "global" else ""), r)
+            results[name] = r
+            TP.save(args.out / "profile.json", results)
+    if len(results) > 1:
+        print("\n| stage | envs | ms per iteration | samples/s | x the first | of raw physics |")
+        print("|---|---|---|---|---|---|")
+        for stage in args.stages:
+            base = results[f"{stage}@{args.num_envs[0]}"]["samples_per_s"]
+            for num_envs in args.num_envs:
+                r = results[f"{stage}@{num_envs}"]
+                print(f"| {stage} | {num_envs} | {1e3 * r['wall_s'] / r['iterations']:,.0f} | "
+                      f"{r['samples_per_s']:,.0f} | {r['samples_per_s'] / base:.2f} | "
+                      f"{r['samples_per_s'] * r['substeps'] / r['raw_physics_steps_per_s']:.0%} |")
     return 0
 
 
