@@ -69,8 +69,8 @@ class CommandSchedule:
 
 @dataclass(frozen=True)
 class GlobalConfig:
-    env: EnvConfig = field(default_factory=lambda: EnvConfig(
-        num_envs=64, action=ActionConfig(mode="absolute"), starts=StartConfig(first_frame_share=0.25),
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(  # 192 characters: as `GroupConfig.env`
+        num_envs=192, action=ActionConfig(mode="absolute"), starts=StartConfig(first_frame_share=0.25),
         episode=EpisodeConfig(max_body_error=1e6, end_with_clip=False)))
     ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(  # the policy network and its normaliser
         policy_hidden=(1024, 512), value_hidden=(8,), layer_norm=True, log_std_init=-2.5, fixed_log_std=True))
