@@ -10,7 +10,8 @@ periodic evaluation): physics, student policy inference, teacher inference, obse
 and history, discriminator and PPO update or BC update and its data, evaluation (at its steady rate), checkpointing and
 logging, host<->device copies and the rest, per iteration and as shares, with the end-to-end samples/s against the raw
 threaded physics rate of the same batch measured in the same run. Several `--num-envs` profile each stage at each
-batch size in turn (the first is the baseline) and end with one table of them. All go to <out>/profile.json.
+batch size in turn (the first is the baseline), in <out>/<stage>@<envs>, and end with one table of them. All go to
+<out>/profile.json.
 
 - groups-bc: `superpadl.groups.train_group`'s DAgger warm-up (BC) on the clips the experts of --experts cover.
 - groups-padl: its PADL phase (PPO on the discriminator reward plus BC), started at once (no warm-up).

@@ -58,7 +58,7 @@ TRAIN_STATE, POLICY = "train_state", "policy"
 @dataclass(frozen=True)
 class GroupConfig:
     # 192 characters, not 64: the BC update's cost is per Adam step, not per sample, so 3x the states per iteration
-    # cost 1.2x the wall time and learnt as fast per minute (docs/experiments.md)
+    # cost 1.4x the wall time and learnt as fast per minute (docs/experiments.md)
     env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=192, action=ActionConfig(mode="absolute"),
                                                              starts=StartConfig(first_frame_share=0.25)))
     ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(
