@@ -82,7 +82,7 @@ def curve(run: Path) -> list[dict]:
 
 
 def report(names: list[str], curves: list[list[dict]]) -> None:
-    from superpadl.evaluate import kept_score
+    from superpadl.evaluate import evaluation_score, kept_score, lost_a_clip
 
     its = sorted({r["iteration"] for c in curves for r in c})
     print("\nlearning curves: success / transition success, wall minutes, at each evaluation")
@@ -95,7 +95,7 @@ def report(names: list[str], curves: list[list[dict]]) -> None:
             cells.append("-" if r is None else f"{r['success']:.0%} / {r.get('transition_success', float('nan')):.0%}, "
                                                f"{r['wall_s'] / 60:.1f} min")
         print(f"| {it} | " + " | ".join(cells) + " |")
-    base_best = max((score_of(r) for r in curves[0]), default=float("nan"))
+    base_best = max((evaluation_score(r) for r in curves[0]), default=float("nan"))
     bar = base_best - 0.10
     print(f"\nsummary (score: `kept_score`'s mean of success, transition success and real use served; bar: the "
           f"baseline's best score - 10 points = {bar:.0%}; the best evaluation is the one `kept_score` keeps)")
@@ -107,18 +107,11 @@ def report(names: list[str], curves: list[list[dict]]) -> None:
             continue
         last = c[-1]
         best = max(c, key=kept_score)
-        reached = next((r for r in c if score_of(r) >= bar), None)
-        lost = " with a clip at 0 %" if kept_score(best)[0] < score_of(best) else ""
+        reached = next((r for r in c if evaluation_score(r) >= bar), None)
+        lost = " with a clip at 0 %" if lost_a_clip(best) else ""
         print(f"| {name} | {last['iteration']} | {last['samples'] / last['wall_s']:,.0f} | "
-              f"{score_of(best):.0%}{lost} ({best['iteration']}) | {best['g_mpjpe_mm']:.1f} | "
+              f"{evaluation_score(best):.0%}{lost} ({best['iteration']}) | {best['g_mpjpe_mm']:.1f} | "
               f"{'-' if reached is None else format(reached['wall_s'] / 60, '.1f')} |")
-
-
-def score_of(row: dict) -> float:
-    """`kept_score`'s score without its penalty for a clip at 0 % (which would put every bar below zero)."""
-    from superpadl.evaluate import kept_score
-
-    return kept_score(row)[0] + (1.0 if row.get("worst_clip_success", 1.0) == 0.0 else 0.0)
 
 
 def main(argv=None) -> int:

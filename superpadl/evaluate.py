@@ -191,11 +191,19 @@ def kept_score(row: dict) -> tuple[float, float]:
     clip starts alone fell 3x as often in use as others of the same runs (docs/experiments.md). An evaluation with
     a clip that never succeeded (`worst_clip_success` 0) ranks below every one without: a skill lost is not made
     up for by a few more successes on the others, which a mean over a few episodes per clip would allow."""
-    score = 0.5 * (row["success"] + row.get("transition_success", row["success"]))
+    return evaluation_score(row) - (1.0 if lost_a_clip(row) else 0.0), -row["g_mpjpe_mm"]
+
+
+def evaluation_score(row: dict) -> float:
+    """`kept_score`'s mean of success, transition success and real use served, without its lost-clip penalty."""
+    value = 0.5 * (row["success"] + row.get("transition_success", row["success"]))
     if "served_share" in row:
-        score = 0.5 * (score + row["served_share"])
-    lost_a_clip = row.get("worst_clip_success", 1.0) == 0.0
-    return score - (1.0 if lost_a_clip else 0.0), -row["g_mpjpe_mm"]
+        value = 0.5 * (value + row["served_share"])
+    return value
+
+
+def lost_a_clip(row: dict) -> bool:
+    return row.get("worst_clip_success", 1.0) == 0.0
 
 
 def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_s: float, after_s: float,
