@@ -2,7 +2,7 @@
 
     python benchmarks/distill_curves.py groups --recipe configs/default.toml --library runs/default/library \
         --variants bc_steps=64 bc_steps=16 [--iterations 200] [--minutes M] [--eval-every 20] \
-        [--out runs/bench_curves_groups]
+        [--init-from GROUP_CONTROLLER] [--out runs/bench_curves_groups]
     python benchmarks/distill_curves.py global --recipe configs/default.toml --library runs/default/library \
         --groups runs/default2/groups --variants sgd_steps=64 sgd_steps=16 [--iterations 300]
 
@@ -46,7 +46,7 @@ def parse_variant(text: str) -> dict:
 
 
 def train_variant(stage: str, recipe: Path, library: Path, groups: Path | None, variant: dict, iterations: int,
-                  minutes: float | None, eval_every: int, out: Path, resume: bool) -> None:
+                  minutes: float | None, eval_every: int, out: Path, resume: bool, init_from: Path | None) -> None:
     """One variant's run (a worker process)."""
     from motions.library import MotionLibrary
     from padl.config import replace
@@ -62,7 +62,7 @@ def train_variant(stage: str, recipe: Path, library: Path, groups: Path | None, 
 
         teachers = load_experts(lib, [rec.experts.teachers])
         cfg = replace(rec.groups.config, eval_every=eval_every, **variant)
-        train_group(lib, teachers, teachers.clips(lib), out, cfg, **common)
+        train_group(lib, teachers, teachers.clips(lib), out, cfg, init_from=init_from, **common)
     else:
         from superpadl.global_policy import train_global
         from superpadl.teachers import load_groups
@@ -121,6 +121,8 @@ def main(argv=None) -> int:
     ap.add_argument("--library", type=Path, required=True, help="the recipe's imported library (RUN/library)")
     ap.add_argument("--groups", type=Path, help="the global stage's teachers (a groups folder)")
     ap.add_argument("--variants", nargs="+", required=True, metavar="KEY=VALUE[,...]")
+    ap.add_argument("--init-from", type=Path, help="groups: start every variant from this group controller "
+                    "(e.g. with bc_warmup_iterations=0, to compare settings of the PADL phase)")
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--minutes", type=float, help="each variant's wall-clock budget (default: none)")
     ap.add_argument("--eval-every", type=int, default=20)
@@ -130,13 +132,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.stage == "global" and args.groups is None:
         ap.error("the global stage needs --groups (its teachers)")
+    if args.stage == "global" and args.init_from is not None:
+        ap.error("--init-from is for the groups stage")
     out = args.out or Path(f"runs/bench_curves_{args.stage}")
     variants = [parse_variant(v) for v in args.variants]
     names = [v.replace(",", " ") for v in args.variants]
     runs = [out / v.replace(",", "_").replace("=", "") for v in args.variants]
     if args.worker is not None:
         train_variant(args.stage, args.recipe, args.library, args.groups, variants[args.worker], args.iterations,
-                      args.minutes, args.eval_every, runs[args.worker], args.resume)
+                      args.minutes, args.eval_every, runs[args.worker], args.resume, args.init_from)
         return 0
     out.mkdir(parents=True, exist_ok=True)
     procs = []

@@ -3,6 +3,7 @@
     python benchmarks/distill_training.py [--library libs/default] [--experts models/teachers] [--groups DIR]
                                           [--stages groups-bc groups-padl global] [--profile 23] [--warmup 2]
                                           [--num-envs 64 [192 ...]] [--out runs/bench_distill_profile]
+                                          [--recipe configs/default.toml]
 
 Each stage trains a new run in <out>/<stage> with its trainer's default configuration for `--warmup` + `--profile`
 iterations and times the last `--profile` (`training_profile`; warmup + profile = eval_every, 25, ends the run on its
@@ -10,7 +11,8 @@ periodic evaluation): physics, student policy inference, teacher inference, obse
 and history, discriminator and PPO update or BC update and its data, evaluation (at its steady rate), checkpointing and
 logging, host<->device copies and the rest, per iteration and as shares, with the end-to-end samples/s against the raw
 threaded physics rate of the same batch measured in the same run. Several `--num-envs` profile each stage at each
-batch size in turn (the first is the baseline), in <out>/<stage>@<envs>, and end with one table of them. All go to
+batch size in turn (the first is the baseline), in <out>/<stage>@<envs>, and end with one table of them, with the whole
+group stage's rate in the mix of BC and PADL iterations --recipe runs (default: configs/default.toml). All go to
 <out>/profile.json.
 
 - groups-bc: `superpadl.groups.train_group`'s DAgger warm-up (BC) on the clips the experts of --experts cover.
@@ -135,6 +137,24 @@ def profile_global(library, experts, groups, out: Path, warmup: int, iterations:
     return prof, dataclasses.replace(cfg.env, clips=tuple(clips)), cfg, order, len(clips)
 
 
+def group_mix(recipe: Path) -> tuple[int, int]:
+    """(BC warm-up, PADL) iterations of the recipe's group stage, `GroupConfig`'s defaults where it is silent (read
+    from its [groups] table alone: the summary needs no motion sources)."""
+    import tomllib
+
+    from superpadl.groups import GroupConfig
+
+    table = tomllib.loads(recipe.read_text()).get("groups", {})
+    total = table.get("iterations", GroupConfig.iterations)
+    bc = min(total, table.get("bc_warmup_iterations", GroupConfig.bc_warmup_iterations))
+    return bc, total - bc
+
+
+def whole_stage_rate(bc_rate: float, padl_rate: float, bc: int, padl: int) -> float:
+    """Samples/s of a group run of `bc` warm-up and `padl` PADL iterations (the same samples per iteration)."""
+    return (bc + padl) / (bc / bc_rate + padl / padl_rate)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--library", type=Path, default=Path("libs/default"))
@@ -145,7 +165,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2, help="iterations before the timed ones")
     ap.add_argument("--num-envs", type=int, nargs="+", default=[64])
     ap.add_argument("--out", type=Path, default=Path("runs/bench_distill_profile"))
+    ap.add_argument("--recipe", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "default.toml",
+                    help="whose group stage (BC warm-up and PADL iterations) the summary's whole-stage row weighs")
     args = ap.parse_args(argv)
+    named = lambda stage, n: stage if len(args.num_envs) == 1 else f"{stage}@{n}"
 
     from motions.library import MotionLibrary
     from padl.config import replace
@@ -155,7 +178,7 @@ def main(argv=None) -> int:
     results = {}
     for stage in args.stages:
         for num_envs in args.num_envs:
-            name = stage if len(args.num_envs) == 1 else f"{stage}@{num_envs}"
+            name = named(stage, num_envs)
             if stage == "global":
                 prof, env_cfg, cfg, order, n_clips = profile_global(library, args.experts, args.groups,
                                                                   args.out / name, args.warmup, args.profile, num_envs)
@@ -176,12 +199,19 @@ def main(argv=None) -> int:
         print("\n| stage | envs | ms per iteration | samples/s | x the first | of raw physics |")
         print("|---|---|---|---|---|---|")
         for stage in args.stages:
-            base = results[f"{stage}@{args.num_envs[0]}"]["samples_per_s"]
+            base = results[named(stage, args.num_envs[0])]["samples_per_s"]
             for num_envs in args.num_envs:
-                r = results[f"{stage}@{num_envs}"]
+                r = results[named(stage, num_envs)]
                 print(f"| {stage} | {num_envs} | {1e3 * r['wall_s'] / r['iterations']:,.0f} | "
                       f"{r['samples_per_s']:,.0f} | {r['samples_per_s'] / base:.2f} | "
                       f"{r['train_over_raw']:.0%} |")
+        if {"groups-bc", "groups-padl"} <= set(args.stages):
+            bc, padl = group_mix(args.recipe)
+            rate = lambda n: whole_stage_rate(results[named("groups-bc", n)]["samples_per_s"],
+                                              results[named("groups-padl", n)]["samples_per_s"], bc, padl)
+            for num_envs in args.num_envs:
+                print(f"| groups: {bc} BC + {padl} PADL iterations ({args.recipe.name}) | {num_envs} | - | "
+                      f"{rate(num_envs):,.0f} | {rate(num_envs) / rate(args.num_envs[0]):.2f} | - |")
     return 0
 
 

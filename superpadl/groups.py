@@ -61,8 +61,10 @@ class GroupConfig:
     # cost 1.4x the wall time and learnt as fast per minute (docs/experiments.md)
     env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=192, action=ActionConfig(mode="absolute"),
                                                              starts=StartConfig(first_frame_share=0.25)))
+    # 2 PPO epochs, not 4: the PADL phase's update is compute-bound per sample, and 4 learnt no better per
+    # iteration from the same warm-up (docs/experiments.md)
     ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(
-        gamma=0.95, policy_lr=2e-4, value_lr=5e-4, num_epochs=4, num_minibatches=4, log_std_init=-2.5,
+        gamma=0.95, policy_lr=2e-4, value_lr=5e-4, num_epochs=2, num_minibatches=4, log_std_init=-2.5,
         fixed_log_std=True, policy_hidden=(1024, 512), value_hidden=(512, 256), layer_norm=True, bc_weight=0.01))
     # (1024, 512) with LayerNorm, as the global policy: better than (512, 256) without (docs/experiments.md)
     disc: discriminator.DiscConfig = field(default_factory=lambda: discriminator.DiscConfig(replay_size=16384))

@@ -1,6 +1,7 @@
 """SuperPADL distillation: the strided history, DAgger relabelling, short group and global runs that learn, the
 runtime policy controller, `superpadl eval`, and clear errors for foreign checkpoints."""
 import dataclasses
+import itertools
 import json
 
 import jax
@@ -248,6 +249,31 @@ def test_restart_history_is_the_reference_past_or_the_first_frame(small_env):
     np.testing.assert_allclose(still, np.repeat(np.asarray(frame)[:, None], cfg.window + 1, 1))
 
 
+def test_push_step_fills_restarted_envs_as_the_full_reference_past_does(small_env):
+    """`push_step` computes the reference's past only for the envs that restarted (up to `restart_rows`, or all
+    when more did); every count gives the histories that filling every env with `restart_fill` gives."""
+    n = 32
+    assert S.restart_rows(n) == 2
+    tile = lambda x: jnp.tile(x, (n // 4,) + (1,) * (x.ndim - 1))
+    state = S.view(small_env.reset(jax.random.key(5)))
+    state = state._replace(**{f: tile(getattr(state, f)) for f in ("clip", "disc_hist", "obs", "done", "truncated")},
+                           clip_time=jnp.linspace(0.1, 1.5, n))
+    cfg = S.HistoryConfig(reference_restarts=0.5)
+    hist = jax.random.normal(jax.random.key(1), (n, cfg.window + 1, state.disc_hist.shape[-1]))
+    frame = S.env_proprio(state)[1]
+    step = jax.jit(lambda h, s, k: S.push_step(h, small_env, s, cfg, k))
+    for restarted, seed in itertools.product(([], [7], [3, 30], [0, 5, 9, 31], list(range(n))), range(4)):
+        done = jnp.zeros(n, bool).at[jnp.asarray(restarted, jnp.int32)].set(True)
+        new = state._replace(done=done, truncated=jnp.zeros(n, bool))
+        key = jax.random.key(seed)
+        want = S.push_history(hist, frame, done, S.restart_fill(small_env, new, frame, cfg, key))
+        got = step(hist, new, key)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6, err_msg=f"restarted {restarted}")
+    # the draw between the reference's past and a repeated frame went both ways among the 32
+    uses_past = np.abs(np.asarray(got)[:, -1] - np.asarray(frame)).max(-1) > 1e-4
+    assert 0 < uses_past.sum() < n
+
+
 def test_dagger_labels_are_the_teachers_actions_on_the_students_states(lib, small_env):
     """The student drives (beta = 0): actions executed are the student's, labels are teacher(state) of the states
     the student reached. With beta = 1 the teacher drives and executed == labels."""
@@ -369,8 +395,9 @@ def test_group_init_from_holds_its_controller_while_the_critic_learns_and_scores
     # the held controller's own transitions, drawn as the evaluation at iteration 2 draws them
     agent = GroupAgent(GroupTeachers(lib, [GroupPolicy.load(groups_dir / "group_000")]), lib)
     assert row["transition_success"] == transition_success(agent, lib, 4, 2.0, 3.0, np.random.default_rng(2))["success"]
-    # and its real use: the held controller commanded by clip from the start pose, the chain of the same seed
-    held = GroupController(groups_dir / "group_000", E.start_pose(lib, CLIPS))
+    # and its real use: the kept controller (held networks, the normaliser that went on learning) commanded by clip
+    # from the start pose, the chain of the same seed
+    held = GroupController(run, E.start_pose(lib, CLIPS))
     use = E.training_eval(held, E.locomotion_directions(lib.path), 0.1, cfg.seed)
     assert 0.0 <= row["served_share"] <= 1.0 and {k: row[k] for k in use} == use
     with pytest.raises(checkpoint.CheckpointError, match="not this group's"):
