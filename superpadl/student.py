@@ -68,12 +68,15 @@ def push_history(hist: jax.Array, frame: jax.Array, restart: jax.Array, fill: ja
     return jnp.where(restart[:, None, None], frame[:, None] if fill is None else fill, shifted)
 
 
-def restart_fill(env, state, frame: jax.Array, cfg: HistoryConfig, key) -> jax.Array:
+def restart_fill(env, state, frame: jax.Array, cfg: HistoryConfig, key, rows: jax.Array | None = None) -> jax.Array:
     """(N, window + 1, F) histories for envs that (re)started at a reference state: the reference's past up to
     the current frame for a share `cfg.reference_restarts` of them (drawn per env), the current frame repeated
-    for the others."""
-    past = env.reference_history(state, cfg.window + 1).at[:, 0].set(frame)
+    for the others. With `rows` (K,), only those envs' (K, window + 1, F), drawn as among all N."""
     use = jax.random.uniform(key, (frame.shape[0],)) < cfg.reference_restarts
+    if rows is not None:
+        state = state._replace(clip=state.clip[rows], clip_time=state.clip_time[rows])
+        frame, use = frame[rows], use[rows]
+    past = env.reference_history(state, cfg.window + 1).at[:, 0].set(frame)
     return jnp.where(use[:, None, None], past, frame[:, None])
 
 
@@ -96,19 +99,15 @@ def push_step(hist: jax.Array, env, new, cfg: HistoryConfig, key) -> jax.Array:
     that (re)started. Meant for a trainer's jitted step, with no host sync: the reference's past is computed only
     for the envs that restarted, up to `restart_rows` of them, or for all when more did (`lax.cond`)."""
     restart, frame = jnp.asarray(new.done | new.truncated), env_proprio(new)[1]
-    n, k = restart.shape[0], restart_rows(restart.shape[0])
-    count = restart.sum()
+    k, count = restart_rows(restart.shape[0]), restart.sum()
+    none = lambda: jnp.broadcast_to(frame[:, None], hist.shape)
 
     def some():  # the first k restarted envs (padded with duplicates of one, which write the same rows)
         rows = jnp.nonzero(restart, size=k, fill_value=jnp.argmax(restart))[0]
-        use = jax.random.uniform(key, (n,))[rows] < cfg.reference_restarts
-        past = env.reference_history(new._replace(clip=new.clip[rows], clip_time=new.clip_time[rows]),
-                                     cfg.window + 1).at[:, 0].set(frame[rows])
-        fill = jnp.where(use[:, None, None], past, frame[rows][:, None])
-        return jnp.broadcast_to(frame[:, None], hist.shape).at[rows].set(fill)
+        return none().at[rows].set(restart_fill(env, new, frame, cfg, key, rows))
 
-    fill = jax.lax.cond(count > k, lambda: restart_fill(env, new, frame, cfg, key),
-                        lambda: jax.lax.cond(count > 0, some, lambda: jnp.broadcast_to(frame[:, None], hist.shape)))
+    every = lambda: restart_fill(env, new, frame, cfg, key)
+    fill = jax.lax.switch(jnp.minimum(count, 1) + (count > k), [none, some, every])
     return push_history(hist, frame, restart, fill)
 
 
