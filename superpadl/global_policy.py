@@ -112,14 +112,6 @@ def caption_table(library: MotionLibrary, clips: list[str], encoder=None):
     return captions, owners, np.concatenate(emb).astype(np.float32)
 
 
-def teacher_share(iteration: int, schedule: CommandSchedule) -> float:
-    """The share of envs the teachers drive (DAgger's beta): from all, down to `beta_floor` over `beta_iterations`.
-    A floor keeps states the teachers know in the aggregated data: once only the student drives, labels come from
-    states ever further from the teachers' own, where their actions are guesses too."""
-    decay = max(0.0, 1.0 - iteration / schedule.beta_iterations) if schedule.beta_iterations else 0.0
-    return max(schedule.beta_floor, decay)
-
-
 class Carry(NamedTuple):
     """What a DAgger rollout carries from one iteration to the next."""
 
@@ -314,7 +306,7 @@ class _Stage(Stage):
             self.carry = Carry(env_state, hist, command, self.commands.draw_caption(k0, command),
                                jnp.asarray(env_state.clip_time),
                                S.anchored(self.commands.starts[command], jnp.asarray(env_state.anchor)))
-        beta = teacher_share(it, cfg.commands)
+        beta = S.teacher_share(it, cfg.commands)
         key, k_beta = jax.random.split(key)
         by_teacher = jax.random.uniform(k_beta, (N,)) < beta
         key, k_roll = jax.random.split(key)

@@ -74,7 +74,8 @@ class GroupConfig:
     rollout_steps: int = 32
     iterations: int = 300  # warm-up + PADL
     bc_warmup_iterations: int = 150
-    beta_iterations: int = 40  # the experts drive a share 1 -> 0 of the envs over these first iterations
+    beta_iterations: int = 40  # the experts drive a share of the envs from all, down to `beta_floor`, over these
+    beta_floor: float = 0.0  # (`superpadl.student.teacher_share`) during the warm-up
     bc_steps: int = 64  # Adam steps per warm-up iteration
     bc_batch: int = 512
     bc_lr: float = 1e-3
@@ -198,7 +199,7 @@ class _Stage(Stage):
                                                               cfg.history)
         env_state, hist, ts, ds, replay = self.env_state, self.hist, state["ppo"], state["disc"], state["replay"]
         warmup = it < cfg.bc_warmup_iterations
-        beta = max(0.0, 1.0 - it / cfg.beta_iterations) if warmup and cfg.beta_iterations else 0.0
+        beta = S.teacher_share(it, cfg) if warmup else 0.0
         key, k_beta = jax.random.split(key)
         by_teacher = jax.random.uniform(k_beta, (N,)) < beta
         xs, actions, logps, values, teacher, tracking, dones, truncs, disc_obs = ([] for _ in range(9))

@@ -111,6 +111,14 @@ def push_step(hist: jax.Array, env, new, cfg: HistoryConfig, key) -> jax.Array:
     return push_history(hist, frame, restart, fill)
 
 
+def teacher_share(iteration: int, schedule) -> float:
+    """The share of envs the teachers drive (DAgger's beta): from all, down to `beta_floor` over `beta_iterations`
+    (fields of a `GroupConfig` or of the global stage's `CommandSchedule`). A floor keeps states the teachers know in the aggregated data: once only the student drives, labels come from
+    states ever further from the teachers' own, where their actions are guesses too."""
+    decay = max(0.0, 1.0 - iteration / schedule.beta_iterations) if schedule.beta_iterations else 0.0
+    return max(schedule.beta_floor, decay)
+
+
 def view(state):
     """The fields of an `EnvState` the students' jitted steps read, the others None: a jitted call flattens and
     checks every leaf it is passed, and the reset pool alone has dozens."""

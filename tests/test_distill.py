@@ -544,13 +544,16 @@ def test_real_use_weighs_as_much_as_the_clip_start_figures_together():
 
 
 def test_teachers_drive_a_share_that_decays_to_the_floor():
-    from superpadl.global_policy import teacher_share
+    from superpadl.student import teacher_share
 
     cfg = CommandSchedule(beta_iterations=40)
     assert [teacher_share(i, cfg) for i in (0, 10, 40, 400)] == [1.0, 0.75, 0.0, 0.0]
     floored = CommandSchedule(beta_iterations=40, beta_floor=0.2)
     assert [teacher_share(i, floored) for i in (0, 10, 39, 40, 400)] == [1.0, 0.75, 0.2, 0.2, 0.2]
     assert teacher_share(0, CommandSchedule(beta_iterations=0, beta_floor=0.2)) == 0.2
+    from superpadl.groups import GroupConfig  # the group stage's warm-up takes the same schedule from its config
+
+    assert [teacher_share(i, GroupConfig(beta_iterations=40, beta_floor=0.25)) for i in (0, 20, 40)] == [1.0, 0.5, 0.25]
 
 
 def test_the_kept_policy_never_lost_a_skill():
