@@ -7,7 +7,8 @@ A recipe's model is judged against the shipped one on the clips both know: LIB h
 are not in LIB are left out of its evaluation, `superpadl.evaluate.GlobalAgent`), so a model with an extra skill is
 compared on the shipped model's skills. Each policy is evaluated as `superpadl eval POLICY LIB` does (every caption
 `--episodes` times from its clip's first frame; `--transitions` random caption pairs, drawn with the same seed, so
-the same pairs where the policies know the same captions); the baseline (the shipped model unless `--baseline`) is measured in the same run.
+the same pairs where the policies know the same captions); the baseline (the shipped model unless `--baseline`) is
+measured in the same run.
 Prints per clip success and G-MPJPE, the means over clips, and transition success with its pairs leaving each clip.
 """
 from __future__ import annotations

@@ -6,9 +6,9 @@ and a one-hot index of the clip it should perform within its
 group (a learned per-clip embedding: the first layer's weights on the one-hot). It outputs absolute PD targets.
 Training has two phases:
 
-1. BC warm-up (DAgger): the controller drives the character (the experts drive a share `beta` of the envs, all at
-   first, decaying to `beta_floor`), every visited state is labelled with its clip expert's action, the labelled states
-   are aggregated, and the controller regresses onto them.
+1. BC warm-up (DAgger): the controller drives the character (the experts drive a share `beta` of the envs, all
+   at first, decaying to `beta_floor`), every visited state is labelled with its clip expert's action, the
+   labelled states are aggregated, and the controller regresses onto them.
 2. PADL: PPO on the adversarial reward of a discriminator that also sees the clip index (so each clip keeps its
    own style), plus `bc_weight` (0.01) x behaviour cloning of the experts on the states the controller visits.
    The value function is trained alone first, and the policy then moves at a small fine-tuning rate: with an

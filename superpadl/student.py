@@ -113,8 +113,9 @@ def push_step(hist: jax.Array, env, new, cfg: HistoryConfig, key) -> jax.Array:
 
 def teacher_share(iteration: int, schedule) -> float:
     """The share of envs the teachers drive (DAgger's beta): from all, down to `beta_floor` over `beta_iterations`
-    (fields of a `GroupConfig` or of the global stage's `CommandSchedule`). A floor keeps states the teachers know in the aggregated data: once only the student drives, labels come from
-    states ever further from the teachers' own, where their actions are guesses too."""
+    (fields of a `GroupConfig` or of the global stage's `CommandSchedule`). A floor keeps states the teachers know
+    in the aggregated data: once only the student drives, labels come from states ever further from the teachers'
+    own, where their actions are guesses too."""
     decay = max(0.0, 1.0 - iteration / schedule.beta_iterations) if schedule.beta_iterations else 0.0
     return max(schedule.beta_floor, decay)
 
