@@ -50,11 +50,11 @@ def main(argv=None) -> None:
         rows.append(row)
     rows.append(["mean over clips"] + [f"{r['mean']['success']:.0%}, {r['mean']['g_mpjpe_mm']:.1f} mm"
                                        for r in results])
-    rows.append(["transitions"] + [f"{r['transitions']['success']:.0%} of {len(r['transitions']['pairs'])} pairs"
-                                   for r in results])
+    switched = [r.get("transitions") for r in results]  # none for an expert
+    rows.append(["transitions"] + [f"{t['success']:.0%} of {len(t['pairs'])} pairs" if t else "-" for t in switched])
     for clip in clips:
-        rows.append([f"  pairs leaving {clip}"] + ["%d/%d" % tuple(r["transitions"]["by_clip"][clip]["from"])
-                                                   for r in results])
+        rows.append([f"  pairs leaving {clip}"] + ["%d/%d" % tuple(t["by_clip"][clip]["from"]) if t else "-"
+                                                   for t in switched])
     print(f"clip starts: {args.episodes} episodes per caption, on {args.lib} (success, G-MPJPE)")
     print(table(("clip", *names), [tuple(r) for r in rows]))
 
