@@ -35,8 +35,11 @@ def main(argv=None) -> None:
     from superpadl.endurance import table
     from superpadl.evaluate import evaluate, load_agent
 
-    lib = MotionLibrary(args.lib, include_flagged=True)
     paths = [args.baseline, *args.policies]
+    for path in (args.lib, *paths):
+        if not path.is_dir():
+            raise SystemExit(f"clip_start: {path}: no such folder")
+    lib = MotionLibrary(args.lib, include_flagged=True)
     results = [evaluate(load_agent(p, lib), lib, episodes=args.episodes, transitions=args.transitions, seed=args.seed)
                for p in paths]
     names = [f"{p} (baseline)" if i == 0 else str(p) for i, p in enumerate(paths)]
