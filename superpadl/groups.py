@@ -74,9 +74,10 @@ class GroupConfig:
     rollout_steps: int = 32
     iterations: int = 300  # warm-up + PADL
     bc_warmup_iterations: int = 150
-    beta_iterations: int = 40  # the experts drive a share of the envs from all, down to `beta_floor`, over these
-    # (`superpadl.student.teacher_share`) during the warm-up. A quarter throughout, not 0: 84-93 % success against
-    # 77-84 % over the last 60 of 240 warm-up iterations (docs/experiments.md)
+    # during the warm-up the experts drive a share of the envs, from all down to `beta_floor` over `beta_iterations`
+    # (`superpadl.student.teacher_share`). A quarter throughout, not none: 84-93 % success against 77-84 % over the
+    # last 60 of 240 warm-up iterations (docs/experiments.md)
+    beta_iterations: int = 40
     beta_floor: float = 0.25
     bc_steps: int = 64  # Adam steps per warm-up iteration
     bc_batch: int = 512
