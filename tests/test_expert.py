@@ -65,6 +65,12 @@ def test_evaluation_scores_a_good_and_a_bad_policy(lib):
     assert g["success"] == 1.0 and g["g_mpjpe_mm"] < 40 and g["frames"] == pytest.approx(90, abs=1)
     assert b["success"] == 0.0 and b["g_mpjpe_mm"] > 3 * g["g_mpjpe_mm"] and b["frames"] < 90
     assert good["mean"]["success"] == 1.0
+    # a policy that trained starting from clips of another library (foreign starts) is evaluated from its clips' starts
+    trained_elsewhere = dataclasses.replace(cfg, starts=dataclasses.replace(
+        cfg.starts, foreign_share=0.5, foreign_clips=("a_clip_of_another_library",)))
+    again = evaluate_policy(lib, lambda s: np.zeros((s.obs.shape[0], 28), np.float32), ["synthetic_sway"],
+                            episodes=2, seconds=3.0, env_config=trained_elsewhere)
+    assert again == good
 
 
 def test_killed_training_resumes_to_the_same_step_count(lib_path, tmp_path):
