@@ -22,13 +22,15 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None) -> None:
+    from motions import options as O
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("policies", nargs="+", type=Path)
     ap.add_argument("--lib", type=Path, required=True, help="a motion library of the clips to compare on")
     ap.add_argument("--baseline", type=Path, default=ROOT / "models" / "default")
-    ap.add_argument("--episodes", type=int, default=4)
-    ap.add_argument("--transitions", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--episodes", type=O.positive_int, default=4)
+    ap.add_argument("--transitions", type=O.nonneg_int, default=100)
+    ap.add_argument("--seed", type=O.seed, default=0)
     args = ap.parse_args(argv)
 
     from motions.library import MotionLibrary
@@ -51,8 +53,9 @@ def main(argv=None) -> None:
             m = r["clips"][clip]
             row.append(f"{m['success']:.0%}, {m['g_mpjpe_mm']:.1f} mm")
         rows.append(row)
-    rows.append(["mean over clips"] + [f"{r['mean']['success']:.0%}, {r['mean']['g_mpjpe_mm']:.1f} mm"
-                                       for r in results])
+    mean = lambda r, key: sum(r["clips"][c][key] for c in clips) / len(clips)  # over the clips shown, as `evaluate`
+    rows.append(["mean over these clips"] + [f"{mean(r, 'success'):.0%}, {mean(r, 'g_mpjpe_mm'):.1f} mm"
+                                             for r in results])
     switched = [r.get("transitions") for r in results]  # none for an expert
     rows.append(["transitions"] + [f"{t['success']:.0%} of {len(t['pairs'])} pairs" if t else "-" for t in switched])
     for clip in clips:

@@ -257,10 +257,12 @@ class _Core:
         if missing:
             raise ValueError(f"clip {missing[0]!r} is not in the library")
         self.clips = jnp.asarray([library.index(c) for c in ids], jnp.int32)
-        foreign = list(config.starts.foreign_clips) if config.starts.foreign_clips is not None else library.clip_ids
-        if missing := [c for c in foreign if c not in library.clip_ids]:
-            raise ValueError(f"foreign clip {missing[0]!r} is not in the library")
-        self.foreign = jnp.asarray([library.index(c) for c in foreign], jnp.int32)
+        self.foreign = None  # the clips whose states foreign starts take: needed only where there are some
+        if config.starts.foreign_share > 0:
+            foreign = list(config.starts.foreign_clips) if config.starts.foreign_clips is not None else library.clip_ids
+            if missing := [c for c in foreign if c not in library.clip_ids]:
+                raise ValueError(f"foreign clip {missing[0]!r} is not in the library")
+            self.foreign = jnp.asarray([library.index(c) for c in foreign], jnp.int32)
         self.duration = jnp.asarray(np.maximum(library.durations, 1e-6), jnp.float32)
         # an episode's clip time
         self.span = jnp.where(self.data.loop, self.duration, self.duration + config.episode.hold_s)

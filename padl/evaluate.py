@@ -46,9 +46,7 @@ def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noi
     durations = [library.durations[library.index(c)] for c in clips]
     length = max([seconds] + [d for c, d in zip(clips, durations) if not library.data.loop[library.index(c)]])
     cfg = replace(env_config, num_envs=len(clips) * episodes, clips=tuple(clips), episode=dict(length_s=float(length)),
-                  starts=dict(init="start", init_noise=noise, foreign_share=foreign_share, reset_pool=1,
-                              # the clips a policy trained from need not be in the library it is evaluated on
-                              foreign_clips=env_config.starts.foreign_clips if foreign_share else None))
+                  starts=dict(init="start", init_noise=noise, foreign_share=foreign_share, reset_pool=1))
     env = evaluation_env(library, cfg)
     state = env.reset(jax.random.key(seed))
     n, alive = env.num_envs, np.ones(env.num_envs, bool)
