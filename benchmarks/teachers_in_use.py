@@ -4,11 +4,13 @@ wherever the character stands; a one-shot clip that ends hands over to the stand
 chain of `benchmarks/endurance.py`: random captions held 2-20 s from the start pose.
 
     python benchmarks/teachers_in_use.py --lib runs/default/library --experts DIR [DIR ...]
-                                         [--baseline DIR ...] [--minutes 10] [--seeds 2]
+                                         [--baseline DIR ...] [--idle-after S|hold ...] [--minutes 10] [--seeds 2]
 
 A student learns what its teachers do (DAgger labels its states with their actions), so teachers that fall in this
 chain cannot teach a global policy that does not. The baseline is `models/teachers` (the shipped model's), measured in
-the same run; an expert of a clip missing from `--experts` is taken from the baseline set.
+the same run; an expert of a clip missing from `--experts` is taken from the baseline set. `--idle-after` measures the
+experts once per handover time instead (seconds past a one-shot clip's end before the standing expert takes over, or
+`hold`: the stand its expert practised, the runtime's default), the first value being the baseline.
 """
 from __future__ import annotations
 
@@ -30,7 +32,13 @@ def main() -> None:
     p.add_argument("--baseline", nargs="*", type=Path, help="expert folders (default: models/teachers/*)")
     p.add_argument("--minutes", type=float, default=10.0, help="simulated minutes per seed")
     p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--idle-after", nargs="+", metavar="S",
+                   help="measure the experts once per handover time (seconds past a one-shot clip's end, or 'hold')")
     args = p.parse_args()
+    try:
+        idle_after = [None if v == "hold" else float(v) for v in args.idle_after or []]
+    except ValueError:
+        sys.exit(f"teachers_in_use: --idle-after takes seconds or 'hold', not {args.idle_after}")
     if not (args.lib / "manifest.json").is_file():
         sys.exit(f"teachers_in_use: {args.lib}: not a motion library")
     from motions.library import MotionLibrary
@@ -42,8 +50,14 @@ def main() -> None:
     try:
         covered = {c for d in args.experts for c in ExpertPolicy.load(d).clips}
         filled = [d for d in baseline if not set(ExpertPolicy.load(d).clips) & covered]
-        sets = {"experts": list(args.experts) + filled, "baseline": baseline}
-        controllers = {name: ExpertController(library, dirs, library_dir=args.lib) for name, dirs in sets.items()}
+        experts = list(args.experts) + filled
+        if idle_after:
+            sets = {f"experts, idle after {v}": experts for v in args.idle_after}
+            after = dict(zip(sets, idle_after))
+        else:
+            sets, after = {"experts": experts, "baseline": baseline}, {}
+        controllers = {name: ExpertController(library, dirs, library_dir=args.lib, idle_after_s=after.get(name))
+                       for name, dirs in sets.items()}
     except ValueError as e:
         sys.exit(f"teachers_in_use: {e}")
     directions = E.locomotion_directions(args.lib)

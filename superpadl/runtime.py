@@ -7,9 +7,11 @@ space sparsely) conditions one network that needs no motion library. A policy fo
 `ExpertController` is the expert-level runtime (PADL's language-to-skill step without distillation): a command
 is embedded with the text encoder and matched to the closest caption of the clips that have an expert; that
 clip's expert then tracks the clip's reference, re-anchored at the character's current position and heading
-(so a new command continues from wherever the character stands). When a non-looping clip ends, the standing clip's
-expert takes over (as a one-shot command held past its end does with the global policy and in DAgger's labels;
-without a standing expert the clip is restarted). The character starts, and restarts, in the standing clip's first
+(so a new command continues from wherever the character stands). When a non-looping clip ends, and the second(s) of
+standing past it that its expert practised (`EpisodeConfig.hold_s`) are over, the standing clip's expert takes over (as
+a one-shot command held past its end does with the global policy and in DAgger's labels; without a standing expert the
+clip is restarted). Handing over at the clip's end instead cut into that practised stand and fell more
+(`benchmarks/teachers_in_use.py --idle-after`). The character starts, and restarts, in the standing clip's first
 frame, where the global policy starts too.
 It needs the motion library the experts were trained on, since experts are conditioned on the reference.
 
@@ -96,8 +98,12 @@ class ExpertController:
 
     control_hz = 30.0
 
-    def __init__(self, library: MotionLibrary, experts: list[str | Path], encoder=None, library_dir=None):
+    def __init__(self, library: MotionLibrary, experts: list[str | Path], encoder=None, library_dir=None,
+                 idle_after_s: float | None = None):
+        """`idle_after_s`: seconds past a one-shot clip's end before the standing expert takes over; None: the
+        hold that clip's expert practised."""
         self.library, self.character = library, library.character
+        self.idle_after_s = idle_after_s
         self.model = self.character.model
         self.experts, self.clip_expert = [], {}
         for path in experts:
@@ -181,8 +187,10 @@ class ExpertController:
     def act(self, qpos, qvel) -> np.ndarray:
         self._qpos = np.asarray(qpos, np.float64)
         i = self.library.index(self.clip)
-        ending = self.clip_time + self.experts[self.clip_expert[self.clip]].env.obs.ref_frames / self.control_hz
-        if not bool(self.library.data.loop[i]) and ending > float(self.library.durations[i]):
+        env = self.experts[self.clip_expert[self.clip]].env
+        after = env.episode.hold_s if self.idle_after_s is None else self.idle_after_s
+        ending = self.clip_time + env.obs.ref_frames / self.control_hz  # the reference window's last frame
+        if not bool(self.library.data.loop[i]) and ending > float(self.library.durations[i]) + after:
             # a gesture ended: stand (or, with no standing expert, play it again) from where the character now is
             self.clip, self.clip_time = self.idle or self.clip, 0.0
             self._reanchor()

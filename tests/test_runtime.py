@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from motions.library import MotionLibrary
-from padl.env import EnvConfig, PhysicsConfig
+from padl.env import EnvConfig, EpisodeConfig, PhysicsConfig
 from padl.expert import ExpertConfig, train
 from superpadl.runtime import Anchor, load_controller
 from superpadl.cli import main as superpadl_main
@@ -60,16 +60,18 @@ def test_commands_pick_clips_and_targets_stay_in_range(folder):
         c.set_command("   ")
 
 
-def test_an_ended_one_shot_clip_hands_over_to_the_standing_expert_where_it_also_starts(tmp_path):
+@pytest.mark.parametrize("hold_s", [0.0, 0.5])
+def test_an_ended_one_shot_clip_hands_over_to_the_standing_expert_where_it_also_starts(tmp_path, hold_s):
     """As the global policy and DAgger's labels do, a one-shot command held past its clip's end turns into the
-    standing skill, from where the character is; the character starts (and restarts) in the standing clip's first
-    frame, the runtime's start pose."""
+    standing skill, from where the character is, once the stand its expert practised past the end (`hold_s`) is
+    over; the character starts (and restarts) in the standing clip's first frame, the runtime's start pose."""
     from superpadl import endurance as E
 
     lib_path = write_synthetic_library(tmp_path / "lib", kinds=("balance", "stand"), shift={"stand": (0.5, 0.0)})
     lib = MotionLibrary(lib_path)
     cfg = ExpertConfig(env=EnvConfig(num_envs=2, clips=("synthetic_balance", "synthetic_stand"),
-                                     physics=PhysicsConfig(backend="mujoco", num_threads=1)))
+                                     physics=PhysicsConfig(backend="mujoco", num_threads=1),
+                                     episode=EpisodeConfig(hold_s=hold_s)))
     train(lib, tmp_path / "expert", cfg, iterations=0, progress=False)
     (tmp_path / "controller.json").write_text(json.dumps(
         {"format": "padl-expert-controller", "library": "lib", "experts": ["expert"]}))
@@ -80,7 +82,7 @@ def test_an_ended_one_shot_clip_hands_over_to_the_standing_expert_where_it_also_
     c.reset(qpos, qvel)
     c.set_command("stand on one leg")
     assert c.clip == "synthetic_balance"
-    steps = int(lib.durations[lib.index("synthetic_balance")] * c.control_hz)
+    steps = int((lib.durations[lib.index("synthetic_balance")] + hold_s) * c.control_hz)
     for k in range(steps + 5):
         c.act(qpos, qvel)
         if k < steps - cfg.env.obs.ref_frames:
