@@ -12,7 +12,8 @@ standing past it that its expert practised (`EpisodeConfig.hold_s`) are over, th
 a one-shot command held past its end does with the global policy and in DAgger's labels; without a standing expert the
 clip is restarted). Handing over at the clip's end instead cut into that practised stand and fell more
 (`benchmarks/teachers_in_use.py --idle-after`). The character starts, and restarts, in the standing clip's first
-frame, where the global policy starts too.
+frame, where the global policy starts too. Get-up clips (their first frame lying) take no user's command: after a
+fall `SimLoop` gives `get_up_command`, which plays the get-up whose first frame lies on the character's side.
 It needs the motion library the experts were trained on, since experts are conditioned on the reference.
 
 A controller folder holds `controller.json` {"format": "padl-expert-controller", "library": PATH,
@@ -30,7 +31,9 @@ from motions import kinematics as K
 from motions.library import MotionLibrary, sample_reference
 from padl import observations as O
 from padl import checkpoint
+from motions.captions import GET_UP_CAPTIONS
 from padl.env import anchor_between, pd_targets
+from padl.falls import LYING_HEIGHT, facing_z
 from padl.policy import ExpertPolicy
 from superpadl import policies
 from superpadl.endurance import first_frame
@@ -117,7 +120,14 @@ class ExpertController:
 
         self.encoder = encoder or default_encoder()
         captions, emb, idx = caption_embeddings(library_dir or library.path, self.encoder, include_flagged=True)
-        keep = [i for i, c in enumerate(idx) if library.clip_ids[c] in self.clip_expert]
+        # a get-up clip (its first frame lying) is no user's command: `SimLoop` gives `get_up_command` after a fall,
+        # and the clip whose first frame lies on the same side as the character is played
+        first = {c: first_frame(library, c) for c in self.clip_expert}
+        self.get_up_clips = [c for c, q in first.items() if q[2] < LYING_HEIGHT]
+        self._get_up_facing = {c: np.sign(facing_z(first[c])) for c in self.get_up_clips}
+        self.get_up_command = GET_UP_CAPTIONS[0] if self.get_up_clips else None
+        keep = [i for i, c in enumerate(idx) if library.clip_ids[c] in self.clip_expert
+                and library.clip_ids[c] not in self.get_up_clips]
         self.captions = [captions[i] for i in keep]
         self.caption_emb, self.caption_clip = emb[keep], np.asarray(idx)[keep]
         self.caption_clips = [library.clip_ids[i] for i in self.caption_clip]
@@ -155,7 +165,12 @@ class ExpertController:
         return self.library.clip_ids[int(self.caption_clip[i])], self.captions[i], float(sim[i])
 
     def set_command(self, text: str) -> None:
-        clip, caption, similarity = self.match(text)
+        if text == self.get_up_command:
+            side = np.sign(facing_z(self._qpos)) if self._qpos is not None else 0.0
+            clip = next((c for c in self.get_up_clips if self._get_up_facing[c] == side), self.get_up_clips[0])
+            caption, similarity = text, 1.0
+        else:
+            clip, caption, similarity = self.match(text)
         self.command_text, self.matched_caption, self.similarity = text, caption, similarity
         if clip != self.clip or self._qpos is None:
             self.clip, self.clip_time = clip, 0.0
@@ -239,7 +254,7 @@ class PolicyController:
         # before the first command the character idles: the policy's standing skill if it knows one, else the
         # PD servos hold the character's rest pose (conditioning on some caption would play that skill, unasked;
         # the policy's start pose held so toppled within 2 s here, the rest pose stands: tests/test_default_model.py)
-        from motions.captions import GET_UP_CAPTIONS, STANDING_CAPTIONS
+        from motions.captions import STANDING_CAPTIONS
 
         self.idle = next((i for i, c in enumerate(self.captions) if c in STANDING_CAPTIONS), None)
         # what `SimLoop` commands after a fall, when the policy learnt to get up (else it restarts the character)

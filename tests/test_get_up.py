@@ -78,3 +78,48 @@ def test_shoves_fell_a_character_without_a_get_up_and_it_never_gets_up():
 
     summary = E.shove_summary(E.shove(HoldController(), 3, watch_s=3.0))
     assert summary["fell"] == 3 and summary["got_up_in_time"] == 0 and summary["got_up_share"] == 0.0
+
+
+def test_the_expert_runtime_gets_up_by_the_get_up_clip_of_the_side_it_lies_on(tmp_path):
+    """`ExpertController` with get-up clips (first frame lying): they are no user's command, `get_up_command` plays
+    the one whose first frame lies on the character's side (face down or up), re-anchored where it lies."""
+    import json
+
+    from characters.character import Character
+    from motions.clip import LibraryWriter, velocities
+    from motions.library import MotionLibrary
+    from padl.env import EnvConfig, PhysicsConfig
+    from padl.expert import ExpertConfig, train
+    from padl.falls import facing_z, fallen_states
+    from superpadl.runtime import load_controller
+    from synthetic import write_synthetic_library
+
+    character = Character()
+    q, _ = fallen_states(MotionLibrary(write_synthetic_library(tmp_path / "standing")), 48, seed=0)
+    lying = {"down": q[np.argmin(facing_z(q))], "up": q[np.argmax(facing_z(q))]}
+    write_synthetic_library(tmp_path / "lib", kinds=("sway", "stand"))
+    writer = LibraryWriter(tmp_path / "lib", character, {})
+    for side, pose in lying.items():
+        w = np.linspace(0.0, 1.0, 30)[:, None]
+        qpos = (1 - w) * pose.astype(np.float64) + w * character.rest_qpos()  # a crude get-up
+        qpos[:, 3:7] /= np.linalg.norm(qpos[:, 3:7], axis=1, keepdims=True)
+        writer.add({"id": f"getup_{side}", "captions": [f"get up from lying face {side}"], "source_file": "synthetic",
+                    "source_format": "synthetic", "licence": "CC0", "labels": {}, "loop": False, "num_frames": 30,
+                    "duration_s": 29 / 30, "joint_map": {}, "scale": 1.0, "qa": {}, "flagged": False,
+                    "flag_reasons": []}, qpos, 30.0, velocities(character, qpos, 30.0))
+    writer.commit()
+    clips = ("synthetic_sway", "synthetic_stand", "getup_down", "getup_up")
+    train(MotionLibrary(tmp_path / "lib"), tmp_path / "expert", ExpertConfig(env=EnvConfig(
+        num_envs=2, clips=clips, physics=PhysicsConfig(backend="mujoco", num_threads=1))), iterations=0, progress=False)
+    (tmp_path / "controller.json").write_text(json.dumps(
+        {"format": "padl-expert-controller", "library": "lib", "experts": ["expert"]}))
+    c = load_controller(tmp_path)
+    assert sorted(c.get_up_clips) == ["getup_down", "getup_up"] and c.get_up_command == "get up from the ground"
+    assert sorted(set(c.caption_clips)) == ["synthetic_stand", "synthetic_sway"]  # no user's command gets one up
+    for side, pose in lying.items():
+        qpos = pose.astype(np.float64)
+        qpos[:2] += [3.0, -2.0]  # wherever it fell
+        c.reset(qpos, np.zeros(c.model.nv))
+        c.set_command(c.get_up_command)
+        assert c.clip == f"getup_{side}"
+        np.testing.assert_allclose(c.anchor.points(c._ref([0.0])[0][0, :3])[:2], qpos[:2], atol=1e-4)
