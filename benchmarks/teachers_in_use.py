@@ -1,7 +1,8 @@
 """Can the teachers serve real use? The experts of a set of clips, run as the expert-level runtime runs them
 (`superpadl.runtime.ExpertController`: a command picks the clip of the nearest caption, whose expert tracks it from
-wherever the character stands; a one-shot clip that ends hands over to the standing clip's expert), through the real-use
-chain of `benchmarks/endurance.py`: random captions held 2-20 s from the start pose.
+wherever the character stands; a one-shot clip that ends hands over to the standing clip's expert once the stand its
+expert practised past the end is over), through the real-use chain of `benchmarks/endurance.py`: random captions
+held 2-20 s from the start pose.
 
     python benchmarks/teachers_in_use.py --lib runs/default/library --experts DIR [DIR ...]
                                          [--baseline DIR ...] [--idle-after S|hold ...] [--minutes 10] [--seeds 2]
