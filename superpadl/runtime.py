@@ -28,10 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from motions import kinematics as K
+from motions.captions import GET_UP_CAPTIONS
 from motions.library import MotionLibrary, sample_reference
 from padl import observations as O
 from padl import checkpoint
-from motions.captions import GET_UP_CAPTIONS
 from padl.env import anchor_between, pd_targets
 from padl.falls import LYING_HEIGHT, facing_z
 from padl.policy import ExpertPolicy
