@@ -19,12 +19,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def drive(run: Path, clip: str, caption: str, seconds: float, driver: str) -> list[tuple]:
+def drive(run: Path, policy, clip: str, caption: str, seconds: float, driver: str) -> list[tuple]:
     import mujoco
 
     from superpadl.runtime import GroupController, PolicyController
 
-    student = PolicyController(run / "model")
+    student = PolicyController(policy)
     teacher = GroupController(run / "groups" / "group_000", student.start_qpos)
     model = student.model
     data = mujoco.MjData(model)
@@ -60,7 +60,7 @@ def main() -> None:
     if args.clip not in policy.caption_clips:
         sys.exit(f"student_drift: {args.clip}: not a clip of {args.run / 'model'}")
     caption = args.caption or policy.captions[policy.caption_clips.index(args.clip)]
-    runs = {d: drive(args.run, args.clip, caption, args.seconds, d) for d in ("teacher", "student")}
+    runs = {d: drive(args.run, policy, args.clip, caption, args.seconds, d) for d in ("teacher", "student")}
     print(f"{args.run}: '{caption}' from the start pose; action gap = |student - teacher| PD targets (rad)")
     print(f"{'t (s)':>6} | {'teacher driving (baseline): root x, y, z, gap mean/max':<52} | student driving")
     for a, b in zip(*runs.values()):
