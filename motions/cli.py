@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     interrupts.terminate_as_interrupt()  # SIGTERM unwinds like Ctrl-C: an import removes its temporary folder
     entry.prepare()
     try:
-        args.func(args)
+        with interrupts.as_interrupt():
+            args.func(args)
     except (MotionImportError, LibraryError) as e:
         print(f"motions: error: {e}", file=sys.stderr)
         return 1

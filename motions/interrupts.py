@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from typing import NoReturn
 
 
@@ -19,7 +20,12 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program was."""
 
 
+_terminated = False  # a SIGTERM came since terminate_as_interrupt(): whatever error follows, the run was interrupted
+
+
 def _raise(signum, frame):
+    global _terminated
+    _terminated = True
     raise Terminated()
 
 
@@ -27,8 +33,9 @@ def terminate_as_interrupt() -> None:
     """From now on SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread (called from another
     thread, e.g. a tool run inside a server, nothing changes). An interrupt raised where Python ignores exceptions
     is delivered again (`_redeliver`)."""
-    global _previous_hook
+    global _previous_hook, _terminated
     if threading.current_thread() is threading.main_thread():
+        _terminated = False
         signal.signal(signal.SIGTERM, _raise)
         if sys.unraisablehook is not _redeliver:
             _previous_hook, sys.unraisablehook = sys.unraisablehook, _redeliver
@@ -52,14 +59,27 @@ def _redeliver(unraisable) -> None:
 
 def interrupt_behind(e: BaseException) -> KeyboardInterrupt | None:
     """The interrupt `e` was raised while unwinding, if any: a library that turns an interrupt into its own error on
-    the way out (a video writer closed mid-frame) must not make an interrupted run look like a failed one."""
+    the way out (a video writer closed mid-frame) must not make an interrupted run look like a failed one. An error
+    that does not chain it (one made in C++ code the signal cut short) still follows a SIGTERM received."""
     seen = set()
     while e is not None and id(e) not in seen:
         if isinstance(e, KeyboardInterrupt):
             return e
         seen.add(id(e))
         e = e.__cause__ or e.__context__
-    return None
+    return Terminated() if _terminated else None
+
+
+@contextmanager
+def as_interrupt():
+    """Around a tool's work: an error that an interrupt caused (`interrupt_behind`) is raised as that interrupt, so
+    the tool ends as interrupted (128 + the signal), not as failed (1)."""
+    try:
+        yield
+    except Exception as e:
+        if (interrupt := interrupt_behind(e)) is not None:
+            raise interrupt from None
+        raise
 
 
 def report(prog: str, e: KeyboardInterrupt) -> NoReturn:

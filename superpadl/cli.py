@@ -520,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     interrupts.terminate_as_interrupt()  # SIGTERM unwinds like Ctrl-C: a partial video is removed
     entry.prepare()
     try:
-        args.func(args)
+        with interrupts.as_interrupt():
+            args.func(args)
     except CliError as e:
         print(f"superpadl: error: {e}", file=sys.stderr)
         return 1
@@ -528,8 +529,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"superpadl: error: {e}", file=sys.stderr)
         return 1
     except (ValueError, OSError) as e:  # bad libraries, checkpoints and configs (CheckpointError, LibraryError)
-        if (interrupt := interrupts.interrupt_behind(e)) is not None:
-            return interrupts.report("superpadl", interrupt)
         print(f"superpadl: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:

@@ -335,6 +335,33 @@ def test_an_error_raised_while_unwinding_an_interrupt_reports_the_interrupt(monk
     assert capsys.readouterr().err.strip() == "superpadl: interrupted (SIGTERM)"
 
 
+def test_an_error_that_does_not_chain_a_sigterm_received_still_ends_the_run_as_interrupted(monkeypatch, capsys):
+    """An error made in C++ code a SIGTERM cut short (JAX, an encoder) carries no interrupt in its chain; the run
+    still ends as interrupted (CI saw exit 1 from a render terminated mid-video)."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def render(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass
+        raise RuntimeError("cancelled")
+
+    monkeypatch.setattr(superpadl_cli, "cmd_render", render)
+    monkeypatch.setattr(os, "_exit", lambda code: (_ for _ in ()).throw(SystemExit(code)))
+    try:
+        with pytest.raises(SystemExit) as ended:
+            superpadl_cli.main(["render", "--prompt", "stand", "-o", "x.mp4"])
+        assert ended.value.code == 128 + signal.SIGTERM
+        assert capsys.readouterr().err.strip() == "superpadl: interrupted (SIGTERM)"
+        monkeypatch.setattr(superpadl_cli, "cmd_render", lambda args: (_ for _ in ()).throw(RuntimeError("bug")))
+        with pytest.raises(RuntimeError, match="bug"):  # the next run starts afresh: its own error is its own
+            superpadl_cli.main(["render", "--prompt", "stand", "-o", "x.mp4"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_sigterm_during_render_removes_the_partial_video_and_sigkill_leftovers_are_swept(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     proc = _render(tmp_path / "a.mp4")
