@@ -44,7 +44,7 @@ def _expert_config(args, clips: tuple[str, ...], threads: int = 0):
                   episode=dict(hold_s=args.hold_s), starts=dict(fall_starts=args.fall_starts),
                   **({"num_envs": args.num_envs} if args.num_envs is not None else {}))
     cfg = dataclasses.replace(cfg, env=env, seed=args.seed)
-    for name in ("eval_every", "eval_episodes", "checkpoint_every"):
+    for name in ("eval_every", "eval_episodes", "eval_hold_s", "checkpoint_every"):
         if getattr(args, name, None) is not None:
             cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
     if args.steps is not None:  # total environment samples -> iterations of rollout_steps x num_envs
@@ -72,7 +72,7 @@ def _finetune_config(args, cfg):
     iterations = source.iterations if args.steps is None else math.ceil(args.steps / (source.rollout_steps * env.num_envs))
     return dataclasses.replace(source, env=env, seed=cfg.seed, iterations=iterations, stop_success=2.0,
                                eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
-                               checkpoint_every=cfg.checkpoint_every)
+                               eval_hold_s=cfg.eval_hold_s, checkpoint_every=cfg.checkpoint_every)
 
 
 def train_one(lib_path: str, clip: str, out: str, args: dict, threads: int = 0) -> dict:
@@ -114,7 +114,7 @@ def cmd_train_experts(args) -> None:
     clips = list(args.clips or lib.clip_ids)
     settings = {k: v for k, v in vars(args).items()
                 if k in ("backend", "num_envs", "steps", "seed", "minutes", "eval_every", "eval_episodes",
-                          "checkpoint_every", "hold_s", "fall_starts")}
+                          "eval_hold_s", "checkpoint_every", "hold_s", "fall_starts")}
     jobs = [(str(args.lib), c, str(args.out / c), settings) for c in clips]
     if args.ray_address:
         import ray
@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--eval-episodes", type=O.positive_int,
                        help="episodes per clip of each evaluation, which picks the policy kept (default 4; more "
                             "costs little and picks less by luck)")
+        q.add_argument("--eval-hold-s", type=O.nonneg_float,
+                       help="evaluation episodes of a non-looping clip go on this long past its end (default: "
+                            "--hold-s within 10 s); long holds pick a policy that stands as long as a user holds it")
         q.add_argument("--checkpoint-every", type=O.positive_int, help="iterations between checkpoints (default 10)")
         q.add_argument("--hold-s", type=O.nonneg_float, default=0.0,
                        help="episodes of a non-looping clip go on this long past its end, its last frame held still "
@@ -261,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     interrupts.terminate_as_interrupt()
     entry.prepare()
     try:
-        args.func(args)
+        with interrupts.as_interrupt():
+            args.func(args)
     except (CliError, CheckpointError, LibraryError) as e:
         print(f"padl: error: {e}", file=sys.stderr)
         return 1

@@ -116,6 +116,24 @@ def test_corrupted_and_foreign_checkpoints_are_refused(lib, lib_path, tmp_path, 
     assert code == 1 and "no such checkpoint" in capsys.readouterr().err
 
 
+def test_eval_hold_s_judges_a_one_shot_clip_held_past_its_end(tmp_path):
+    """The kept policy is chosen by evaluations as long as `eval_hold_s` asks: a one-shot clip's episodes go on that
+    long past its end (a stand that falls after 10 s is then seen), not only to the clip's end."""
+    from padl.expert import _Stage, _initial_state
+
+    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("stand",)))
+    duration = lib.durations[lib.index("synthetic_stand")]
+    frames = []
+    for hold in (None, 1.0):
+        stage = _Stage(lib, tiny_config(env=EnvConfig(num_envs=4, clips=("synthetic_stand",),
+                                                      physics=PhysicsConfig(backend="mujoco", num_threads=1)),
+                                        eval_hold_s=hold, eval_episodes=2))
+        ev, _ = stage.evaluate(_initial_state(stage.cfg, stage.env), {"reward/tracking": 0.0})
+        assert ev["success"] == 1.0, hold
+        frames.append(ev["frames"])
+    assert frames[0] == pytest.approx(duration * 30, abs=1.5) and frames[1] == pytest.approx((duration + 1) * 30, abs=1.5)
+
+
 def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib_path, tmp_path, capsys):
     train(lib, tmp_path / "src", tiny_config(), iterations=2, progress=False)
     code = padl_main(["train-expert", str(lib_path), "synthetic_sway", "--out", str(tmp_path / "ft"), *TINY,
