@@ -83,6 +83,10 @@ class EpisodeConfig:
     # the heading stays the command's): a set-off from standing that may turn freely while it follows walked off
     # another way, up to 2 m backwards in 4 s (benchmarks/set_off.py, docs/experiments.md)
     follow_heading: bool = True
+    # In the hold past a one-shot clip's end, re-anchor the reference at the character every step (heading as
+    # `follow_heading`): standing is judged where the character stands, as the runtime anchors each command where it
+    # begins, not by how far it swayed from where the clip ended (evaluations of long holds, `eval_hold_s`)
+    hold_follow: bool = False
     # Re-anchor a looping clip's reference at the character's root and heading as each cycle begins, so body error
     # counts one cycle's drift, not ten seconds of it. For a policy that never sees the reference (a text command
     # names no heading), a jog 3 degrees off course is still a jog; evaluation of distilled policies uses this.
@@ -424,6 +428,8 @@ class _Core:
         follows = []  # envs whose reference moves to the character at this step (static choices: no cost when off)
         if cfg.episode.recover_follow and cfg.episode.recover_s > 0:
             follows.append(state.clip_time < cfg.episode.recover_s)
+        if cfg.episode.hold_follow and cfg.episode.hold_s > 0:
+            follows.append(~self.data.loop[state.clip] & (state.clip_time >= self.duration[state.clip]))
         if cfg.episode.anchor_cycles:
             cycle = self.duration[state.clip]
             begins = jnp.floor(clip_time / cycle) > jnp.floor(state.clip_time / cycle)

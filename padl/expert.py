@@ -48,9 +48,10 @@ class ExpertConfig:
     eval_every: int = 25
     eval_episodes: int = 4
     eval_noise: float = 0.02  # initial-state perturbation of evaluation episodes (see StartConfig.init_noise)
-    # evaluation episodes of a one-shot clip go on this long past its end, its last frame held (None: the training's
-    # hold_s, within 10-s episodes). The kept policy is chosen by these episodes, and a 10-s evaluation cannot see a
-    # stand that falls at 12 s, as a user holding "stand still" does (docs/experiments.md)
+    # evaluation episodes of a one-shot clip go on this long past its end, its last frame held where the character
+    # stands (`EpisodeConfig.hold_follow`; None: the training's hold_s, within 10-s episodes). The kept policy is
+    # chosen by these episodes, and a 10-s evaluation cannot see a stand that falls at 12 s, as a user holding
+    # "stand still" does (docs/experiments.md)
     eval_hold_s: float | None = None
     stop_success: float = 1.0
     stop_g_mpjpe_mm: float = 60.0
@@ -198,7 +199,7 @@ class _Stage(Stage):
         env, seconds = replace(cfg.env, physics=dict(backend="mujoco")), 10.0
         if cfg.eval_hold_s is not None:
             clips = [self.library.index(c) for c in self.meta["clips"]]
-            env = replace(env, episode=dict(hold_s=cfg.eval_hold_s))
+            env = replace(env, episode=dict(hold_s=cfg.eval_hold_s, hold_follow=True))
             seconds = max([seconds] + [self.library.durations[i] + cfg.eval_hold_s for i in clips])
         ev = evaluate_policy(self.library, lambda s: mean_action(ts, s.obs),
                              clips=self.meta["clips"], episodes=cfg.eval_episodes, noise=cfg.eval_noise,

@@ -480,16 +480,21 @@ def test_hold_s_goes_on_past_a_clips_end_with_the_reference_still(tmp_path):
     assert not bool(lib.data.loop[i])
     past, last = lib.sample(np.full(2, i), np.array([dur + 0.1, dur + 1.0])), lib.sample(np.full(1, i), np.array([dur]))
     np.testing.assert_allclose(np.asarray(past.qpos), np.repeat(np.asarray(last.qpos), 2, 0), atol=1e-6)
-    for hold in (0.0, 0.5):
+    for hold, follow in ((0.0, False), (0.5, False), (0.5, True)):
         env = ImitationEnv(lib, EnvConfig(num_envs=4, physics=PhysicsConfig(backend="mujoco"),
                                           starts=StartConfig(init="start"),
                                           # PD alone topples this pose: only the clock ends it
-                                          episode=EpisodeConfig(hold_s=hold, fall_height=-1.0, max_body_error=1e6)))
-        s, steps = env.reset(0), 0
+                                          episode=EpisodeConfig(hold_s=hold, fall_height=-1.0, max_body_error=1e6,
+                                                                hold_follow=follow)))
+        s, steps, anchors = env.reset(0), 0, []
         while not np.asarray(s.done | s.truncated).any():
+            anchors.append(np.asarray(s.anchor))
             s, steps = env.step(s, np.zeros((4, 28), np.float32)), steps + 1
         hz = env.config.physics.control_hz
         assert np.asarray(s.truncated).all() and steps == round((dur + hold) * hz), (hold, steps)
+        # hold_follow: the held reference moves with the toppling character, the clip's own reference does not
+        moved = [np.abs(a - anchors[0]).max() > 1e-4 for a in anchors]
+        assert not any(moved[:round(dur * hz)]) and any(moved) == follow, (hold, follow)
     held = ImitationEnv(lib, EnvConfig(num_envs=4, physics=PhysicsConfig(backend="mujoco"),
                                        episode=EpisodeConfig(hold_s=1.0))).core
     t = np.asarray(jax.jit(held.start, static_argnums=1)(jax.random.key(0), 2000)["clip_time"])
