@@ -5,13 +5,16 @@ expert practised past the end is over), through the real-use chain of `benchmark
 held 2-20 s from the start pose.
 
     python benchmarks/teachers_in_use.py --lib runs/default/library --experts DIR [DIR ...]
-                                         [--baseline DIR ...] [--idle-after S|hold ...] [--minutes 10] [--seeds 2]
+                                         [--baseline DIR ...] [--idle-after S|hold ...] [--hold-anchored]
+                                         [--minutes 10] [--seeds 2]
 
 A student learns what its teachers do (DAgger labels its states with their actions), so teachers that fall in this
 chain cannot teach a global policy that does not. The baseline is `models/teachers` (the shipped model's), measured in
 the same run; an expert of a clip missing from `--experts` is taken from the baseline set. `--idle-after` measures the
 experts once per handover time instead (seconds past a one-shot clip's end before the standing expert takes over, or
 `hold`: the stand its expert practised, the runtime's default), the first value being the baseline.
+`--hold-anchored` measures them with the reference held past a one-shot clip's end anchored where the command began
+(the baseline) and following the character (the runtime's default, `ExpertController.hold_follow`).
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--idle-after", nargs="+", metavar="S",
                    help="measure the experts once per handover time (seconds past a one-shot clip's end, or 'hold')")
+    p.add_argument("--hold-anchored", action="store_true",
+                   help="measure the experts with the held last frame anchored where the command began, and following")
     args = p.parse_args()
     try:
         idle_after = [None if v == "hold" else float(v) for v in args.idle_after or []]
@@ -54,10 +59,13 @@ def main() -> None:
         experts = list(args.experts) + filled
         if idle_after:
             sets = {f"experts, idle after {v}": experts for v in args.idle_after}
-            after = dict(zip(sets, idle_after))
+            options = {name: dict(idle_after_s=v) for name, v in zip(sets, idle_after)}
+        elif args.hold_anchored:
+            sets = {"experts, hold anchored": experts, "experts, hold follows": experts}
+            options = {name: dict(hold_follow=name.endswith("follows")) for name in sets}
         else:
-            sets, after = {"experts": experts, "baseline": baseline}, {}
-        controllers = {name: ExpertController(library, dirs, library_dir=args.lib, idle_after_s=after.get(name))
+            sets, options = {"experts": experts, "baseline": baseline}, {}
+        controllers = {name: ExpertController(library, dirs, library_dir=args.lib, **options.get(name, {}))
                        for name, dirs in sets.items()}
     except ValueError as e:
         sys.exit(f"teachers_in_use: {e}")

@@ -102,11 +102,14 @@ class ExpertController:
     control_hz = 30.0
 
     def __init__(self, library: MotionLibrary, experts: list[str | Path], encoder=None, library_dir=None,
-                 idle_after_s: float | None = None):
+                 idle_after_s: float | None = None, hold_follow: bool = True):
         """`idle_after_s`: seconds past a one-shot clip's end before the standing expert takes over; None: the
-        hold that clip's expert practised."""
+        hold that clip's expert practised. `hold_follow`: past a one-shot clip's end its held last frame follows the
+        character, so it stands where it got to; anchored where the command began, a stand that swayed steps back to
+        that spot and falls (the standing teacher held 60 s: 5 falls, 1 following; the chain of
+        `benchmarks/teachers_in_use.py --hold-anchored`: 306 against 288 falls per hour, 50 % against 63 % served)."""
         self.library, self.character = library, library.character
-        self.idle_after_s = idle_after_s
+        self.idle_after_s, self.hold_follow = idle_after_s, hold_follow
         self.model = self.character.model
         self.experts, self.clip_expert = [], {}
         for path in experts:
@@ -215,6 +218,8 @@ class ExpertController:
         duration = float(self.library.durations[i])
         if cfg.episode.recover_follow and self.clip_time < cfg.episode.recover_s:
             self._reanchor(not cfg.episode.follow_heading)  # as the expert learnt it (`EpisodeConfig.recover_follow`)
+        elif self.hold_follow and not bool(self.library.data.loop[i]) and self.clip_time >= duration:
+            self._reanchor(not cfg.episode.follow_heading)
         times = self.clip_time + np.arange(1, cfg.obs.ref_frames + 1) / self.control_hz
         ref_qpos, _, ref_pos, ref_rot = self._ref(times)
         ref_pos, ref_rot = self.anchor.points(ref_pos), self.anchor.rotations(ref_rot)

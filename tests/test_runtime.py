@@ -82,11 +82,16 @@ def test_an_ended_one_shot_clip_hands_over_to_the_standing_expert_where_it_also_
     c.reset(qpos, qvel)
     c.set_command("stand on one leg")
     assert c.clip == "synthetic_balance"
-    steps = int((lib.durations[lib.index("synthetic_balance")] + hold_s) * c.control_hz)
+    end = lib.durations[lib.index("synthetic_balance")]
+    steps = int((end + hold_s) * c.control_hz)
+    moved = qpos + np.r_[0.3, np.zeros(34)]  # in the hold the character stepped aside
     for k in range(steps + 5):
-        c.act(qpos, qvel)
+        in_hold = c.clip == "synthetic_balance" and c.clip_time >= end
+        c.act(moved if in_hold else qpos, qvel)
         if k < steps - cfg.env.obs.ref_frames:
             assert c.clip == "synthetic_balance", k
+        if in_hold and c.clip == "synthetic_balance":  # the held last frame stands where the character stands
+            np.testing.assert_allclose(c.anchor.qpos(c._ref([end])[0][0])[:2], moved[:2], atol=1e-6)
     assert c.clip == "synthetic_stand" and 0 < c.clip_time < 1.0
 
 
