@@ -134,6 +134,7 @@ def test_eval_hold_s_judges_a_one_shot_clip_held_past_its_end(tmp_path):
     assert frames[0] == pytest.approx(duration * 30, abs=1.5) and frames[1] == pytest.approx((duration + 1) * 30, abs=1.5)
 
 
+@pytest.mark.slow  # ~2.5 min of compiles; the fine-tune config and a policy's init run in the export test below
 def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib_path, tmp_path, capsys):
     train(lib, tmp_path / "src", tiny_config(), iterations=2, progress=False)
     code = padl_main(["train-expert", str(lib_path), "synthetic_sway", "--out", str(tmp_path / "ft"), *TINY,

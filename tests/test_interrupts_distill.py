@@ -156,6 +156,7 @@ def test_distill_groups_killed_after_keeping_a_controller_resumes_to_its_total(l
     assert json.loads((out / "groups.json").read_text())["groups"] == [{"name": "group_000", "clips": sorted(CLIPS)}]
 
 
+@pytest.mark.slow  # ~2 min; every stage resumes by one loop (padl.run), SIGKILLed in tests/test_expert.py
 def test_distill_global_killed_after_keeping_a_policy_resumes_to_its_total(lib, groups, tmp_path):
     out = tmp_path / "global"
     _kill_and_resume(["distill", "global", str(lib.path), str(groups), "--out", str(out)], out)
