@@ -148,7 +148,7 @@ def _kill_and_resume(argv: list[str], run: Path) -> None:
     assert not list(run.glob(".tmp-*"))
 
 
-@pytest.mark.slow  # ~1 min; the same resume machinery (checkpoint.kept_eval, trim_log) runs in the global test
+@pytest.mark.slow  # ~1 min; the same resume machinery (checkpoint.kept_eval, trim_log) runs in tests/test_bad_input_learning.py
 def test_distill_groups_killed_after_keeping_a_controller_resumes_to_its_total(lib, expert, tmp_path):
     out = tmp_path / "groups"
     _kill_and_resume(["distill", "groups", str(lib.path), str(expert), "--out", str(out), "--group-size", "2",
