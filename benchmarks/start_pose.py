@@ -2,14 +2,15 @@
 clip's own first frame, for experts and group controllers.
 
     python benchmarks/start_pose.py --lib runs/default/library [--experts DIR ...] [--groups DIR ...]
-                                    [--seconds 15]
+                                    [--seconds 15] [--seeds 1]
 
 The runtime starts in the standing clip's first frame (`superpadl.endurance.start_pose`); training starts each clip
 at its own first frame (or later). A teacher that can only start from its clip's first frame cannot teach a student
 what a user's first command needs. Per controller and clip: the falls while the command is held `--seconds` from
 the start pose, and from the clip's first frame (the baseline, measured in the same run), through `SimLoop` as the
 viewer runs it; a fall restarts the character in the same pose, so a skill that cannot start from it falls again
-and again. The largest joint-angle difference between the two poses is printed too.
+and again. The largest joint-angle difference between the two poses is printed too. `--seeds N` holds each command N
+times, the joints of the pose perturbed by 0.02 rad after the first, and sums the falls.
 """
 from __future__ import annotations
 
@@ -25,9 +26,13 @@ from superpadl import endurance as E  # noqa: E402
 from superpadl.runtime import GroupController  # noqa: E402
 
 
-def falls(controller, pose: np.ndarray, caption: str, clip: str, seconds: float) -> str:
-    times = E.hold_from_start(E.stand_at(controller, pose), caption, clip, seconds).falls_s
-    return f"{len(times)}" + (f" (first at {times[0]:.1f} s)" if times else "")
+def falls(controller, pose: np.ndarray, caption: str, clip: str, seconds: float, seeds: int) -> str:
+    """Falls summed over the seeds (seed 0 from the pose itself, the others with its joints perturbed by 0.02 rad),
+    and the earliest."""
+    times = [E.hold_from_start(E.stand_at(controller, pose), caption, clip, seconds, seed=s,
+                               init_noise=0.02 if s else 0.0).falls_s for s in range(seeds)]
+    first = min((t[0] for t in times if t), default=None)
+    return f"{sum(map(len, times))}" + (f" (first at {first:.1f} s)" if first is not None else "")
 
 
 def main() -> None:
@@ -36,6 +41,7 @@ def main() -> None:
     p.add_argument("--experts", nargs="*", default=[], type=Path, help="expert policy folders to measure")
     p.add_argument("--groups", nargs="*", default=[], type=Path, help="groups folders (groups.json) to measure")
     p.add_argument("--seconds", type=float, default=15.0, help="how long each command is held")
+    p.add_argument("--seeds", type=int, default=1, help="holds per command and pose (falls are summed)")
     args = p.parse_args()
     if not (args.lib / "manifest.json").is_file():
         sys.exit(f"start_pose: {args.lib}: not a motion library")
@@ -63,9 +69,10 @@ def main() -> None:
         for clip, caption in commands:
             own = E.first_frame(library, clip)
             rows.append((name, clip, f"{np.abs(own[7:] - start[7:]).max():.2f}",
-                         falls(controller, start, caption, clip, args.seconds),
-                         falls(controller, own, caption, clip, args.seconds)))
-    print(E.table(("controller", "clip", "pose gap (rad)", f"falls in {args.seconds:g} s from the start pose",
+                         falls(controller, start, caption, clip, args.seconds, args.seeds),
+                         falls(controller, own, caption, clip, args.seconds, args.seeds)))
+    held = f"{args.seconds:g} s" + (f" x {args.seeds} seeds" if args.seeds > 1 else "")
+    print(E.table(("controller", "clip", "pose gap (rad)", f"falls in {held} from the start pose",
                    "from the clip's first frame"), rows))
 
 
