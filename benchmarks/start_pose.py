@@ -2,7 +2,7 @@
 clip's own first frame, for experts and group controllers.
 
     python benchmarks/start_pose.py --lib runs/default/library [--experts DIR ...] [--groups DIR ...]
-                                    [--seconds 15] [--seeds 1]
+                                    [--seconds 15] [--seeds 1] [--clips CLIP ...]
 
 The runtime starts in the standing clip's first frame (`superpadl.endurance.start_pose`); training starts each clip
 at its own first frame (or later). A teacher that can only start from its clip's first frame cannot teach a student
@@ -42,6 +42,7 @@ def main() -> None:
     p.add_argument("--groups", nargs="*", default=[], type=Path, help="groups folders (groups.json) to measure")
     p.add_argument("--seconds", type=float, default=15.0, help="how long each command is held")
     p.add_argument("--seeds", type=int, default=1, help="holds per command and pose (falls are summed)")
+    p.add_argument("--clips", nargs="*", help="measure these clips only (default: every clip of each controller)")
     args = p.parse_args()
     if not (args.lib / "manifest.json").is_file():
         sys.exit(f"start_pose: {args.lib}: not a motion library")
@@ -67,6 +68,8 @@ def main() -> None:
     rows = []
     for name, controller, commands in controllers:
         for clip, caption in commands:
+            if args.clips and clip not in args.clips:
+                continue
             own = E.first_frame(library, clip)
             rows.append((name, clip, f"{np.abs(own[7:] - start[7:]).max():.2f}",
                          falls(controller, start, caption, clip, args.seconds, args.seeds),
