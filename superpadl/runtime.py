@@ -11,7 +11,8 @@ clip's expert then tracks the clip's reference, re-anchored at the character's c
 standing past it that its expert practised (`EpisodeConfig.hold_s`) are over, the standing clip's expert takes over (as
 a one-shot command held past its end does with the global policy and in DAgger's labels; without a standing expert the
 clip is restarted). Handing over at the clip's end instead cut into that practised stand and fell more
-(`benchmarks/teachers_in_use.py --idle-after`). The character starts, and restarts, in the standing clip's first
+(`benchmarks/teachers_in_use.py --idle-after`). Past the clip's end its held last frame follows the character
+(`hold_follow`), so it stands where it got to. The character starts, and restarts, in the standing clip's first
 frame, where the global policy starts too. Get-up clips (their first frame lying) take no user's command: after a
 fall `SimLoop` gives `get_up_command`, which plays the get-up whose first frame lies on the character's side.
 It needs the motion library the experts were trained on, since experts are conditioned on the reference.
