@@ -177,7 +177,7 @@ def evaluate(agent: Agent, library: MotionLibrary, episodes: int = 2, noise: flo
     out = {"kind": agent.kind, "commands": table, "clips": by_clip,
            "mean": {key: float(np.mean([v[key] for v in by_clip.values() if key in v]))
                     for key in next(iter(by_clip.values()))}}
-    if agent.kind != "expert" and transitions and len(names) > 1:
+    if agent.kind != "expert" and transitions and len(clip_list) > 1:
         out["transitions"] = transition_success(agent, library, transitions, switch_s, after_s, rng)
         out["mean"]["transition_success"] = out["transitions"]["success"]
     return out
@@ -213,6 +213,8 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
     the next skill once one is done; the teachers never learnt what follows a clip's end). `by_clip`: per clip,
     [succeeded, pairs] of the pairs that leave it ("from") and that go to it ("to")."""
     names, clips = zip(*agent.commands)
+    if len(set(clips)) < 2:
+        raise ValueError(f"transitions need two clips to switch between; the policy has {len(set(clips))}")
     first, second = [], []
     while len(first) < pairs:
         a, b = rng.integers(len(names), size=2)

@@ -340,7 +340,7 @@ class _Stage(Stage):
                                episode=dict(max_body_error=EpisodeConfig.max_body_error, end_with_clip=True)))
         ev, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
         ev["worst_clip_success"] = min(success)
-        if cfg.eval_transitions:
+        if cfg.eval_transitions and len(clips) > 1:
             agent = GlobalAgent(GlobalPolicy(self.policy(state), self.meta), self.library)
             ev["transition_success"] = transition_success(agent, self.library, cfg.eval_transitions, 2.0, 3.0,
                                                           np.random.default_rng(cfg.seed))["success"]

@@ -526,6 +526,15 @@ def test_eval_cli_and_foreign_checkpoints(lib, global_dir, groups_dir, tmp_path,
     assert not (tmp_path / "g").exists()
 
 
+def test_transitions_of_a_policy_with_one_clip_are_refused_not_drawn_for_ever():
+    """Pairs must switch between two clips: with one (a global stage of a single skill), the draw never ended."""
+    class OneClip:
+        commands = [("stand still", "stand"), ("wait", "stand")]
+
+    with pytest.raises(ValueError, match="two clips"):
+        transition_success(OneClip(), None, 4, 2.0, 3.0, np.random.default_rng(0))
+
+
 def test_the_kept_policy_weighs_success_and_transitions_alike():
     rows = {"tracks, falls after switches": {"success": 1.0, "transition_success": 0.2, "g_mpjpe_mm": 40.0},
             "both, often": {"success": 0.8, "transition_success": 0.8, "g_mpjpe_mm": 90.0},
