@@ -39,6 +39,9 @@ class CommandRecord:
     set_off_m: float | None = None   # locomotion: metres along the commanded direction after SET_OFF_S
     get_ups_s: list[float] = field(default_factory=list)  # seconds each get-up that ended in it took
     restarts: int = 0  # falls that ended in a restart (no get-up skill, or it timed out)
+    # the root's largest horizontal distance from where the command began, before any fall: a stand that shuffles
+    # off, which counts no fall, shows here
+    wander_m: float = 0.0
 
 
 def yaw_of(quat_wxyz: np.ndarray) -> float:
@@ -87,6 +90,8 @@ def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.
         if loop.falls > falls:
             rec.falls_s.append(k / loop.control_hz)
             falls = loop.falls
+        if not rec.falls_s:
+            rec.wander_m = max(rec.wander_m, float(np.linalg.norm(loop.data.qpos[:2] - start_xy)))
         if direction is not None and k == set_off_step:
             moved = loop.data.qpos[:2] - start_xy
             # a fall within the window restarted the character: it did not get there upright

@@ -39,6 +39,18 @@ def test_standing_still_neither_falls_nor_travels():
     assert r.falls_s == [] and abs(r.set_off_m) < 0.05
 
 
+def test_a_character_that_slides_off_is_seen_to_wander_without_a_fall():
+    class Slides(HoldController):  # starts with the root moving at 0.3 m/s: it slides ~6 cm and stays up
+        def initial_state(self):
+            qpos, qvel = super().initial_state()
+            qvel[0] = 0.3
+            return qpos, qvel
+
+    still, slid = (E.hold_from_start(c, "stand", "stand", 2.0) for c in (HoldController(), Slides()))
+    assert still.falls_s == slid.falls_s == []
+    assert still.wander_m < 0.01 < 0.04 < slid.wander_m
+
+
 def test_a_fall_is_recorded_and_gets_no_set_off_distance():
     c = Limp()
     r = E.hold_from_start(c, "walk", "walk", 5.0, direction=np.array([1.0, 0.0]))
