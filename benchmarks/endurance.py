@@ -7,7 +7,8 @@ Both parts run the policy through `superpadl.host.SimLoop`, as the viewer and re
 1. `--seeds` chains of random captions, each held 2-20 s, from the start pose for `--minutes` simulated minutes
    each: falls per hour, and per clip the falls on entering a command and while holding it;
 2. every caption given once from the start pose and held `--start-pose-s` seconds (0: skip): captions that fell,
-   and for locomotion the metres covered in the commanded direction 4 s after the command (the bar is 2 m);
+   and for locomotion the metres covered in the commanded direction 4 s after the command (the bar is 2 m), for the
+   others the farthest the character got from where the command began before a fall (a stand that walks off);
 3. `--shoves` forced falls (0: skip): from the start pose a 4 m/s shove in a random direction; of the shoves that
    fell the character, the share standing again within 5 s by its learned get-up without a restart (the bar: 80 %).
 The baseline (the shipped model by default) is measured in the same run; `--idle-after S [S ...]` measures POLICY
@@ -40,7 +41,9 @@ def start_pose_cell(records: list[E.CommandRecord] | None) -> str:
     fell = [r.falls_s[0] for r in records if r.falls_s]
     cell = f"{len(fell)}/{len(records)} fell" + (f" at {min(fell):.1f}-{max(fell):.1f} s" if fell else "")
     set_off = [r.set_off_m for r in records if r.set_off_m is not None]
-    return cell + (f", set off {min(set_off):.2f}-{max(set_off):.2f} m" if set_off else "")
+    if set_off:
+        return cell + f", set off {min(set_off):.2f}-{max(set_off):.2f} m"
+    return cell + f", up to {max(r.wander_m for r in records):.2f} m off"  # a gesture or stand that walks away
 
 
 def main() -> None:
