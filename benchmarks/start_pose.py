@@ -26,10 +26,10 @@ from superpadl import endurance as E  # noqa: E402
 from superpadl.runtime import GroupController  # noqa: E402
 
 
-def falls(controller, pose: np.ndarray, caption: str, clip: str, seconds: float, seeds: int) -> str:
-    """Falls summed over the seeds (seed 0 from the pose itself, the others with its joints perturbed by 0.02 rad),
-    the earliest, and the farthest the character got from where the command began before a fall (a stand that
-    walks off falls no less short of standing still)."""
+def hold_cell(controller, pose: np.ndarray, caption: str, clip: str, seconds: float, seeds: int) -> str:
+    """One table cell: the falls summed over the seeds (seed 0 from the pose itself, the others with its joints
+    perturbed by 0.02 rad), the earliest, and the farthest the character got from where the command began before a
+    fall (a stand that walks off is no stand either)."""
     records = [E.hold_from_start(E.stand_at(controller, pose), caption, clip, seconds, seed=s,
                                  init_noise=0.02 if s else 0.0) for s in range(seeds)]
     times = [r.falls_s for r in records]
@@ -75,8 +75,8 @@ def main() -> None:
                 continue
             own = E.first_frame(library, clip)
             rows.append((name, clip, f"{np.abs(own[7:] - start[7:]).max():.2f}",
-                         falls(controller, start, caption, clip, args.seconds, args.seeds),
-                         falls(controller, own, caption, clip, args.seconds, args.seeds)))
+                         hold_cell(controller, start, caption, clip, args.seconds, args.seeds),
+                         hold_cell(controller, own, caption, clip, args.seconds, args.seeds)))
     held = f"{args.seconds:g} s" + (f" x {args.seeds} seeds" if args.seeds > 1 else "")
     print(E.table(("controller", "clip", "pose gap (rad)", f"falls in {held} from the start pose",
                    "from the clip's first frame"), rows))

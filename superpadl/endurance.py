@@ -90,10 +90,10 @@ def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.
         if loop.falls > falls:
             rec.falls_s.append(k / loop.control_hz)
             falls = loop.falls
+        moved = loop.data.qpos[:2] - start_xy
         if not rec.falls_s:
-            rec.wander_m = max(rec.wander_m, float(np.linalg.norm(loop.data.qpos[:2] - start_xy)))
+            rec.wander_m = max(rec.wander_m, float(np.linalg.norm(moved)))
         if direction is not None and k == set_off_step:
-            moved = loop.data.qpos[:2] - start_xy
             # a fall within the window restarted the character: it did not get there upright
             rec.set_off_m = 0.0 if rec.falls_s else float(moved @ heading_direction(direction, start_quat))
     rec.get_ups_s, rec.restarts = loop.get_ups[get_ups:], loop.restarts - restarts
