@@ -87,6 +87,10 @@ class EpisodeConfig:
     # `follow_heading`): standing is judged where the character stands, as the runtime anchors each command where it
     # begins, not by how far it swayed from where the clip ended (evaluations of long holds, `eval_hold_s`)
     hold_follow: bool = False
+    # The clips whose episodes hold past their end (library ids); None: every non-looping clip. A distillation stage
+    # practises standing on for as long as a user holds the command with the standing clip's expert alone, where
+    # the other experts never learnt to stand on past their clips
+    hold_clips: tuple[str, ...] | None = None
     # Re-anchor a looping clip's reference at the character's root and heading as each cycle begins, so body error
     # counts one cycle's drift, not ten seconds of it. For a policy that never sees the reference (a text command
     # names no heading), a jog 3 degrees off course is still a jog; evaluation of distilled policies uses this.
@@ -269,7 +273,12 @@ class _Core:
             self.foreign = jnp.asarray([library.index(c) for c in foreign], jnp.int32)
         self.duration = jnp.asarray(np.maximum(library.durations, 1e-6), jnp.float32)
         # an episode's clip time
-        self.span = jnp.where(self.data.loop, self.duration, self.duration + config.episode.hold_s)
+        held = config.episode.hold_clips
+        if held is not None and (missing := [c for c in held if c not in library.clip_ids]):
+            raise ValueError(f"episode.hold_clips: clip {missing[0]!r} is not in the library")
+        self.holds = ~self.data.loop & (True if held is None else
+                                        jnp.asarray([c in held for c in library.clip_ids]))  # (library clips,)
+        self.span = jnp.where(self.holds, self.duration + config.episode.hold_s, self.duration)
         self.dt = 1.0 / config.physics.control_hz
         self.max_steps = int(round(config.episode.length_s * config.physics.control_hz))
         self.key_bodies = np.asarray(character.key_bodies)
@@ -429,7 +438,7 @@ class _Core:
         if cfg.episode.recover_follow and cfg.episode.recover_s > 0:
             follows.append(state.clip_time < cfg.episode.recover_s)
         if cfg.episode.hold_follow and cfg.episode.hold_s > 0:
-            follows.append(~self.data.loop[state.clip] & (state.clip_time >= self.duration[state.clip]))
+            follows.append(self.holds[state.clip] & (state.clip_time >= self.duration[state.clip]))
         if cfg.episode.anchor_cycles:
             cycle = self.duration[state.clip]
             begins = jnp.floor(clip_time / cycle) > jnp.floor(state.clip_time / cycle)

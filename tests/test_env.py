@@ -480,12 +480,15 @@ def test_hold_s_goes_on_past_a_clips_end_with_the_reference_still(tmp_path):
     assert not bool(lib.data.loop[i])
     past, last = lib.sample(np.full(2, i), np.array([dur + 0.1, dur + 1.0])), lib.sample(np.full(1, i), np.array([dur]))
     np.testing.assert_allclose(np.asarray(past.qpos), np.repeat(np.asarray(last.qpos), 2, 0), atol=1e-6)
-    for hold, follow in ((0.0, False), (0.5, False), (0.5, True)):
+    # hold_clips: only the clips named hold (an empty list: none does)
+    for hold, follow, clips in ((0.0, False, None), (0.5, False, None), (0.5, True, None),
+                                (0.5, True, ("synthetic_balance",)), (0.5, True, ())):
         env = ImitationEnv(lib, EnvConfig(num_envs=4, physics=PhysicsConfig(backend="mujoco"),
                                           starts=StartConfig(init="start"),
                                           # PD alone topples this pose: only the clock ends it
                                           episode=EpisodeConfig(hold_s=hold, fall_height=-1.0, max_body_error=1e6,
-                                                                hold_follow=follow)))
+                                                                hold_follow=follow, hold_clips=clips)))
+        hold, follow = (0.0, False) if clips == () else (hold, follow)
         s, steps, anchors = env.reset(0), 0, []
         while not np.asarray(s.done | s.truncated).any():
             anchors.append(np.asarray(s.anchor))
@@ -501,6 +504,8 @@ def test_hold_s_goes_on_past_a_clips_end_with_the_reference_still(tmp_path):
     assert abs((t > dur).mean() - 1.0 / (dur + 1.0)) < 0.04
     with pytest.raises(ValueError, match="hold_s"):
         ImitationEnv(lib, EnvConfig(num_envs=2, episode=EpisodeConfig(hold_s=-1.0)))
+    with pytest.raises(ValueError, match="hold_clips.*'nope'"):
+        ImitationEnv(lib, EnvConfig(num_envs=2, episode=EpisodeConfig(hold_s=1.0, hold_clips=("nope",))))
 
 
 # -- bad input --------------------------------------------------------------------------------------------------
