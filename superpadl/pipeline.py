@@ -230,6 +230,11 @@ class Pipeline:
             shutil.rmtree(lib)
         entries = import_clips(list(self.recipe.sources), lib, progress=False)
         self.data["clips"] = [e["id"] for e in entries]
+        for key, st in (("experts", self.recipe.experts), ("groups", self.recipe.groups), ("global", self.recipe.global_)):
+            for clip in st.config.env.episode.hold_clips or ():
+                if clip not in self.data["clips"]:
+                    raise ValueError(f"{self.recipe.path}: [{key}.env.episode] hold_clips: {clip!r} is not a clip of "
+                                     "the sources")
         if self.recipe.stand_starts:
             from motions.captions import STANDING_CAPTIONS
 

@@ -221,3 +221,10 @@ def test_a_stand_start_clips_teacher_is_fine_tuned_with_starts_from_standing(tmp
                         None, print)
         with pytest.raises(ValueError, match=rf"r\.toml: stand_starts: '{clip}' {why}"):
             pipe.stage_import({})
+    # a hold for a clip the sources do not have is refused on import, not after the experts have trained
+    (tmp_path / "r.toml").write_text('name = "r"\n' + body.format("deepmimic_wave")
+                                     + '[groups.env.episode]\nhold_s = 5.0\nhold_clips = ["deepmimic_stil"]\n')
+    pipe = Pipeline(R.load(tmp_path / "r.toml"), tmp_path / "run3", Status(tmp_path / "s3.json", {}), None, 1, None,
+                    print)
+    with pytest.raises(ValueError, match=r"r\.toml: \[groups\.env\.episode\] hold_clips: 'deepmimic_stil' is not a clip"):
+        pipe.stage_import({})
