@@ -8,13 +8,15 @@ Both parts run the policy through `superpadl.host.SimLoop`, as the viewer and re
    each: falls per hour, and per clip the falls on entering a command and while holding it;
 2. every caption given once from the start pose and held `--start-pose-s` seconds (0: skip): captions that fell,
    and for locomotion the metres covered in the commanded direction 4 s after the command (the bar is 2 m), for the
-   others the farthest the character got from where the command began before a fall (a stand that walks off);
+   others the farthest the character got from where the command began before a fall (a stand that walks off) and,
+   for gestures, whether it was done (`endurance.GestureCheck`: a policy that stands through a "bow" never falls);
 3. `--shoves` forced falls (0: skip): from the start pose a 4 m/s shove in a random direction; of the shoves that
    fell the character, the share standing again within 5 s by its learned get-up without a restart (the bar: 80 %).
 The baseline (the shipped model by default) is measured in the same run; `--idle-after S [S ...]` measures POLICY
 once per value of its `idle_after_s` (seconds after a one-shot clip's end that a held command turns into the
 standing skill; 'never': the switch off, as before it existed). LIB (a library of the policy's clips)
-tells which clips are locomotion and which way they go (`endurance.locomotion_directions`).
+tells which clips are locomotion and which way they go (`endurance.locomotion_directions`), and what each gesture
+and the standing skill look like.
 """
 from __future__ import annotations
 
@@ -28,10 +30,11 @@ from superpadl import endurance as E  # noqa: E402
 from superpadl.runtime import DEFAULT_MODEL, load_controller  # noqa: E402
 
 
-def start_pose(controller, seconds: float, directions: dict) -> dict[str, list[E.CommandRecord]]:
+def start_pose(controller, seconds: float, directions: dict, gestures: dict) -> dict[str, list[E.CommandRecord]]:
     out: dict[str, list] = {}
     for caption, clip in zip(controller.captions, controller.caption_clips):
-        out.setdefault(clip, []).append(E.hold_from_start(controller, caption, clip, seconds, directions.get(clip)))
+        out.setdefault(clip, []).append(E.hold_from_start(controller, caption, clip, seconds, directions.get(clip),
+                                                          gesture=gestures.get(clip)))
     return out
 
 
@@ -43,7 +46,9 @@ def start_pose_cell(records: list[E.CommandRecord] | None) -> str:
     set_off = [r.set_off_m for r in records if r.set_off_m is not None]
     if set_off:
         return cell + f", set off {min(set_off):.2f}-{max(set_off):.2f} m"
-    return cell + f", up to {max(r.wander_m for r in records):.2f} m off"  # a gesture or stand that walks away
+    checked = [r for r in records if r.performed_s is not None]  # a gesture stood through is no gesture
+    done = f", done {sum(map(E.performed, checked))}/{len(checked)}" if checked else ""
+    return cell + done + f", up to {max(r.wander_m for r in records):.2f} m off"  # one that walks away
 
 
 def main() -> None:
@@ -61,7 +66,10 @@ def main() -> None:
     args = p.parse_args()
     if not (args.lib / "manifest.json").is_file():
         sys.exit(f"endurance: {args.lib}: not a motion library; import the policy's sources first (README)")
+    from motions.library import MotionLibrary
+
     directions = E.locomotion_directions(args.lib)
+    gestures = E.gesture_checks(MotionLibrary(args.lib, include_flagged=True), directions)
     policies = {str(args.policy): args.policy}
     if args.baseline != "none" and Path(args.baseline).resolve() != args.policy.resolve():
         policies[f"baseline {args.baseline}"] = Path(args.baseline)
@@ -78,7 +86,7 @@ def main() -> None:
             variants[f"{args.policy} idle after {value}"] = c
         controllers = {**variants, **controllers}
 
-    summaries = {name: E.run(c, args.minutes, args.seeds, directions) for name, c in controllers.items()}
+    summaries = {name: E.run(c, args.minutes, args.seeds, directions, gestures) for name, c in controllers.items()}
     print(f"random captions held 2-20 s from the start pose: {args.seeds} seeds x {args.minutes:g} simulated min")
     print(E.report(summaries))
     if args.json:
@@ -91,12 +99,13 @@ def main() -> None:
               + (f"; ratio {rates[0] / rates[1]:.2f}" if rates[1] else ""))
 
     if args.start_pose_s > 0:
-        held = {name: start_pose(c, args.start_pose_s, directions) for name, c in controllers.items()}
+        held = {name: start_pose(c, args.start_pose_s, directions, gestures) for name, c in controllers.items()}
         clips = dict.fromkeys(clip for h in held.values() for clip in h)
         rows = [(clip, *(start_pose_cell(h.get(clip)) for h in held.values())) for clip in clips]
         totals = [sum(bool(r.falls_s) for rs in h.values() for r in rs) for h in held.values()]
         counts = [sum(len(rs) for rs in h.values()) for h in held.values()]
-        rows.append(("all captions", *(f"{t}/{n} fell" for t, n in zip(totals, counts))))
+        served = [sum(E.served(r) for rs in h.values() for r in rs) for h in held.values()]
+        rows.append(("all captions", *(f"{t}/{n} fell, {v}/{n} served" for t, n, v in zip(totals, counts, served))))
         print(f"\nevery caption given from the start pose and held {args.start_pose_s:g} s")
         print(E.table(("", *held), rows))
 

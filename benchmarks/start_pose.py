@@ -26,16 +26,18 @@ from superpadl import endurance as E  # noqa: E402
 from superpadl.runtime import GroupController  # noqa: E402
 
 
-def hold_cell(controller, pose: np.ndarray, caption: str, clip: str, seconds: float, seeds: int) -> str:
+def hold_cell(controller, pose: np.ndarray, caption: str, clip: str, seconds: float, seeds: int,
+              gesture: E.GestureCheck | None = None) -> str:
     """One table cell: the falls summed over the seeds (seed 0 from the pose itself, the others with its joints
-    perturbed by 0.02 rad), the earliest, and the farthest the character got from where the command began before a
-    fall (a stand that walks off is no stand either)."""
+    perturbed by 0.02 rad), the earliest, the farthest the character got from where the command began before a
+    fall (a stand that walks off is no stand either), and for a gesture the holds that did it."""
     records = [E.hold_from_start(E.stand_at(controller, pose), caption, clip, seconds, seed=s,
-                                 init_noise=0.02 if s else 0.0) for s in range(seeds)]
+                                 init_noise=0.02 if s else 0.0, gesture=gesture) for s in range(seeds)]
     times = [r.falls_s for r in records]
     first = min((t[0] for t in times if t), default=None)
+    done = f", done {sum(map(E.performed, records))}/{seeds}" if gesture is not None else ""
     return (f"{sum(map(len, times))}" + (f" (first at {first:.1f} s)" if first is not None else "")
-            + f", {max(r.wander_m for r in records):.2f} m off")
+            + f", {max(r.wander_m for r in records):.2f} m off" + done)
 
 
 def main() -> None:
@@ -56,6 +58,7 @@ def main() -> None:
 
     library = MotionLibrary(args.lib, include_flagged=True)
     start = E.start_pose(library, library.clip_ids)
+    gestures = E.gesture_checks(library, E.locomotion_directions(args.lib))
     controllers = []  # (name, controller, [(clip, caption)])
     try:
         for path in args.experts:
@@ -75,8 +78,8 @@ def main() -> None:
                 continue
             own = E.first_frame(library, clip)
             rows.append((name, clip, f"{np.abs(own[7:] - start[7:]).max():.2f}",
-                         hold_cell(controller, start, caption, clip, args.seconds, args.seeds),
-                         hold_cell(controller, own, caption, clip, args.seconds, args.seeds)))
+                         hold_cell(controller, start, caption, clip, args.seconds, args.seeds, gestures.get(clip)),
+                         hold_cell(controller, own, caption, clip, args.seconds, args.seeds, gestures.get(clip))))
     held = f"{args.seconds:g} s" + (f" x {args.seeds} seeds" if args.seeds > 1 else "")
     print(E.table(("controller", "clip", "pose gap (rad)", f"falls in {held} from the start pose",
                    "from the clip's first frame"), rows))

@@ -72,7 +72,8 @@ def main() -> None:
     directions = E.locomotion_directions(args.lib)
     for name, dirs in sets.items():
         print(f"{name}: {', '.join(str(d) for d in dirs)}")
-    summaries = {name: E.run(c, args.minutes, args.seeds, directions) for name, c in controllers.items()}
+    gestures = E.gesture_checks(library, directions)
+    summaries = {name: E.run(c, args.minutes, args.seeds, directions, gestures) for name, c in controllers.items()}
     print(f"\nrandom captions held 2-20 s from the start pose: {args.seeds} seeds x {args.minutes:g} simulated min")
     print(E.report(summaries))
 

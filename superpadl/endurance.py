@@ -27,6 +27,11 @@ ENTER_S = 3.0         # a fall this soon after a command counts as entering it, 
 SET_OFF_S = 4.0       # locomotion is judged on the distance it covers this soon after the command
 LOCOMOTION_SPEED = 0.5  # m/s of the clip's reference root: at least this, and a command of it is locomotion
 SET_OFF_BAR_M = 2.0   # a locomotion command that covers less in SET_OFF_S did not set off (issue 29's bar)
+# A gesture command was performed if this many seconds of the character's motion (1-s windows, `superpadl.metrics`)
+# look more like the commanded clip than like standing, by GESTURE_MARGIN_M: a policy that stands through a "bow"
+# never falls, and no fall count sees it (the shipped model's gestures from the start pose: 2.5-6.2 s)
+GESTURE_BAR_S = 1.0
+GESTURE_MARGIN_M = 0.02
 
 
 @dataclass
@@ -42,6 +47,44 @@ class CommandRecord:
     # the root's largest horizontal distance from where the command began, before any fall: a stand that shuffles
     # off, which counts no fall, shows here
     wander_m: float = 0.0
+    performed_s: float | None = None  # a gesture: seconds of motion like its clip's, not standing (`GestureCheck`)
+
+
+@dataclass
+class GestureCheck:
+    """Whether a gesture was done: the character's motion windows nearer the commanded clip's than the standing
+    clip's (both the library's references, `superpadl.metrics.window_features`)."""
+    library: object
+    clip_windows: np.ndarray
+    stand_windows: np.ndarray
+
+    def seconds(self, qpos: np.ndarray) -> float:
+        from superpadl import metrics as W
+        from superpadl.evaluate import _yaws
+
+        if len(qpos) < 2:
+            return 0.0
+        gen = W.window_features(np.asarray(self.library.bodies(qpos).pos), _yaws([qpos])[0])
+        own = W.window_distances(gen, self.clip_windows).min(1)
+        stand = W.window_distances(gen, self.stand_windows).min(1)
+        return float((own < stand - GESTURE_MARGIN_M).sum()) * W.STRIDE / 30.0
+
+
+def gesture_checks(library, directions: dict[str, np.ndarray]) -> dict[str, GestureCheck]:
+    """{clip: its check} for the library's gestures: every clip but the standing one, locomotion (`directions`,
+    judged by its set-off) and lying clips (get-ups); none without a standing clip to tell them from."""
+    from motions.captions import GET_UP_CAPTIONS
+    from superpadl.evaluate import _reference_windows
+    from superpadl.student import idle_clip
+
+    idle = idle_clip(library, library.clip_ids)
+    if idle < 0:
+        return {}
+    stand = library.clip_ids[idle]
+    clips = [c for c in library.clip_ids if c != stand and c not in directions
+             and not set(library.captions[library.index(c)]) & set(GET_UP_CAPTIONS)]
+    windows = _reference_windows(library, clips + [stand], 10.0)
+    return {c: GestureCheck(library, windows[c], windows[stand]) for c in clips}
 
 
 def yaw_of(quat_wxyz: np.ndarray) -> float:
@@ -77,7 +120,8 @@ def locomotion_directions(library: Path, speed: float = LOCOMOTION_SPEED) -> dic
     return out
 
 
-def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.ndarray | None) -> CommandRecord:
+def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.ndarray | None,
+          gesture: GestureCheck | None = None) -> CommandRecord:
     """Give `caption` now and hold it for `seconds` of simulation."""
     loop.command(caption)
     rec = CommandRecord(caption, clip, loop.time, seconds)
@@ -85,6 +129,7 @@ def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.
     falls, steps = loop.falls, int(round(seconds * loop.control_hz))
     get_ups, restarts = len(loop.get_ups), loop.restarts
     set_off_step = int(round(SET_OFF_S * loop.control_hz))
+    upright = []  # qpos before any fall: what the gesture check sees
     for k in range(1, steps + 1):
         loop.control_step()
         if loop.falls > falls:
@@ -93,25 +138,31 @@ def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.
         moved = loop.data.qpos[:2] - start_xy
         if not rec.falls_s:
             rec.wander_m = max(rec.wander_m, float(np.linalg.norm(moved)))
+            if gesture is not None:
+                upright.append(loop.data.qpos.copy())
         if direction is not None and k == set_off_step:
             # a fall within the window restarted the character: it did not get there upright
             rec.set_off_m = 0.0 if rec.falls_s else float(moved @ heading_direction(direction, start_quat))
     rec.get_ups_s, rec.restarts = loop.get_ups[get_ups:], loop.restarts - restarts
+    if gesture is not None:
+        rec.performed_s = gesture.seconds(np.asarray(upright))
     return rec
 
 
 def hold_from_start(controller, caption: str, clip: str, seconds: float,
-                    direction: np.ndarray | None = None, seed: int = 0, init_noise: float = 0.0) -> CommandRecord:
+                    direction: np.ndarray | None = None, seed: int = 0, init_noise: float = 0.0,
+                    gesture: GestureCheck | None = None) -> CommandRecord:
     """`caption` given from the start pose, as the first command of a viewer session, and held; `init_noise` (rad)
     perturbs the start pose's joints, so that seeds differ."""
     loop = SimLoop(controller.model, controller, seed=seed, init_noise=init_noise)
-    return _play(loop, caption, clip, seconds, direction)
+    return _play(loop, caption, clip, seconds, direction, gesture)
 
 
 def chain(controller, minutes: float, seed: int, directions: dict[str, np.ndarray],
-          hold_s: tuple[float, float] = (2.0, 20.0)) -> list[CommandRecord]:
+          hold_s: tuple[float, float] = (2.0, 20.0), gestures: dict[str, GestureCheck] | None = None
+          ) -> list[CommandRecord]:
     """Random captions of the controller, each held U(hold_s) seconds, from the start pose for `minutes` of
-    simulation (the last one cut at the end)."""
+    simulation (the last one cut at the end); a gesture's command is checked for being done (`gestures`)."""
     rng = np.random.default_rng(seed)
     loop = SimLoop(controller.model, controller, seed=seed)
     records, left = [], minutes * 60.0
@@ -119,7 +170,8 @@ def chain(controller, minutes: float, seed: int, directions: dict[str, np.ndarra
         i = int(rng.integers(len(controller.captions)))
         seconds = min(float(rng.uniform(*hold_s)), left)
         clip = controller.caption_clips[i]
-        records.append(_play(loop, controller.captions[i], clip, seconds, directions.get(clip)))
+        records.append(_play(loop, controller.captions[i], clip, seconds, directions.get(clip),
+                             (gestures or {}).get(clip)))
         left -= seconds
     return records
 
@@ -178,9 +230,15 @@ def stand_at(controller, qpos: np.ndarray):
     return controller
 
 
+def performed(record: CommandRecord) -> bool:
+    """Did what was asked: a locomotion command set off, a gesture was done (unchecked ones count as done)."""
+    return ((record.set_off_m is None or record.set_off_m >= SET_OFF_BAR_M)
+            and (record.performed_s is None or record.performed_s >= GESTURE_BAR_S))
+
+
 def served(record: CommandRecord) -> bool:
-    """The user got what they asked for: held without a fall, and a locomotion command held SET_OFF_S set off."""
-    return not record.falls_s and (record.set_off_m is None or record.set_off_m >= SET_OFF_BAR_M)
+    """The user got what they asked for: held without a fall, and performed."""
+    return not record.falls_s and performed(record)
 
 
 def summarize(records: list[CommandRecord]) -> dict:
@@ -190,13 +248,16 @@ def summarize(records: list[CommandRecord]) -> dict:
     clips: dict[str, dict] = {}
     for r in records:
         c = clips.setdefault(r.clip, {"commands": 0, "held_s": 0.0, "enter_falls": 0, "hold_falls": 0,
-                                      "set_off_m": []})
+                                      "set_off_m": [], "checked": 0, "performed": 0})
         c["commands"] += 1
         c["held_s"] += r.held_s
         c["enter_falls"] += sum(t <= ENTER_S for t in r.falls_s)
         c["hold_falls"] += sum(t > ENTER_S for t in r.falls_s)
         if r.set_off_m is not None:
             c["set_off_m"].append(r.set_off_m)
+        if r.performed_s is not None:
+            c["checked"] += 1
+            c["performed"] += performed(r)
     get_ups = [t for r in records for t in r.get_ups_s]
     return {"simulated_minutes": hours * 60.0, "commands": len(records), "falls": len(falls),
             "falls_per_hour": len(falls) / hours if hours else 0.0,
@@ -209,21 +270,24 @@ def summarize(records: list[CommandRecord]) -> dict:
 TRAINING_HOLD_S = 10.0  # each clip's command held this long from the start pose in a training evaluation
 
 
-def training_eval(controller, directions: dict[str, np.ndarray], minutes: float, seed: int) -> dict:
+def training_eval(controller, directions: dict[str, np.ndarray], minutes: float, seed: int,
+                  gestures: dict[str, GestureCheck] | None = None) -> dict:
     """What a distillation run's evaluation records of real use (`kept_score` weighs `served_share`): one chain of
     `minutes` from `seed`, the same each time, so that evaluations compare alike, and each clip's first caption
     held TRAINING_HOLD_S from the start pose (a user's first command: a chain of a few minutes gives each clip only
     a few commands, and rarely from standing)."""
     first = dict(zip(reversed(controller.caption_clips), reversed(controller.captions)))  # each clip's first caption
-    held = [hold_from_start(controller, caption, clip, TRAINING_HOLD_S, directions.get(clip))
+    gestures = gestures or {}
+    held = [hold_from_start(controller, caption, clip, TRAINING_HOLD_S, directions.get(clip), gesture=gestures.get(clip))
             for clip, caption in first.items()]
-    s = summarize(chain(controller, minutes, seed, directions) + held)
+    s = summarize(chain(controller, minutes, seed, directions, gestures=gestures) + held)
     return {"served_share": s["served_share"], "falls_per_hour": s["falls_per_hour"]}
 
 
-def run(controller, minutes: float, seeds: int, directions: dict[str, np.ndarray]) -> dict:
+def run(controller, minutes: float, seeds: int, directions: dict[str, np.ndarray],
+        gestures: dict[str, GestureCheck] | None = None) -> dict:
     """`chain` for `minutes` per seed (seeds 0..seeds-1), summarized over all of them."""
-    return summarize([r for s in range(seeds) for r in chain(controller, minutes, s, directions)])
+    return summarize([r for s in range(seeds) for r in chain(controller, minutes, s, directions, gestures=gestures)])
 
 
 def table(header: tuple, rows: list[tuple]) -> str:
@@ -255,10 +319,13 @@ def report(summaries: dict[str, dict]) -> str:
             cell = f"{c['enter_falls']}+{c['hold_falls']} of {c['commands']}"
             if c["set_off_m"]:
                 cell += f", set off {np.median(c['set_off_m']):.2f} m"
+            if c.get("checked"):
+                cell += f", done {c['performed']} of {c['checked']}"
             cells.append(cell)
         rows.append((clip, *cells))
     lines = [table(("", *names), rows)]
-    lines.append(f"served: held without a fall, and locomotion {SET_OFF_BAR_M:g} m on in {SET_OFF_S:g} s")
+    lines.append(f"served: held without a fall, locomotion {SET_OFF_BAR_M:g} m on in {SET_OFF_S:g} s, and a gesture "
+                 f"done (at least {GESTURE_BAR_S:g} s of motion more like its clip than like standing)")
     lines.append(f"per clip: falls entering (first {ENTER_S:g} s) + holding, of the commands given; set off: median "
                  f"metres along the clip's direction {SET_OFF_S:g} s after a locomotion command held that long")
     return "\n".join(lines)

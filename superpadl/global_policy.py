@@ -277,6 +277,7 @@ class _Stage(Stage):
         # the runtime's start pose: the standing skill's first frame, which it idles in before any command
         self.start_qpos = E.start_pose(library, clips).astype(np.float32)
         self.directions = E.locomotion_directions(library.path) if cfg.eval_real_use_minutes else {}
+        self.gestures = E.gesture_checks(library, self.directions) if cfg.eval_real_use_minutes else {}
         self.meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips,
                      "captions": captions, "caption_clips": owners, "input_size": self.in_size,
                      "action_size": env.action_size, "character": env.character.name,
@@ -348,7 +349,8 @@ class _Stage(Stage):
             from superpadl.runtime import PolicyController
 
             controller = PolicyController(GlobalPolicy(self.policy(state), self.meta), encoder=self.encoder)
-            ev.update(E.training_eval(controller, self.directions, cfg.eval_real_use_minutes, cfg.seed))
+            ev.update(E.training_eval(controller, self.directions, cfg.eval_real_use_minutes, cfg.seed,
+                                      self.gestures))
         state["clip_weights"] = clip_priorities(success, cfg.prioritise)
         self.carry = self.carry._replace(
             env_state=self.carry.env_state._replace(clip_weights=jnp.asarray(state["clip_weights"])))

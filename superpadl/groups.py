@@ -164,6 +164,7 @@ class _Stage(Stage):
         if cfg.eval_real_use_minutes:
             self.start_qpos = E.start_pose(library, self.clips)
             self.directions = E.locomotion_directions(library.path)
+            self.gestures = E.gesture_checks(library, self.directions)
 
     def initial_state(self) -> dict:
         cfg = self.cfg
@@ -270,7 +271,7 @@ class _Stage(Stage):
                 agent, self.library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(cfg.seed))["success"]
         if cfg.eval_real_use_minutes:
             ev.update(E.training_eval(GroupController(GroupPolicy(ts, self.meta), self.start_qpos),
-                                      self.directions, cfg.eval_real_use_minutes, cfg.seed))
+                                      self.directions, cfg.eval_real_use_minutes, cfg.seed, self.gestures))
         state["clip_weights"] = clip_priorities(success, cfg.prioritise)
         self.env_state = self.env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))
         warmup = "bc/loss" in scalars

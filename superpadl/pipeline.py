@@ -445,8 +445,9 @@ class Pipeline:
             from superpadl import endurance as E
             from superpadl.runtime import load_controller
 
+            directions = E.locomotion_directions(self.out / "library")
             result["endurance"] = E.run(load_controller(self.out / "global"), ev.endurance_minutes,
-                                        ev.endurance_seeds, E.locomotion_directions(self.out / "library"))
+                                        ev.endurance_seeds, directions, E.gesture_checks(self.lib(), directions))
         checkpoint.write_json_atomic(self.out / "eval" / "global.json", result)
 
     def stage_export(self, stage: dict) -> None:

@@ -113,3 +113,34 @@ def test_start_pose_is_the_standing_clips_first_frame_and_stand_at_starts_a_cont
     loop = SimLoop(controller.model, controller)
     loop.reset()
     assert abs(loop.data.qpos[0] - start[0]) < 1e-9
+
+
+def test_a_gesture_stood_through_is_not_done_and_not_served(tmp_path):
+    """`GestureCheck`: motion like the commanded clip's, not like standing, for GESTURE_BAR_S. The wave's own
+    reference passes; standing through it (the standing clip's reference, or a character held still in SimLoop)
+    does not, and a command so stood through is not served though it never fell."""
+    from motions.captions import STANDING_CAPTIONS
+    from motions.library import MotionLibrary
+
+    character = Character()
+    writer = LibraryWriter(tmp_path / "lib", character, {})
+    shoulder = 7 + character.joint_names.index("right_shoulder_y")
+    clips = {}
+    for name, captions, swing in (("wave", ["wave"], 1.2), ("stand", [STANDING_CAPTIONS[0]], 0.0)):
+        qpos = np.tile(character.rest_qpos(), (90, 1))
+        qpos[:, shoulder] += swing * np.sin(np.linspace(0, 3 * np.pi, 90)) ** 2  # the arm swings up three times
+        entry = {"id": name, "captions": captions, "source_file": "test", "source_format": "test", "licence": "CC0",
+                 "labels": {}, "loop": False, "num_frames": 90, "duration_s": 89 / 30, "joint_map": {}, "scale": 1.0,
+                 "qa": {}, "flagged": False, "flag_reasons": []}
+        writer.add(entry, qpos, 30.0, velocities(character, qpos, 30.0))
+        clips[name] = qpos
+    writer.commit()
+    library = MotionLibrary(tmp_path / "lib")
+    checks = E.gesture_checks(library, directions={})
+    assert list(checks) == ["wave"]  # the standing clip is not a gesture
+    assert checks["wave"].seconds(clips["wave"]) >= 2.0 and checks["wave"].seconds(clips["stand"]) == 0.0
+    still = E.hold_from_start(E.stand_at(HoldController(), clips["stand"][0]), "wave", "wave", 3.0,
+                              gesture=checks["wave"])
+    assert still.falls_s == [] and still.performed_s < E.GESTURE_BAR_S
+    assert not E.served(still) and E.served(E.CommandRecord("wave", "wave", 0, 3, performed_s=2.0))
+    assert "done 0 of 1" in E.report({"a": E.summarize([still])})
