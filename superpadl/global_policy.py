@@ -271,8 +271,10 @@ class _Stage(Stage):
             return row_table[clip, jnp.minimum((u * row_count[clip]).astype(jnp.int32), row_count[clip] - 1)]
 
         idle = S.idle_clip(library, clips)
+        ends = S.clip_ends(library)  # standing has no end to switch at: it is held as long as a user holds it
+        ends = ends if idle < 0 else ends.at[idle].set(jnp.inf)
         self.commands = Commands(jnp.asarray([library.index(c) for c in clips]), draw_caption,
-                                 S.clip_starts(library), S.clip_ends(library), idle)
+                                 S.clip_starts(library), ends, idle)
         self.in_size = S.input_size(hcfg, EMBED_DIM)
         # the runtime's start pose: the standing skill's first frame, which it idles in before any command
         self.start_qpos = E.start_pose(library, clips).astype(np.float32)
