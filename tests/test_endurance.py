@@ -116,9 +116,9 @@ def test_start_pose_is_the_standing_clips_first_frame_and_stand_at_starts_a_cont
 
 
 def test_a_gesture_stood_through_is_not_done_and_not_served(tmp_path):
-    """`GestureCheck`: motion like the commanded clip's, not like standing, for GESTURE_BAR_S. The wave's own
-    reference passes; standing through it (the standing clip's reference, or a character held still in SimLoop)
-    does not, and a command so stood through is not served though it never fell."""
+    """`GestureCheck`: motion like the commanded clip's, not like standing, for GESTURE_BAR of the time the clip's
+    own reference is. The wave's reference passes; standing through it (the standing clip's reference, or a
+    character held still in SimLoop) does not, and a command so stood through is not served though it never fell."""
     from motions.captions import STANDING_CAPTIONS
     from motions.library import MotionLibrary
 
@@ -138,9 +138,12 @@ def test_a_gesture_stood_through_is_not_done_and_not_served(tmp_path):
     library = MotionLibrary(tmp_path / "lib")
     checks = E.gesture_checks(library, directions={})
     assert list(checks) == ["wave"]  # the standing clip is not a gesture
-    assert checks["wave"].seconds(clips["wave"]) >= 2.0 and checks["wave"].seconds(clips["stand"]) == 0.0
+    wave = checks["wave"]
+    assert wave.seconds(clips["wave"]) >= 2.0 and wave.bar_s == E.GESTURE_BAR * wave.seconds(clips["wave"])
+    assert wave.seconds(clips["stand"]) == 0.0
     still = E.hold_from_start(E.stand_at(HoldController(), clips["stand"][0]), "wave", "wave", 3.0,
                               gesture=checks["wave"])
-    assert still.falls_s == [] and still.performed_s < E.GESTURE_BAR_S
-    assert not E.served(still) and E.served(E.CommandRecord("wave", "wave", 0, 3, performed_s=2.0))
+    assert still.falls_s == [] and still.performed_s < still.performed_bar_s == wave.bar_s
+    assert not E.served(still) and E.served(E.CommandRecord("wave", "wave", 0, 3, performed_s=2.0,
+                                                            performed_bar_s=wave.bar_s))
     assert "done 0 of 1" in E.report({"a": E.summarize([still])})
