@@ -10,7 +10,8 @@ driven exactly so, through `SimLoop` (the loop behind the viewer and the rendere
 - `hold_from_start`: one caption given from the start pose and held (every caption for 30 s is the bar);
 - for locomotion (a clip whose reference travels, `locomotion_directions`), the distance covered in the first
   `set_off_s` of the command along the direction its clip travels, turned by the heading the character had when
-  the command came.
+  the command came;
+- for a gesture, whether it was done at all (`GestureCheck`): a policy that stands through every gesture never falls.
 A fall restarts the character from the start pose unless the loop can get up by a learned skill (`SimLoop`), so
 the time to get up is recorded as well (None: restarted).
 """
