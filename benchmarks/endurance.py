@@ -68,8 +68,7 @@ def main() -> None:
         sys.exit(f"endurance: {args.lib}: not a motion library; import the policy's sources first (README)")
     from motions.library import MotionLibrary
 
-    directions = E.locomotion_directions(args.lib)
-    gestures = E.gesture_checks(MotionLibrary(args.lib, include_flagged=True), directions)
+    directions, gestures = E.command_checks(MotionLibrary(args.lib, include_flagged=True))
     policies = {str(args.policy): args.policy}
     if args.baseline != "none" and Path(args.baseline).resolve() != args.policy.resolve():
         policies[f"baseline {args.baseline}"] = Path(args.baseline)

@@ -58,7 +58,7 @@ def main() -> None:
 
     library = MotionLibrary(args.lib, include_flagged=True)
     start = E.start_pose(library, library.clip_ids)
-    gestures = E.gesture_checks(library, E.locomotion_directions(args.lib))
+    _, gestures = E.command_checks(library)
     controllers = []  # (name, controller, [(clip, caption)])
     try:
         for path in args.experts:

@@ -69,10 +69,9 @@ def main() -> None:
                        for name, dirs in sets.items()}
     except ValueError as e:
         sys.exit(f"teachers_in_use: {e}")
-    directions = E.locomotion_directions(args.lib)
+    directions, gestures = E.command_checks(library)
     for name, dirs in sets.items():
         print(f"{name}: {', '.join(str(d) for d in dirs)}")
-    gestures = E.gesture_checks(library, directions)
     summaries = {name: E.run(c, args.minutes, args.seeds, directions, gestures) for name, c in controllers.items()}
     print(f"\nrandom captions held 2-20 s from the start pose: {args.seeds} seeds x {args.minutes:g} simulated min")
     print(E.report(summaries))

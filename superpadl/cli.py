@@ -360,9 +360,8 @@ def _endurance(args) -> dict | None:
         return None
     from motions.library import MotionLibrary
 
-    directions = E.locomotion_directions(args.lib)
-    summary = E.run(load_controller(args.policy), args.endurance_minutes, args.endurance_seeds, directions,
-                    E.gesture_checks(MotionLibrary(args.lib, include_flagged=True), directions))
+    summary = E.run(load_controller(args.policy), args.endurance_minutes, args.endurance_seeds,
+                    *E.command_checks(MotionLibrary(args.lib, include_flagged=True)))
     print(f"\nreal use: random captions held 2-20 s from the start pose, {args.endurance_seeds} seed(s) x "
           f"{args.endurance_minutes:g} simulated min\n" + E.report({str(args.policy): summary}))
     return summary

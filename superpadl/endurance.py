@@ -69,9 +69,14 @@ class GestureCheck:
         from superpadl import metrics as W
         from superpadl.evaluate import _yaws
 
-        if len(qpos) < 2:
+        n = len(qpos)
+        if n < 2:
             return 0.0
-        return self._seconds(W.window_features(np.asarray(self.library.bodies(qpos).pos), _yaws([qpos])[0]))
+        # padded to a power of two (the last pose repeated): kinematics compile per shape, and every hold's length
+        # would compile anew
+        padded = np.concatenate([qpos, np.repeat(qpos[-1:], (1 << max(6, (n - 1).bit_length())) - n, axis=0)])
+        pos, yaw = np.asarray(self.library.bodies(padded).pos)[:n], _yaws([padded])[0][:n]
+        return self._seconds(W.window_features(pos, yaw))
 
     def _seconds(self, windows: np.ndarray) -> float:
         from superpadl import metrics as W
@@ -79,6 +84,13 @@ class GestureCheck:
         own = W.window_distances(windows, self.clip_windows).min(1)
         stand = W.window_distances(windows, self.stand_windows).min(1)
         return float((own < stand - GESTURE_MARGIN_M).sum()) * W.STRIDE / 30.0
+
+
+def command_checks(library) -> tuple[dict[str, np.ndarray], dict[str, GestureCheck]]:
+    """What a command of each clip of `library` (a `MotionLibrary`) is judged by: (`locomotion_directions`,
+    `gesture_checks`), as `run`, `chain` and `training_eval` take them."""
+    directions = locomotion_directions(library.path)
+    return directions, gesture_checks(library, directions)
 
 
 def gesture_checks(library, directions: dict[str, np.ndarray]) -> dict[str, GestureCheck]:

@@ -278,8 +278,7 @@ class _Stage(Stage):
         self.in_size = S.input_size(hcfg, EMBED_DIM)
         # the runtime's start pose: the standing skill's first frame, which it idles in before any command
         self.start_qpos = E.start_pose(library, clips).astype(np.float32)
-        self.directions = E.locomotion_directions(library.path) if cfg.eval_real_use_minutes else {}
-        self.gestures = E.gesture_checks(library, self.directions) if cfg.eval_real_use_minutes else {}
+        self.directions, self.gestures = E.command_checks(library) if cfg.eval_real_use_minutes else ({}, {})
         self.meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips,
                      "captions": captions, "caption_clips": owners, "input_size": self.in_size,
                      "action_size": env.action_size, "character": env.character.name,

@@ -163,8 +163,7 @@ class _Stage(Stage):
         self._observe = jax.jit(self._observe_step)
         if cfg.eval_real_use_minutes:
             self.start_qpos = E.start_pose(library, self.clips)
-            self.directions = E.locomotion_directions(library.path)
-            self.gestures = E.gesture_checks(library, self.directions)
+            self.directions, self.gestures = E.command_checks(library)
 
     def initial_state(self) -> dict:
         cfg = self.cfg

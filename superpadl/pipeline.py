@@ -445,9 +445,8 @@ class Pipeline:
             from superpadl import endurance as E
             from superpadl.runtime import load_controller
 
-            directions = E.locomotion_directions(self.out / "library")
             result["endurance"] = E.run(load_controller(self.out / "global"), ev.endurance_minutes,
-                                        ev.endurance_seeds, directions, E.gesture_checks(self.lib(), directions))
+                                        ev.endurance_seeds, *E.command_checks(self.lib()))
         checkpoint.write_json_atomic(self.out / "eval" / "global.json", result)
 
     def stage_export(self, stage: dict) -> None:

@@ -398,8 +398,8 @@ def test_group_init_from_holds_its_controller_while_the_critic_learns_and_scores
     # and its real use: the kept controller (held networks, the normaliser that went on learning) commanded by clip
     # from the start pose, the chain of the same seed
     held = GroupController(run, E.start_pose(lib, CLIPS))
-    directions = E.locomotion_directions(lib.path)
-    use = E.training_eval(held, directions, 0.1, cfg.seed, E.gesture_checks(lib, directions))
+    directions, gestures = E.command_checks(lib)
+    use = E.training_eval(held, directions, 0.1, cfg.seed, gestures)
     assert 0.0 <= row["served_share"] <= 1.0 and {k: row[k] for k in use} == use
     with pytest.raises(checkpoint.CheckpointError, match="not this group's"):
         train_group(lib, teachers, CLIPS[:1], tmp_path / "other", cfg, progress=False, log=lambda m: None,
