@@ -87,11 +87,15 @@ def migrate(name: str, data: dict) -> dict:
 
 def replace(cfg, **changes):
     """`dataclasses.replace` into nested configs: a dict value for a dataclass field updates that field's fields,
-    e.g. `replace(env, clips=c, physics=dict(backend="mujoco"))`."""
+    e.g. `replace(env, clips=c, physics=dict(backend="mujoco"))`. A list for a tuple field becomes a tuple (configs
+    are hashed: a variant's JSON list broke an evaluation's env cache)."""
+    hints = typing.get_type_hints(type(cfg))
     for name, value in changes.items():
         current = getattr(cfg, name)
         if isinstance(value, dict) and dataclasses.is_dataclass(current):
             changes[name] = replace(current, **value)
+        elif name in hints:
+            changes[name] = _convert(hints[name], value)
     return dataclasses.replace(cfg, **changes)
 
 

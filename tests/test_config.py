@@ -90,3 +90,10 @@ def test_replace_updates_nested_configs_by_dict():
     assert cfg.num_envs == 3 and cfg.physics == PhysicsConfig(backend="mujoco") and cfg.episode.hold_s == 2.0
     assert cfg.episode.length_s == EnvConfig().episode.length_s  # the other fields of a nested config are kept
     assert replace(cfg, physics=PhysicsConfig()).physics == PhysicsConfig()  # a config value replaces outright
+
+
+def test_replace_turns_a_list_into_the_tuple_a_config_holds_so_it_stays_hashable():
+    # a recipe variant's JSON list (benchmarks/distill_curves.py) for a tuple field: evaluation envs are cached by config
+    cfg = replace(EnvConfig(), clips=["a", "b"], starts=dict(foreign_clips=["c"]))
+    assert cfg.clips == ("a", "b") and cfg.starts.foreign_clips == ("c",)
+    assert hash(cfg) == hash(replace(EnvConfig(), clips=("a", "b"), starts=dict(foreign_clips=("c",))))
