@@ -149,7 +149,9 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     by_teacher), and every state the batch visits is labelled with teacher(own state, history, command,
     heading), the teacher's action on that very state. Commands switch on average every `schedule.switch_every_s`,
     and with probability `end_switch` when the command's clip is over (`commands.ends`), to a clip drawn by the
-    env's clip weights, restarting the clock and the start frame; after an episode ends, the command is the env's
+    env's clip weights (to the idle clip, `commands.idle`, where there is one, its caption shown: the runtime
+    conditions the policy on standing after a one-shot clip, `PolicyController`), restarting the clock and the start
+    frame; after an episode ends, the command is the env's
     new clip, begun at its start (`commands.starts`).
 
     A switch that comes in the last `finish_s` of a non-looping clip is shown to the student at once but labelled
@@ -223,6 +225,8 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, env, 
     finishing = user & ((pending >= 0) | (~over & (left <= finish_s)))
     switch = user & ~finishing  # the teacher switches now
     other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), new.clip_weights)]
+    # a command that switches at its clip's end switches to standing, shown to the student as the runtime shows it
+    other = jnp.where((idle >= 0) & ends_now & (command != idle), idle, other)
     rest = restart & (new.clip_time <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
     first = jnp.where(rest, other, new.clip)  # the command an episode begins with
     caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)

@@ -182,6 +182,28 @@ def test_a_command_held_past_its_clips_end_is_labelled_by_the_idle_teacher(lib, 
         np.testing.assert_array_equal(s, 1.0)
 
 
+def test_a_command_switching_at_its_clips_end_switches_to_the_idle_clip_shown_as_such(lib, small_env):
+    """`end_switch` 1 with an idle clip: a command whose clip ends (0.2 s: the 6th step) switches to the idle clip,
+    labelled by its teacher and shown to the student by its caption, as the runtime conditions a held one-shot
+    command on standing; the idle clip is never drawn otherwise here (`clips` holds a alone)."""
+    hcfg = S.HistoryConfig()
+    starts, ends = S.clip_starts(lib), jnp.full((len(lib.clip_ids),), 0.2)
+    a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
+    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+    state = small_env.reset(jax.random.key(0))
+    command = jnp.full(4, a, jnp.int32)
+    carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), command, command, jnp.zeros(4), starts[command])
+    carry, (xs, ys, _), (falls, switches) = dagger_rollout(
+        small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
+        jnp.eye(len(lib.clip_ids), 384), hcfg, 8, jax.random.key(1),
+        Commands(jnp.asarray([a]), lambda k, c: c, starts, ends, b), _schedule(0.0, end_switch=1.0))
+    assert falls == 0 and switches == 4
+    after = np.arange(8)[:, None] >= 6
+    np.testing.assert_array_equal(np.asarray(ys[:, :, 0]), np.broadcast_to(np.where(after, b, a), (8, 4)))
+    np.testing.assert_array_equal(np.asarray(xs[:, :, -384 + b]), np.broadcast_to(after, (8, 4)).astype(float))
+    np.testing.assert_array_equal(np.asarray(carry.command), b)
+
+
 def test_rest_switch_commands_another_clip_from_a_first_frame_start(lib):
     """`rest_switch` 1: every episode begun at a clip's first frame (0.1 s episodes, all begun there) is commanded
     a clip of `train_clips` at once (here clip b only), as a user's first command from the viewer's rest pose; with
