@@ -151,8 +151,7 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     and with probability `end_switch` when the command's clip is over (`commands.ends`), to a clip drawn by the
     env's clip weights (to the idle clip, `commands.idle`, where there is one, its caption shown: the runtime
     conditions the policy on standing after a one-shot clip, `PolicyController`), restarting the clock and the start
-    frame; after an episode ends, the command is the env's
-    new clip, begun at its start (`commands.starts`).
+    frame; after an episode ends, the command is the env's new clip, begun at its start (`commands.starts`).
 
     A switch that comes in the last `finish_s` of a non-looping clip is shown to the student at once but labelled
     by the old clip's teacher until that clip ends, then by the new one's: the student learns to finish a skill's
@@ -226,7 +225,7 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, env, 
     switch = user & ~finishing  # the teacher switches now
     other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), new.clip_weights)]
     # a command that switches at its clip's end switches to standing, shown to the student as the runtime shows it
-    other = jnp.where((idle >= 0) & ends_now & (command != idle), idle, other)
+    other = jnp.where((idle >= 0) & ends_now & ~restart & (command != idle), idle, other)
     rest = restart & (new.clip_time <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
     first = jnp.where(rest, other, new.clip)  # the command an episode begins with
     caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
