@@ -67,7 +67,7 @@ def main() -> None:
                                 [(c, library.captions[library.index(c)][0]) for c in clips]))
         for folder in args.groups:
             for g in checkpoint.read_spec(folder / "groups.json", GROUPS_FORMAT, "groups folder")["groups"]:
-                controllers.append((f"{folder}/{g['name']}", GroupController(folder / g["name"], start),
+                controllers.append((f"{folder}/{g['name']}", GroupController(folder / g["name"], start, library),
                                     [(c, c) for c in g["clips"]]))
     except ValueError as e:
         sys.exit(f"start_pose: {e}")

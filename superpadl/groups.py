@@ -269,7 +269,7 @@ class _Stage(Stage):
             ev["transition_success"] = transition_success(
                 agent, self.library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(cfg.seed))["success"]
         if cfg.eval_real_use_minutes:
-            ev.update(E.training_eval(GroupController(GroupPolicy(ts, self.meta), self.start_qpos),
+            ev.update(E.training_eval(GroupController(GroupPolicy(ts, self.meta), self.start_qpos, self.library),
                                       self.directions, cfg.eval_real_use_minutes, cfg.seed, self.gestures))
         state["clip_weights"] = clip_priorities(success, cfg.prioritise)
         self.env_state = self.env_state._replace(clip_weights=jnp.asarray(state["clip_weights"]))

@@ -345,21 +345,32 @@ class PolicyController:
 
 class GroupController(PolicyController):
     """A group controller driven as the global policy is (`PolicyController`'s step), commanded by clip id (its
-    condition the clip's one-hot slot) from `start_qpos`; no text, no standing switch. Its real use is measured so
-    (`superpadl.endurance`, `benchmarks/set_off.py`)."""
+    condition the clip's one-hot slot) from `start_qpos`; no text. Given its `library`, a held one-shot command
+    turns into the group's standing clip at its clip's end as the global policy's does (the hand-over DAgger asks
+    of it), else it goes on under the command. Its real use is measured so (`superpadl.endurance`, benchmarks)."""
 
-    def __init__(self, path: str | Path | policies.GroupPolicy, start_qpos: np.ndarray):
+    def __init__(self, path: str | Path | policies.GroupPolicy, start_qpos: np.ndarray, library=None):
         # not super().__init__, which loads a global policy and its text encoder
+        from superpadl.global_policy import one_shot_durations
+        from superpadl.student import idle_clip
+
         policy = path if isinstance(path, policies.GroupPolicy) else policies.GroupPolicy.load(path)
         self._drive(policy.meta.get("character", "humanoid"), policy.env.physics.control_hz, policy.history,
                     policy.act)
         self.captions = self.caption_clips = policy.clips
         self.caption_emb, self.start_qpos = np.eye(len(policy.clips), dtype=np.float32), np.asarray(start_qpos)
         self.idle, self.get_up_command, self.one_shot_s, self.condition = None, None, {}, None
+        self.idle_after_s = IDLE_AFTER_S
+        idle = idle_clip(library, policy.clips) if library is not None else -1
+        if idle >= 0:
+            self.idle = policy.clips.index(library.clip_ids[idle])
+            self.one_shot_s = one_shot_durations(library, policy.clips)
+            self.condition = self.caption_emb[self.idle]  # before the first command it stands, as the runtime does
         self.clip, self.held_steps, self.idling = None, 0, False
 
     def set_command(self, text: str) -> None:
         self.clip, self.condition, self.start = text, self.caption_emb[self.captions.index(text)], None
+        self.held_steps, self.idling = 0, False
 
 
 def match_label(text: str, caption: str | None, similarity: float | None) -> str:

@@ -419,13 +419,37 @@ def test_group_init_from_holds_its_controller_while_the_critic_learns_and_scores
     assert row["transition_success"] == transition_success(agent, lib, 4, 2.0, 3.0, np.random.default_rng(2))["success"]
     # and its real use: the kept controller (held networks, the normaliser that went on learning) commanded by clip
     # from the start pose, the chain of the same seed
-    held = GroupController(run, E.start_pose(lib, CLIPS))
+    held = GroupController(run, E.start_pose(lib, CLIPS), lib)
     directions, gestures = E.command_checks(lib)
     use = E.training_eval(held, directions, 0.1, cfg.seed, gestures)
     assert 0.0 <= row["served_share"] <= 1.0 and {k: row[k] for k in use} == use
     with pytest.raises(checkpoint.CheckpointError, match="not this group's"):
         train_group(lib, teachers, CLIPS[:1], tmp_path / "other", cfg, progress=False, log=lambda m: None,
                     init_from=groups_dir / "group_000")
+
+
+def test_a_group_controller_given_its_library_turns_a_held_one_shot_command_into_standing(groups_dir, tmp_path):
+    """Measured as the runtime drives the global policy: with its library, a group's one-shot command held past its
+    clip's end (plus idle_after_s) turns into the group's standing clip; without it, it goes on as commanded."""
+    from superpadl.runtime import GroupController
+
+    other = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("stand", "balance")))
+    policy = GroupPolicy.load(groups_dir / "group_000")  # two slots, as the two clips below
+    policy = GroupPolicy(policy.ts, {**policy.meta, "clips": ["synthetic_balance", "synthetic_stand"]})
+    pose = E.start_pose(other, other.clip_ids)
+    with_lib, without = GroupController(policy, pose, other), GroupController(policy, pose)
+    one_shot = float(other.durations[other.index("synthetic_balance")])
+    assert with_lib.idle == 1 and with_lib.one_shot_s["synthetic_balance"] == pytest.approx(one_shot)
+    for c in (with_lib, without):
+        qpos, qvel = c.initial_state()
+        c.reset(qpos, qvel)
+        c.set_command("synthetic_balance")
+        for _ in range(round((one_shot + 0.1 + c.idle_after_s) * c.control_hz)):
+            c.act(qpos, qvel)
+    assert with_lib.idling and with_lib.condition.tolist() == [0.0, 1.0]
+    assert not without.idling and without.condition.tolist() == [1.0, 0.0]
+    with_lib.set_command("synthetic_balance")  # a new command is held afresh
+    assert not with_lib.idling and with_lib.held_steps == 0 and with_lib.condition.tolist() == [1.0, 0.0]
 
 
 def test_clip_priorities_favour_failed_clips():
