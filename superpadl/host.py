@@ -15,7 +15,9 @@ below 0.6 m), `falls` counts it. A controller that knows how to get up (`get_up_
 get-up skill) is given that command: the queue's clock runs on, and once the character has stood for
 `STOOD_S` the command due now is given again (`get_ups` records how long each took). If it is not standing
 within `GET_UP_TIMEOUT_S`, or the controller has no get-up skill, it is restarted from
-`controller.initial_state()` (`restarts` counts these), and the queue goes on where it was. A non-finite state
+`controller.initial_state()` (`restarts` counts these), and the queue goes on where it was: the controller carries on
+with the command it holds (a restart is not a new command; `reset` tells it, and a policy ends a one-shot command
+there). A non-finite state
 (MuJoCo's own instability warnings included) is restarted at once; so is an action that is not finite (a policy
 that blew up: NaN targets would otherwise be zeroed by MuJoCo and the character freeze silently), also counted in
 `bad_actions`.
@@ -270,8 +272,8 @@ class SimLoop:
 
     def reset(self) -> None:
         """Restart the character from the controller's initial state (not counted as a fall; queue kept)."""
-        self._getting_up = None
-        self._start()
+        getting_up, self._getting_up = self._getting_up is not None, None
+        self._start(reissue=getting_up)
 
     def _restart(self) -> None:
         self.restarts += 1
@@ -303,7 +305,7 @@ class SimLoop:
         up = self.data.xmat[self._pelvis].reshape(3, 3)[2, 2]  # the z component of the pelvis's z axis
         return bool(self.data.xpos[self._pelvis, 2] > STAND_HEIGHT and up > 0.8)
 
-    def _start(self) -> None:
+    def _start(self, reissue: bool = False) -> None:
         m, d = self.model, self.data
         qpos, qvel = self.controller.initial_state()
         qpos = np.array(qpos, np.float64).copy()
@@ -316,8 +318,8 @@ class SimLoop:
         self._warnings = self._warning_counts()
         self._sub = 0
         self.controller.reset(d.qpos.copy(), d.qvel.copy())
-        if self.current is not None:
-            self.controller.set_command(self.current.text)  # back in the current skill after a restart
+        if reissue and self.current is not None:  # a get-up given up: back to the current command
+            self.controller.set_command(self.current.text)
 
     def _log_command(self) -> None:
         c = self.controller

@@ -201,6 +201,8 @@ class ExpertController:
 
     def reset(self, qpos, qvel) -> None:
         self._qpos, self.clip_time = np.asarray(qpos, np.float64), 0.0
+        if self.idle and self.clip is not None and not bool(self.library.data.loop[self.library.index(self.clip)]):
+            self.clip = self.idle  # a restart ends a gesture in standing, as PolicyController's
         self._reanchor()
 
     def act(self, qpos, qvel) -> np.ndarray:
@@ -311,6 +313,10 @@ class PolicyController:
 
     def reset(self, qpos, qvel) -> None:
         self.hist, self.start = None, None
+        # A restart ends a one-shot command in standing: given again from the start pose, a punch that fell fell
+        # again 0.8 s later, every time, for as long as the user held it (26 falls in 20 s, docs/experiments.md)
+        if self.idle is not None and self.clip in self.one_shot_s:
+            self.idling, self.condition = True, self.caption_emb[self.idle]
 
     def act(self, qpos, qvel) -> np.ndarray:
         if self.condition is None:

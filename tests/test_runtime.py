@@ -118,6 +118,40 @@ def test_render_with_an_expert_controller(folder, tmp_path):
     assert abs(len(frames) - 30) <= 1 and np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 0.5
 
 
+def test_a_restart_ends_a_one_shot_command_in_standing_and_a_looping_one_goes_on(tmp_path):
+    """After a fall without a get-up skill the loop restarts the character and the controller carries on: a one-shot
+    command (a punch that fell) is not played again from the start pose, where it would fall again, but stands; a
+    looping one (walk) goes on. The queue still holds what the user typed."""
+    import mujoco
+
+    from padl import checkpoint
+    from superpadl.host import SimLoop
+    from superpadl.policies import GlobalPolicy
+    from superpadl.runtime import DEFAULT_MODEL, PolicyController
+
+    policy = GlobalPolicy.load(DEFAULT_MODEL)
+    meta, clips = dict(policy.meta), policy.caption_clips
+    captions = list(meta["captions"])
+    stand = clips.index("bandai_respond_normal_001")  # stands in for a standing skill: only its caption is read
+    bow, walk = clips.index("bandai_bow_normal_001"), clips.index("deepmimic_walk")
+    captions[stand] = "stand still"
+    checkpoint.save(tmp_path / "p" / "policy", policy.tree,
+                    {**meta, "captions": captions, "one_shot_s": {"bandai_bow_normal_001": 3.0}})
+    c = PolicyController(tmp_path / "p")
+    loop = SimLoop(c.model, c)
+    for command, stands in ((captions[bow], True), (captions[walk], False)):
+        loop.command(command)
+        loop.advance(0.5)
+        assert not c.idling
+        loop.data.qpos[2], loop.data.qvel[:] = 0.1, 0.0  # on the floor
+        mujoco.mj_forward(loop.model, loop.data)
+        restarts = loop.restarts
+        loop.control_step()
+        assert loop.restarts == restarts + 1 and loop.current.text == command
+        assert c.idling == stands
+        np.testing.assert_array_equal(c.condition, c.caption_emb[stand if stands else walk])
+
+
 def test_a_one_shot_command_held_past_its_clip_turns_into_the_standing_skill(tmp_path):
     """The global policy's controller: a one-shot clip's command held past the clip's end (plus idle_after_s)
     conditions the policy on its standing skill, with a new start frame; a looping clip's command never does, and a
