@@ -111,10 +111,6 @@ class StartConfig:
     # init "start" (evaluation) too, where `padl.evaluate.rollout` sets it explicitly.
     foreign_share: float = 0.0
     foreign_clips: tuple[str, ...] | None = None  # library clips whose states are foreign starts; None: all
-    # With foreign_clips named, their own episodes begin foreign too (same share), in a state of another of the env's
-    # clips: the way back. A group that begins gestures standing but never stands from a gesture cannot teach the
-    # hand-over a held one-shot command turns into at its clip's end (the runtime's standing switch)
-    foreign_both_ways: bool = False
     # The share of a get-up clip's starts (a clip whose first frame lies on the floor) in a state a simulated fall
     # left the character in (`padl.falls`), face down or up as the clip begins, its reference re-anchored there: a
     # get-up has to work from where falls really end, not only from the clip's own first frame.
@@ -275,9 +271,6 @@ class _Core:
             if missing := [c for c in foreign if c not in library.clip_ids]:
                 raise ValueError(f"foreign clip {missing[0]!r} is not in the library")
             self.foreign = jnp.asarray([library.index(c) for c in foreign], jnp.int32)
-            # (library clips,) whether a clip's own episodes begin in the other clips' states (foreign_both_ways)
-            self.returns = jnp.asarray([config.starts.foreign_both_ways and config.starts.foreign_clips is not None
-                                        and c in foreign for c in library.clip_ids])
         self.duration = jnp.asarray(np.maximum(library.durations, 1e-6), jnp.float32)
         # an episode's clip time
         held = config.episode.hold_clips
@@ -365,8 +358,6 @@ class _Core:
         if self.cfg.starts.foreign_share > 0:
             u = jax.random.uniform(jax.random.fold_in(noise_key, 2), (3, m))
             other = self.foreign[jnp.minimum((u[0] * len(self.foreign)).astype(jnp.int32), len(self.foreign) - 1)]
-            back = self.clips[jnp.minimum((u[0] * len(self.clips)).astype(jnp.int32), len(self.clips) - 1)]
-            other = jnp.where(self.returns[clip], back, other)
             foreign = (u[1] < self.cfg.starts.foreign_share) & (other != clip)
             src_clip, src_time = jnp.where(foreign, other, clip), jnp.where(foreign, u[2] * self.duration[other], time)
             time = jnp.where(foreign, 0.0, time)

@@ -385,40 +385,6 @@ def test_foreign_starts_begin_the_own_clip_in_another_clips_state(tmp_path):
         assert (gap > 0.02) if share else (gap < 0.002), (share, gap)  # on the own reference: about 1 mm
 
 
-def test_foreign_both_ways_begins_the_foreign_clips_own_episodes_in_the_other_clips_states(tmp_path):
-    """With `foreign_both_ways`, the clips foreign starts come from (standing) begin a share of their own episodes
-    in the other clips' states (the way back from a gesture to standing), while the others still begin in theirs."""
-    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("sway", "squat", "balance")))
-    hub, others = "synthetic_sway", ("synthetic_squat", "synthetic_balance")
-
-    def starts(both: bool):
-        env = ImitationEnv(lib, EnvConfig(num_envs=N, physics=PhysicsConfig(backend="mujoco"),
-                                          starts=StartConfig(foreign_share=0.5, foreign_clips=(hub,),
-                                                             foreign_both_ways=both)))
-        c = jax.jit(env.core.start, static_argnums=1)(jax.random.key(0), 3000)
-        clip, qpos = np.asarray(c["clip"]), np.asarray(c["qpos"])
-        on_ref = np.asarray(lib.sample(clip, np.asarray(c["clip_time"])).qpos)
-        return clip, qpos, np.abs(qpos[:, 7:] - on_ref[:, 7:]).max(-1) > 1e-3
-
-    times = np.linspace(0, 1, 200, dtype=np.float32)
-
-    def nearest_clip(q):  # the library clip whose reference comes nearest to pose q
-        dist = [np.abs(np.asarray(lib.sample(np.full(200, lib.index(c)),
-                                             times * lib.durations[lib.index(c)]).qpos)[:, 7:] - q[7:]).max(-1).min()
-                for c in lib.clip_ids]
-        return lib.clip_ids[int(np.argmin(dist))]
-
-    clip, qpos, foreign = starts(both=True)
-    mine = clip == lib.index(hub)
-    # the hub's episodes: half begin elsewhere, less the draws of its own clip (1 in 3)
-    assert abs(foreign[mine].mean() - 0.5 * 2 / 3) < 0.06, foreign[mine].mean()
-    assert {nearest_clip(q) for q in qpos[mine & foreign][:30]} == set(others)
-    assert abs(foreign[~mine].mean() - 0.5) < 0.06
-    assert {nearest_clip(q) for q in qpos[~mine & foreign][:30]} == {hub}
-    clip, _, foreign = starts(both=False)  # one way only: the hub's own episodes begin on their reference
-    assert not foreign[clip == lib.index(hub)].any() and abs(foreign[clip != lib.index(hub)].mean() - 0.5) < 0.06
-
-
 def test_recover_follow_keeps_the_reference_at_the_character_then_leaves_it_there(tmp_path):
     """With `recover_follow`, a character 2 m off its reference has it re-anchored at its root and heading through
     the clip's first recover_s (no body-error end, where the test above ends at recover_s); then the anchor stays."""
