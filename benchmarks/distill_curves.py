@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def parse_variant(text: str) -> dict:
     """`bc_steps=16,env.num_envs=128` -> {"bc_steps": 16, "env": {"num_envs": 128}} (`padl.config.replace`)."""
     out = {}
-    for item in text.split(","):
+    for item in re.split(r",(?=[\w.]+=)", text):  # a comma inside a JSON list value does not split
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SystemExit(f"distill_curves: variant {text!r}: expected KEY=VALUE[,KEY=VALUE...]")
@@ -41,7 +42,10 @@ def parse_variant(text: str) -> dict:
         node = out
         for part in path:
             node = node.setdefault(part, {})
-        node[last] = json.loads(value)
+        try:
+            node[last] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"distill_curves: variant {text!r}: {key}: {value!r} is not a JSON value") from None
     return out
 
 
@@ -137,7 +141,8 @@ def main(argv=None) -> int:
     out = args.out or Path(f"runs/bench_curves_{args.stage}")
     variants = [parse_variant(v) for v in args.variants]
     names = [v.replace(",", " ") for v in args.variants]
-    runs = [out / v.replace(",", "_").replace("=", "") for v in args.variants]
+    dirs = [v.replace(",", "_").replace("=", "") for v in args.variants]
+    runs = [out / (d if len(d) <= 100 else f"variant{i}") for i, d in enumerate(dirs)]  # a file name's limit
     if args.worker is not None:
         train_variant(args.stage, args.recipe, args.library, args.groups, variants[args.worker], args.iterations,
                       args.minutes, args.eval_every, runs[args.worker], args.resume, args.init_from)
