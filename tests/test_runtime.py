@@ -118,25 +118,34 @@ def test_render_with_an_expert_controller(folder, tmp_path):
     assert abs(len(frames) - 30) <= 1 and np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 0.5
 
 
+def _with_a_standing_skill(folder, one_shot_s: dict | None):
+    """The shipped policy saved to `folder` with a standing skill (the respond clip's caption renamed "stand still":
+    only captions are read) and the one-shot clips `one_shot_s` recorded (None: none recorded, as older policies);
+    returns its captions and the rows of the standing, bow and walk captions."""
+    from padl import checkpoint
+    from superpadl.policies import GlobalPolicy
+    from superpadl.runtime import DEFAULT_MODEL
+
+    policy = GlobalPolicy.load(DEFAULT_MODEL)
+    meta, clips = {k: v for k, v in policy.meta.items() if k != "one_shot_s"}, policy.caption_clips
+    captions = list(meta["captions"])
+    stand, bow = clips.index("bandai_respond_normal_001"), clips.index("bandai_bow_normal_001")
+    captions[stand] = "stand still"
+    checkpoint.save(folder / "policy", policy.tree,
+                    {**meta, "captions": captions, **({} if one_shot_s is None else {"one_shot_s": one_shot_s})})
+    return captions, stand, bow, clips.index("deepmimic_walk")
+
+
 def test_a_restart_ends_a_one_shot_command_in_standing_and_a_looping_one_goes_on(tmp_path):
     """After a fall without a get-up skill the loop restarts the character and the controller carries on: a one-shot
     command (a punch that fell) is not played again from the start pose, where it would fall again, but stands; a
     looping one (walk) goes on. The queue still holds what the user typed."""
     import mujoco
 
-    from padl import checkpoint
     from superpadl.host import SimLoop
-    from superpadl.policies import GlobalPolicy
-    from superpadl.runtime import DEFAULT_MODEL, PolicyController
+    from superpadl.runtime import PolicyController
 
-    policy = GlobalPolicy.load(DEFAULT_MODEL)
-    meta, clips = dict(policy.meta), policy.caption_clips
-    captions = list(meta["captions"])
-    stand = clips.index("bandai_respond_normal_001")  # stands in for a standing skill: only its caption is read
-    bow, walk = clips.index("bandai_bow_normal_001"), clips.index("deepmimic_walk")
-    captions[stand] = "stand still"
-    checkpoint.save(tmp_path / "p" / "policy", policy.tree,
-                    {**meta, "captions": captions, "one_shot_s": {"bandai_bow_normal_001": 3.0}})
+    captions, stand, bow, walk = _with_a_standing_skill(tmp_path / "p", {"bandai_bow_normal_001": 3.0})
     c = PolicyController(tmp_path / "p")
     loop = SimLoop(c.model, c)
     for command, stands in ((captions[bow], True), (captions[walk], False)):
@@ -156,20 +165,10 @@ def test_a_one_shot_command_held_past_its_clip_turns_into_the_standing_skill(tmp
     """The global policy's controller: a one-shot clip's command held past the clip's end (plus idle_after_s)
     conditions the policy on its standing skill, with a new start frame; a looping clip's command never does, and a
     policy that records no one-shot clips (those trained before they were recorded) goes on as commanded."""
-    from padl import checkpoint
-    from superpadl.policies import GlobalPolicy
-    from superpadl.runtime import DEFAULT_MODEL, PolicyController
+    from superpadl.runtime import PolicyController
 
-    policy = GlobalPolicy.load(DEFAULT_MODEL)
-    meta, clips = dict(policy.meta), policy.caption_clips
-    captions = list(meta["captions"])
-    stand = clips.index("bandai_respond_normal_001")  # stands in for a standing skill: only its caption is read
-    bow, walk = clips.index("bandai_bow_normal_001"), clips.index("deepmimic_walk")
-    captions[stand] = "stand still"
-    unrecorded = {k: v for k, v in meta.items() if k != "one_shot_s"}
-    checkpoint.save(tmp_path / "recorded" / "policy", policy.tree,
-                    {**meta, "captions": captions, "one_shot_s": {"bandai_bow_normal_001": 1.0}})
-    checkpoint.save(tmp_path / "unrecorded" / "policy", policy.tree, {**unrecorded, "captions": captions})
+    captions, stand, bow, walk = _with_a_standing_skill(tmp_path / "recorded", {"bandai_bow_normal_001": 1.0})
+    _with_a_standing_skill(tmp_path / "unrecorded", None)
     c = PolicyController(tmp_path / "recorded")
     np.testing.assert_array_equal(c.condition, c.caption_emb[stand])  # before any command it stands
     qpos, qvel = c.initial_state()
