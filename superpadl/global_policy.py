@@ -126,13 +126,6 @@ class Carry(NamedTuple):
     shown_start: jax.Array | None = None  # (N, 3) where the student's command began (the runtime's start); None: start
 
 
-def one_shot_durations(library: MotionLibrary, clips: list[str]) -> dict[str, float]:
-    """{clip: seconds} of the non-looping clips: a runtime command of one outlives it, and the controller then
-    idles in the standing skill (`superpadl.runtime.PolicyController`)."""
-    return {c: float(library.durations[library.index(c)]) for c in clips
-            if not bool(library.data.loop[library.index(c)])}
-
-
 class Commands(NamedTuple):
     """The clips a DAgger rollout commands (library indices)."""
 
@@ -285,7 +278,7 @@ class _Stage(Stage):
         self.meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips,
                      "captions": captions, "caption_clips": owners, "input_size": self.in_size,
                      "action_size": env.action_size, "character": env.character.name,
-                     "text_encoder": encoder_record(encoder), "one_shot_s": one_shot_durations(library, clips)}
+                     "text_encoder": encoder_record(encoder), "one_shot_s": S.one_shot_durations(library, clips)}
         self.buf_x = ReplayBuffer.create(cfg.buffer, self.in_size)
         self.buf_y = ReplayBuffer.create(cfg.buffer, env.action_size)
         self.carry = None  # started by the first iteration

@@ -357,8 +357,7 @@ class GroupController(PolicyController):
 
     def __init__(self, path: str | Path | policies.GroupPolicy, start_qpos: np.ndarray, library=None):
         # not super().__init__, which loads a global policy and its text encoder
-        from superpadl.global_policy import one_shot_durations
-        from superpadl.student import idle_clip
+        from superpadl.student import idle_clip, one_shot_durations
 
         policy = path if isinstance(path, policies.GroupPolicy) else policies.GroupPolicy.load(path)
         self._drive(policy.meta.get("character", "humanoid"), policy.env.physics.control_hz, policy.history,

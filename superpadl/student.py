@@ -272,6 +272,13 @@ def student_actor(policy, cfg: HistoryConfig, condition):
     return act
 
 
+def one_shot_durations(library: MotionLibrary, clips: list[str]) -> dict[str, float]:
+    """{clip: seconds} of the non-looping clips: a runtime command of one outlives it, and the controller then
+    idles in the standing skill (`superpadl.runtime.PolicyController`)."""
+    return {c: float(library.durations[library.index(c)]) for c in clips
+            if not bool(library.data.loop[library.index(c)])}
+
+
 def idle_clip(library: MotionLibrary, clips: list[str]) -> int:
     """Library index of the first of `clips` captioned as standing (`motions.captions.STANDING_CAPTIONS`): the
     skill a held one-shot command returns to (`dagger_rollout`); -1 when there is none."""
