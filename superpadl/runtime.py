@@ -264,15 +264,23 @@ class PolicyController:
         # the policy's start pose held so toppled within 2 s here, the rest pose stands: tests/test_default_model.py)
         from motions.captions import STANDING_CAPTIONS
 
-        self.idle = next((i for i, c in enumerate(self.captions) if c in STANDING_CAPTIONS), None)
+        self._stand_by(next((i for i, c in enumerate(self.captions) if c in STANDING_CAPTIONS), None),
+                       policy.one_shot_s)
         # what `SimLoop` commands after a fall, when the policy learnt to get up (else it restarts the character)
         self.get_up_command = next((c for c in self.captions if c in GET_UP_CAPTIONS), None)
-        self.condition = None if self.idle is None else self.caption_emb[self.idle]
-        # a one-shot command (bow, punch) outlives its clip: IDLE_AFTER_S past the clip's end the policy is
-        # conditioned on its standing skill, which holds; without one it goes on under the command as trained
-        self.one_shot_s = policy.one_shot_s if self.idle is not None else {}
-        self.clip, self.held_steps, self.idling, self.idle_after_s = None, 0, False, IDLE_AFTER_S
         self.command_text, self.matched_caption, self.similarity = None, None, None
+
+    def _stand_by(self, idle: int | None, one_shot_s: dict[str, float]) -> None:
+        """Condition on the standing skill (row `idle`; None: none, the PD servos hold the rest pose) until the
+        first command. A one-shot command (bow, punch) outlives its clip (`one_shot_s`): IDLE_AFTER_S past the clip's
+        end the policy is conditioned on its standing skill, which holds; without one it goes on as trained."""
+        self.idle, self.condition = idle, None if idle is None else self.caption_emb[idle]
+        self.one_shot_s = one_shot_s if idle is not None else {}
+        self.clip, self.held_steps, self.idling, self.idle_after_s = None, 0, False, IDLE_AFTER_S
+
+    def _begin(self, clip: str, condition) -> None:
+        """A new command: its clip, its condition, a new start frame and its held time from zero."""
+        self.clip, self.condition, self.start, self.held_steps, self.idling = clip, condition, None, 0, False
 
     def _drive(self, character: str, control_hz: float, history, act) -> None:
         """What stepping a student policy `act` needs: the character, its history config, the jitted step."""
@@ -304,9 +312,8 @@ class PolicyController:
 
     def set_command(self, text: str) -> None:
         i, self.similarity, e = self._nearest(text)
-        self.matched_caption, self.condition = self.captions[i], self.caption_emb[i] if self.snap else e
-        self.command_text, self.start, self.clip = text, None, self.caption_clips[i]
-        self.held_steps, self.idling = 0, False
+        self.matched_caption, self.command_text = self.captions[i], text
+        self._begin(self.caption_clips[i], self.caption_emb[i] if self.snap else e)
 
     def initial_state(self):
         return self.start_qpos.copy(), np.zeros(self.model.nv)
@@ -314,7 +321,7 @@ class PolicyController:
     def reset(self, qpos, qvel) -> None:
         self.hist, self.start = None, None
         # A restart ends a one-shot command in standing: given again from the start pose, a punch that fell fell
-        # again 0.8 s later, every time, for as long as the user held it (26 falls in 20 s, docs/experiments.md)
+        # again, every time, for as long as the user held it (docs/experiments.md)
         if self.idle is not None and self.clip in self.one_shot_s:
             self.idling, self.condition = True, self.caption_emb[self.idle]
 
@@ -364,18 +371,13 @@ class GroupController(PolicyController):
                     policy.act)
         self.captions = self.caption_clips = policy.clips
         self.caption_emb, self.start_qpos = np.eye(len(policy.clips), dtype=np.float32), np.asarray(start_qpos)
-        self.idle, self.get_up_command, self.one_shot_s, self.condition = None, None, {}, None
-        self.idle_after_s = IDLE_AFTER_S
+        self.get_up_command = None
         idle = idle_clip(library, policy.clips) if library is not None else -1
-        if idle >= 0:
-            self.idle = policy.clips.index(library.clip_ids[idle])
-            self.one_shot_s = one_shot_durations(library, policy.clips)
-            self.condition = self.caption_emb[self.idle]  # before the first command it stands, as the runtime does
-        self.clip, self.held_steps, self.idling = None, 0, False
+        self._stand_by(policy.clips.index(library.clip_ids[idle]) if idle >= 0 else None,
+                       one_shot_durations(library, policy.clips) if idle >= 0 else {})
 
     def set_command(self, text: str) -> None:
-        self.clip, self.condition, self.start = text, self.caption_emb[self.captions.index(text)], None
-        self.held_steps, self.idling = 0, False
+        self._begin(text, self.caption_emb[self.captions.index(text)])
 
 
 def match_label(text: str, caption: str | None, similarity: float | None) -> str:
