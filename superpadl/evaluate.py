@@ -63,10 +63,13 @@ class GroupAgent(Agent):
         self.teachers, self.library = teachers, library
         self.env_config = teachers.env_config()
         self.commands = [(c, c) for i, c in enumerate(library.clip_ids) if teachers.clip_owner[i] >= 0]
+        idle = S.idle_clip(library, [c for _, c in self.commands])
+        self.standing = None if idle < 0 else _standing(idle, library, list(range(len(library.clip_ids))),
+                                                        library.clip_ids, self.env_config.physics.control_hz)
 
     def actor(self, rows, switch=None):
         clips = [self.library.index(self.commands[r][1]) for r in rows]
-        return _commanded(self.teachers.act, self.teachers.history, np.asarray(clips), switch)
+        return _commanded(self.teachers.act, self.teachers.history, np.asarray(clips), switch, self.standing)
 
 
 class GlobalAgent(Agent):
@@ -78,28 +81,50 @@ class GlobalAgent(Agent):
         self.emb = jnp.asarray(policy.caption_emb)
         self._rows = [i for i, k in enumerate(policy.caption_clips) if k in library.clip_ids]
         self.commands = [(policy.captions[i], policy.caption_clips[i]) for i in self._rows]
+        from motions.captions import STANDING_CAPTIONS
+
+        idle = next((i for i, c in enumerate(policy.captions) if c in STANDING_CAPTIONS), None)
+        self.standing = None if idle is None else _standing(idle, library, list(range(len(policy.captions))),
+                                                            policy.caption_clips, policy.env.physics.control_hz)
 
     def actor(self, rows, switch=None):
         idx = np.asarray([self._rows[r] for r in rows])
         return _commanded(lambda pobs, hist, cmd, heading: self.policy.act(
-            self.policy.input(pobs, hist, self.emb[cmd], heading)), self.policy.history, idx, switch)
+            self.policy.input(pobs, hist, self.emb[cmd], heading)), self.policy.history, idx, switch, self.standing)
 
 
-def _commanded(policy, hcfg, command, switch):
+def _standing(idle: int, library: MotionLibrary, values: list[int], clips: list[str], control_hz: float):
+    """(the standing command's value, (V,) control steps after which each command value turns into it): a
+    one-shot clip's duration plus the runtime's `IDLE_AFTER_S`, never for a looping clip or a clip the library
+    lacks. The runtime conditions a held one-shot command so (`PolicyController`), and so it is measured."""
+    from superpadl.runtime import IDLE_AFTER_S
+
+    ends = S.one_shot_durations(library, [c for c in dict.fromkeys(clips) if c in library.clip_ids])
+    return idle, np.asarray([np.inf if clips[v] not in ends else round((ends[clips[v]] + IDLE_AFTER_S) * control_hz)
+                             for v in values])
+
+
+def _commanded(policy, hcfg, command, switch, standing=None):
     """act(state) for a batch whose env i follows command[i % len] (then switch[1][i % len] from control step
     switch[0][i % len] on, when given, with the start frame restarted), keeping the strided history:
-    policy(pobs, hist, command, heading)."""
+    policy(pobs, hist, command, heading). With `standing` (`_standing`), a one-shot command held past its clip
+    turns into the standing one, as at run time."""
     see = S.command_frames(hcfg)
-    step = 0
+    step, held = 0, None
 
     def act(state):
-        nonlocal step
+        nonlocal step, held
         n = state.qpos.shape[0]
-        cmd, new_command = np.resize(command, n), None
+        cmd, new_command = np.resize(command, n), np.zeros(n, bool)
         if switch is not None:
             at = np.resize(switch[0], n)
             new_command, after = step == at, step >= at
             cmd = np.where(after, np.resize(switch[1], n), cmd)
+        if standing is not None:
+            idle, after_steps = standing
+            held = np.zeros(n) if held is None else np.where(new_command, 0, held + 1)
+            new_command = new_command | (held == after_steps[cmd])
+            cmd = np.where(held >= after_steps[cmd], idle, cmd)
         pobs, hist, heading = see(state, new_command)
         step += 1
         return policy(pobs, hist, jnp.asarray(cmd), heading)

@@ -655,3 +655,26 @@ def test_transitions_switch_at_two_seconds_or_when_a_short_clip_ends(tmp_path):
     for i, at in enumerate(expected):  # the second command from its switch on, from a restarted start
         assert calls[at - 1][0][i] != calls[at][0][i]
         np.testing.assert_allclose(calls[at][1][i], [0.0, 1.0, 0.0], atol=1e-6)
+
+
+def test_a_held_one_shot_command_turns_into_standing_in_evaluations_as_at_run_time(monkeypatch):
+    """Transition pairs hold their second command 3 s: a 2-s punch past its clip was shown "punch" still, which
+    the runtime never does (`PolicyController` stands IDLE_AFTER_S after a one-shot clip's end)."""
+    from superpadl import evaluate as E
+    from superpadl.runtime import IDLE_AFTER_S
+
+    seen = []
+    monkeypatch.setattr(E.S, "command_frames", lambda cfg: lambda state, new: (None, None, np.asarray(new)))
+    bow, walk, stand = 0, 1, 2
+    standing = (stand, np.asarray([round((1.5 + IDLE_AFTER_S) * 30), np.inf, np.inf]))
+    act = E._commanded(lambda pobs, hist, cmd, heading: seen.append((np.asarray(cmd), heading)), None,
+                       np.asarray([bow, walk, walk]), (np.asarray([10**6, 10**6, 20]), np.asarray([walk, walk, bow])),
+                       standing)
+    state = type("State", (), {"qpos": np.zeros((3, 35))})
+    for _ in range(150):
+        act(state)
+    cmds, new = np.stack([c for c, _ in seen]), np.stack([h for _, h in seen])
+    assert (cmds[:60, 0] == bow).all() and (cmds[60:, 0] == stand).all()  # 1.5 s + 0.5 s at 30 Hz
+    assert (cmds[:, 1] == walk).all() and not new[:, 1].any()  # a looping command goes on
+    assert (cmds[:20, 2] == walk).all() and (cmds[20:80, 2] == bow).all() and (cmds[80:, 2] == stand).all()
+    assert np.flatnonzero(new[:, 0]).tolist() == [60] and np.flatnonzero(new[:, 2]).tolist() == [20, 80]
