@@ -320,8 +320,10 @@ def cmd_eval(args) -> None:
     if "transitions" in result:
         t = result["transitions"]
         print(f"transition success {t['success']:.0%} ({len(t['pairs'])} pairs; falls before/after the switch: "
-              f"{t['fell_before_switch']}/{t['fell_after_switch']})")
-        print(f"{'clip':<44} {'from it':>8} {'to it':>8}  (pairs without a fall / pairs)")
+              f"{t['fell_before_switch']}/{t['fell_after_switch']}; the second skill not performed: "
+              f"{t['not_performed']}" + ("" if t["gestures_checked"] else
+                                        ", gestures unchecked: the library has no standing clip") + ")")
+        print(f"{'clip':<44} {'from it':>8} {'to it':>8}  (pairs served: no fall, the second skill performed / pairs)")
         for clip, sides in t["by_clip"].items():
             print(f"{clip[:44]:<44} " + " ".join(f"{'%d/%d' % tuple(sides[k]):>8}" for k in ("from", "to")))
     if args.endurance_minutes > 0:

@@ -233,10 +233,18 @@ def lost_a_clip(row: dict) -> bool:
 
 def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_s: float, after_s: float,
                        rng: np.random.Generator) -> dict:
-    """No fall within `after_s` after switching commands, over random pairs (first != second clip): the switch
-    comes `switch_s` into the first command, or when its non-looping clip ends, if sooner (as a user would command
-    the next skill once one is done; the teachers never learnt what follows a clip's end). `by_clip`: per clip,
+    """Random pairs (first != second clip) whose second command is served as real use serves one
+    (`superpadl.endurance.served`): no fall from the first command's start to the end of the watch, and the second
+    skill performed (a gesture done, `endurance.GestureCheck`, where the library has a standing clip to tell it from;
+    locomotion SET_OFF_BAR_M on in SET_OFF_S). No fall alone passed a policy that stood through the gesture it was
+    switched to (docs/experiments.md). The switch comes `switch_s` into the first command, or when its non-looping
+    clip ends, if sooner (as a user would command the next skill once one is done); the second is watched `after_s`
+    or longer: a one-shot clip to its end and the runtime's hand-over to standing, a gesture as long as its own
+    reference passes the check, locomotion SET_OFF_S. `by_clip`: per clip,
     [succeeded, pairs] of the pairs that leave it ("from") and that go to it ("to")."""
+    from superpadl.endurance import GESTURE_BAR, SET_OFF_BAR_M, SET_OFF_S, command_checks, heading_direction
+    from superpadl.runtime import IDLE_AFTER_S
+
     names, clips = zip(*agent.commands)
     if len(set(clips)) < 2:
         raise ValueError(f"transitions need two clips to switch between; the policy has {len(set(clips))}")
@@ -245,24 +253,41 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
         a, b = rng.integers(len(names), size=2)
         if clips[a] != clips[b]:
             first.append(int(a)), second.append(int(b))
+    directions, gestures = command_checks(library)
     hz = agent.env_config.physics.control_hz
-    ends = np.asarray(S.clip_ends(library))[[library.index(clips[a]) for a in first]]
-    at = np.round(hz * np.minimum(switch_s, ends)).astype(int)
-    fall = switch_falls(agent, library, first, second, at, at + int(round(after_s * hz)))
+    ends = np.asarray(S.clip_ends(library))
+    at = np.round(hz * np.minimum(switch_s, ends[[library.index(clips[a]) for a in first]])).astype(int)
+    to = [clips[b] for b in second]
+    watch_s = [max(after_s, SET_OFF_S if c in directions else 0.0,  # a gesture as long as its own reference scores
+                   gestures[c].bar_s / GESTURE_BAR if c in gestures else 0.0,
+                   ends[library.index(c)] + IDLE_AFTER_S if np.isfinite(ends[library.index(c)]) else 0.0) for c in to]
+    fall, qpos = switch_falls(agent, library, first, second, at, at + np.round(hz * np.asarray(watch_s)).astype(int),
+                              record=True)
     fell_before, fell_after = (fall >= 0) & (fall < at), fall >= at
-    ok = ~fell_before & ~fell_after
-    sides = {"from": np.asarray([clips[a] for a in first]), "to": np.asarray([clips[b] for b in second])}
+    performed = np.ones(len(first), bool)
+    for i, c in enumerate(to):
+        if fall[i] >= 0:
+            continue
+        if c in gestures:
+            performed[i] = gestures[c].seconds(qpos[i, at[i]:at[i] + int(round(hz * watch_s[i]))]) >= gestures[c].bar_s
+        elif c in directions:
+            moved = qpos[i, at[i] + int(round(hz * SET_OFF_S)) - 1, :2] - qpos[i, at[i] - 1, :2]
+            performed[i] = moved @ heading_direction(directions[c], qpos[i, at[i] - 1, 3:7]) >= SET_OFF_BAR_M
+    ok = ~fell_before & ~fell_after & performed
+    sides = {"from": np.asarray([clips[a] for a in first]), "to": np.asarray(to)}
     by_clip = {c: {side: [int(ok[of == c].sum()), int((of == c).sum())] for side, of in sides.items()}
                for c in dict.fromkeys(clips)}
     return {"success": float(ok.mean()), "fell_before_switch": int(fell_before.sum()),
-            "fell_after_switch": int(fell_after.sum()), "by_clip": by_clip, "pairs": [
+            "fell_after_switch": int(fell_after.sum()), "not_performed": int((~performed).sum()),
+            "gestures_checked": bool(gestures), "by_clip": by_clip, "pairs": [
                 {"from": names[a], "to": names[b], "ok": bool(o)} for a, b, o in zip(first, second, ok)]}
 
 
-def switch_falls(agent: Agent, library: MotionLibrary, first, second, at, horizon) -> np.ndarray:
+def switch_falls(agent: Agent, library: MotionLibrary, first, second, at, horizon, record: bool = False):
     """(P,) the control step of each pair's first fall, -1 for none: env i performs command row first[i] from its
     clip's start, switches to row second[i] at step at[i] (never, if at[i] >= horizon[i]) and is watched until step
-    horizon[i]. Only a fall ends an episode (no body-error or clip-end termination)."""
+    horizon[i]. Only a fall ends an episode (no body-error or clip-end termination). With `record`, also the
+    (P, max horizon, nq) qpos after each step."""
     first, horizon = list(first), np.asarray(horizon)
     clips = [agent.commands[a][1] for a in first]
     cfg = replace(agent.env_config, num_envs=len(first), clips=tuple(clips),
@@ -273,8 +298,10 @@ def switch_falls(agent: Agent, library: MotionLibrary, first, second, at, horizo
     env = evaluation_env(library, cfg)  # the same pairs again (a trainer's evaluations) compile nothing new
     act = agent.actor(first, switch=(np.asarray(at), np.asarray(second)))
     state = env.reset(jax.random.key(0))
-    fall = np.full(len(first), -1)
+    fall, qpos = np.full(len(first), -1), []
     for t in range(int(horizon.max())):
         state = env.step(state, act(state))
         fall = np.where(np.asarray(state.done) & (fall < 0) & (t < horizon), t, fall)
-    return fall
+        if record:
+            qpos.append(np.asarray(state.qpos))
+    return (fall, np.stack(qpos, 1)) if record else fall
