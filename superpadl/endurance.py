@@ -67,7 +67,7 @@ class GestureCheck:
 
     def seconds(self, qpos: np.ndarray) -> float:
         from superpadl import metrics as W
-        from superpadl.evaluate import _yaws
+        from superpadl.windows import yaws
 
         n = len(qpos)
         if n < 2:
@@ -75,7 +75,7 @@ class GestureCheck:
         # padded to a power of two (the last pose repeated): kinematics compile per shape, and every hold's length
         # would compile anew
         padded = np.concatenate([qpos, np.repeat(qpos[-1:], (1 << max(6, (n - 1).bit_length())) - n, axis=0)])
-        pos, yaw = np.asarray(self.library.bodies(padded).pos)[:n], _yaws([padded])[0][:n]
+        pos, yaw = np.asarray(self.library.bodies(padded).pos)[:n], yaws([padded])[0][:n]
         return self._seconds(W.window_features(pos, yaw))
 
     def _seconds(self, windows: np.ndarray) -> float:
@@ -97,7 +97,7 @@ def gesture_checks(library, directions: dict[str, np.ndarray]) -> dict[str, Gest
     """{clip: its check} for the library's gestures: every clip but the standing one, locomotion (`directions`,
     judged by its set-off) and lying clips (get-ups); none without a standing clip to tell them from."""
     from motions.captions import GET_UP_CAPTIONS
-    from superpadl.evaluate import _reference_windows
+    from superpadl.windows import reference_windows
     from superpadl.student import idle_clip
 
     idle = idle_clip(library, library.clip_ids)
@@ -106,7 +106,7 @@ def gesture_checks(library, directions: dict[str, np.ndarray]) -> dict[str, Gest
     stand = library.clip_ids[idle]
     clips = [c for c in library.clip_ids if c != stand and c not in directions
              and not set(library.captions[library.index(c)]) & set(GET_UP_CAPTIONS)]
-    windows = _reference_windows(library, clips + [stand], 10.0)
+    windows = reference_windows(library, clips + [stand], 10.0)
     return {c: GestureCheck(library, windows[c], windows[stand]) for c in clips}
 
 

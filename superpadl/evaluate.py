@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from motions import kinematics as K
 from motions.library import MotionLibrary
 from padl import metrics as M
 from padl.config import replace
@@ -28,6 +27,7 @@ from superpadl import policies
 from superpadl import student as S
 from superpadl.policies import ExpertPolicy, GlobalPolicy, GroupPolicy
 from superpadl.teachers import GroupTeachers, load_groups
+from superpadl.windows import reference_windows, yaws
 
 EPS = np.linspace(0.0, 0.3, 31)
 
@@ -143,26 +143,6 @@ def load_agent(path: str | Path, library: MotionLibrary) -> Agent:
     return GlobalAgent(policy, library) if isinstance(policy, GlobalPolicy) else ExpertAgent(policy, library)
 
 
-def _yaws(qpos_list):
-    """Heading yaws of several (T_i, 35) trajectories in one query (one compile, whatever their lengths)."""
-    if not qpos_list:
-        return []
-    yaw = np.asarray(K.heading_yaw(jnp.asarray(np.concatenate(qpos_list))[:, 3:7]))
-    return np.split(yaw, np.cumsum([len(q) for q in qpos_list])[:-1])
-
-
-def _reference_windows(library: MotionLibrary, clips: list[str], seconds: float) -> dict:
-    """{clip: its reference's motion windows} (a looping clip over `seconds`), from one library query."""
-    idx = [library.index(k) for k in clips]
-    times = [np.arange(0, (seconds if library.data.loop[i] else float(library.durations[i])) + 1e-9, 1.0 / 30.0,
-                       dtype=np.float32) for i in idx]
-    index = np.concatenate([np.full(len(t), i) for i, t in zip(idx, times)])
-    ref = library.sample(jnp.asarray(index), jnp.asarray(np.concatenate(times)))
-    cuts = np.cumsum([len(t) for t in times])[:-1]
-    pos = np.split(np.asarray(ref.body_pos), cuts)
-    return {k: W.window_features(p, y) for k, p, y in zip(clips, pos, _yaws(np.split(np.asarray(ref.qpos), cuts)))}
-
-
 def evaluate(agent: Agent, library: MotionLibrary, episodes: int = 2, noise: float = 0.02, seconds: float = 10.0,
              transitions: int = 100, switch_s: float = 2.0, after_s: float = 3.0, seed: int = 0) -> dict:
     """{"commands": {name: metrics}, "clips": {clip: mean metrics}, "mean": {...}}."""
@@ -172,12 +152,12 @@ def evaluate(agent: Agent, library: MotionLibrary, episodes: int = 2, noise: flo
     names = [n for n, _ in agent.commands]
     clips = [k for _, k in agent.commands]
     rows = list(range(len(names)))
-    ref_windows = _reference_windows(library, list(dict.fromkeys(clips)), seconds)
+    ref_windows = reference_windows(library, list(dict.fromkeys(clips)), seconds)
     per_cmd: dict[str, list] = {n: [] for n in names}
     gen_windows: dict[str, list] = {n: [] for n in names}
     episodes_out = rollout(library, agent.actor(rows), clips, episodes, noise, seconds, cfg, seed)
-    yaws = _yaws([qpos for *_, qpos in episodes_out])
-    for i, ((clip, sim, ref, failed, qpos), yaw) in enumerate(zip(episodes_out, yaws)):
+    episode_yaws = yaws([qpos for *_, qpos in episodes_out])
+    for i, ((clip, sim, ref, failed, qpos), yaw) in enumerate(zip(episodes_out, episode_yaws)):
         name = names[i % len(names)]
         m = M.episode_metrics(sim, ref, failed)
         if len(sim):
