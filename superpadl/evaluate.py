@@ -63,9 +63,10 @@ class GroupAgent(Agent):
         self.teachers, self.library = teachers, library
         self.env_config = teachers.env_config()
         self.commands = [(c, c) for i, c in enumerate(library.clip_ids) if teachers.clip_owner[i] >= 0]
-        idle = S.idle_clip(library, [c for _, c in self.commands])
-        self.standing = None if idle < 0 else _standing(idle, library, list(range(len(library.clip_ids))),
-                                                        library.clip_ids, self.env_config.physics.control_hz)
+        idle = S.idle_clip(library, [c for _, c in self.commands])  # as `runtime.GroupController` given its library
+        self.standing = None if idle < 0 else _standing(
+            idle, S.one_shot_durations(library, [c for _, c in self.commands]), library.clip_ids,
+            self.env_config.physics.control_hz)
 
     def actor(self, rows, switch=None):
         clips = [self.library.index(self.commands[r][1]) for r in rows]
@@ -84,8 +85,9 @@ class GlobalAgent(Agent):
         from motions.captions import STANDING_CAPTIONS
 
         idle = next((i for i, c in enumerate(policy.captions) if c in STANDING_CAPTIONS), None)
-        self.standing = None if idle is None else _standing(idle, library, list(range(len(policy.captions))),
-                                                            policy.caption_clips, policy.env.physics.control_hz)
+        # the one-shot clips the policy records, as `runtime.PolicyController` reads them (none: it never stands)
+        self.standing = None if idle is None else _standing(idle, policy.one_shot_s, policy.caption_clips,
+                                                            policy.env.physics.control_hz)
 
     def actor(self, rows, switch=None):
         idx = np.asarray([self._rows[r] for r in rows])
@@ -93,15 +95,13 @@ class GlobalAgent(Agent):
             self.policy.input(pobs, hist, self.emb[cmd], heading)), self.policy.history, idx, switch, self.standing)
 
 
-def _standing(idle: int, library: MotionLibrary, values: list[int], clips: list[str], control_hz: float):
-    """(the standing command's value, (V,) control steps after which each command value turns into it): a
-    one-shot clip's duration plus the runtime's `IDLE_AFTER_S`, never for a looping clip or a clip the library
-    lacks. The runtime conditions a held one-shot command so (`PolicyController`), and so it is measured."""
+def _standing(idle: int, one_shot_s: dict[str, float], clips: list[str], control_hz: float):
+    """(the standing command's value, (V,) control steps after which command value v, of clip clips[v], turns into
+    it): a one-shot clip's `one_shot_s` plus the runtime's `IDLE_AFTER_S`, never for any other clip."""
     from superpadl.runtime import IDLE_AFTER_S
 
-    ends = S.one_shot_durations(library, [c for c in dict.fromkeys(clips) if c in library.clip_ids])
-    return idle, np.asarray([np.inf if clips[v] not in ends else round((ends[clips[v]] + IDLE_AFTER_S) * control_hz)
-                             for v in values])
+    return idle, np.asarray([round((one_shot_s[c] + IDLE_AFTER_S) * control_hz) if c in one_shot_s else np.inf
+                             for c in clips])
 
 
 def _commanded(policy, hcfg, command, switch, standing=None):
@@ -212,7 +212,7 @@ def lost_a_clip(row: dict) -> bool:
 
 
 def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_s: float, after_s: float,
-                       rng: np.random.Generator) -> dict:
+                       rng: np.random.Generator, checks: tuple | None = None) -> dict:
     """Random pairs (first != second clip) whose second command is served as real use serves one
     (`superpadl.endurance.served`): no fall from the first command's start to the end of the watch, and the second
     skill performed (a gesture done, `endurance.GestureCheck`, where the library has a standing clip to tell it from;
@@ -221,7 +221,8 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
     clip ends, if sooner (as a user would command the next skill once one is done); the second is watched `after_s`
     or longer: a one-shot clip to its end and the runtime's hand-over to standing, a gesture as long as its own
     reference passes the check, locomotion SET_OFF_S. `by_clip`: per clip,
-    [succeeded, pairs] of the pairs that leave it ("from") and that go to it ("to")."""
+    [succeeded, pairs] of the pairs that leave it ("from") and that go to it ("to"). `checks`: the library's
+    `endurance.command_checks`, when the caller has them (a trainer's evaluations), else read here."""
     from superpadl.endurance import GESTURE_BAR, SET_OFF_BAR_M, SET_OFF_S, command_checks, heading_direction
     from superpadl.runtime import IDLE_AFTER_S
 
@@ -233,7 +234,7 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
         a, b = rng.integers(len(names), size=2)
         if clips[a] != clips[b]:
             first.append(int(a)), second.append(int(b))
-    directions, gestures = command_checks(library)
+    directions, gestures = checks if checks is not None else command_checks(library)
     hz = agent.env_config.physics.control_hz
     ends = np.asarray(S.clip_ends(library))
     at = np.round(hz * np.minimum(switch_s, ends[[library.index(clips[a]) for a in first]])).astype(int)

@@ -274,7 +274,9 @@ class _Stage(Stage):
         self.in_size = S.input_size(hcfg, EMBED_DIM)
         # the runtime's start pose: the standing skill's first frame, which it idles in before any command
         self.start_qpos = E.start_pose(library, clips).astype(np.float32)
-        self.directions, self.gestures = E.command_checks(library) if cfg.eval_real_use_minutes else ({}, {})
+        # what real use and transitions judge commands by (read once, not at every evaluation)
+        self.directions, self.gestures = (E.command_checks(library) if cfg.eval_real_use_minutes or cfg.eval_transitions
+                                          else ({}, {}))
         self.meta = {"kind": KIND, "global": to_dict(cfg), "history": to_dict(hcfg), "clips": clips,
                      "captions": captions, "caption_clips": owners, "input_size": self.in_size,
                      "action_size": env.action_size, "character": env.character.name,
@@ -341,7 +343,8 @@ class _Stage(Stage):
         if cfg.eval_transitions and len(clips) > 1:
             agent = GlobalAgent(GlobalPolicy(self.policy(state), self.meta), self.library)
             ev["transition_success"] = transition_success(agent, self.library, cfg.eval_transitions, 2.0, 3.0,
-                                                          np.random.default_rng(cfg.seed))["success"]
+                                                          np.random.default_rng(cfg.seed),
+                                                          (self.directions, self.gestures))["success"]
         if cfg.eval_real_use_minutes:
             from superpadl.runtime import PolicyController
 

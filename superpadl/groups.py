@@ -161,9 +161,11 @@ class _Stage(Stage):
         self.padl_ppo = dataclasses.replace(cfg.ppo, policy_lr=cfg.padl_policy_lr)
         self.env_state = self.hist = None  # started by the first iteration
         self._observe = jax.jit(self._observe_step)
+        # what real use and transitions judge commands by (read once, not at every evaluation)
+        judged = cfg.eval_real_use_minutes or cfg.eval_transitions
+        self.directions, self.gestures = E.command_checks(library) if judged else ({}, {})
         if cfg.eval_real_use_minutes:
             self.start_qpos = E.start_pose(library, self.clips)
-            self.directions, self.gestures = E.command_checks(library)
 
     def initial_state(self) -> dict:
         cfg = self.cfg
@@ -267,7 +269,8 @@ class _Stage(Stage):
         if cfg.eval_transitions and self.G > 1:
             agent = GroupAgent(GroupTeachers(self.library, [GroupPolicy(ts, self.meta)]), self.library)
             ev["transition_success"] = transition_success(
-                agent, self.library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(cfg.seed))["success"]
+                agent, self.library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(cfg.seed),
+                (self.directions, self.gestures))["success"]
         if cfg.eval_real_use_minutes:
             ev.update(E.training_eval(GroupController(GroupPolicy(ts, self.meta), self.start_qpos, self.library),
                                       self.directions, cfg.eval_real_use_minutes, cfg.seed, self.gestures))
