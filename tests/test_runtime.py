@@ -95,6 +95,31 @@ def test_an_ended_one_shot_clip_hands_over_to_the_standing_expert_where_it_also_
     assert c.clip == "synthetic_stand" and 0 < c.clip_time < 1.0
 
 
+def test_an_expert_controller_restart_ends_a_one_shot_command_in_standing_and_a_looping_one_goes_on(tmp_path):
+    """The expert-level runtime, as `PolicyController`: a restart (a fall without a get-up) during a one-shot clip
+    stands from the restart pose instead of replaying the clip that fell; during a looping clip it goes on, from the
+    clip's start."""
+    lib_path = write_synthetic_library(tmp_path / "lib", kinds=("balance", "sway", "stand"))
+    lib = MotionLibrary(lib_path)
+    clips = ("synthetic_balance", "synthetic_sway", "synthetic_stand")
+    cfg = ExpertConfig(env=EnvConfig(num_envs=2, clips=clips, physics=PhysicsConfig(backend="mujoco", num_threads=1)))
+    train(lib, tmp_path / "expert", cfg, iterations=0, progress=False)
+    (tmp_path / "controller.json").write_text(json.dumps(
+        {"format": "padl-expert-controller", "library": "lib", "experts": ["expert"]}))
+    c = load_controller(tmp_path)
+    qpos, qvel = c.initial_state()
+    c.reset(qpos, qvel)
+    for command, clip, after in (("stand on one leg", "synthetic_balance", "synthetic_stand"),
+                                 ("sway from side to side", "synthetic_sway", "synthetic_sway")):
+        c.set_command(command)
+        assert c.clip == clip
+        for _ in range(10):
+            c.act(qpos, qvel)
+        assert c.clip == clip and c.clip_time > 0
+        c.reset(qpos, qvel)
+        assert c.clip == after and c.clip_time == 0.0
+
+
 def test_controller_folders_fail_clearly(folder, tmp_path, capsys):
     with pytest.raises(ValueError, match="controller.json: missing"):
         load_controller(tmp_path)
