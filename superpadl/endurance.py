@@ -51,6 +51,7 @@ class CommandRecord:
     wander_m: float = 0.0
     performed_s: float | None = None  # a gesture: seconds of motion like its clip's, not standing (`GestureCheck`)
     performed_bar_s: float = 0.0  # ... and how many make it done
+    after: str = ""  # what the command was given after, in a chain (`given_after`)
 
 
 @dataclass
@@ -189,14 +190,39 @@ def chain(controller, minutes: float, seed: int, directions: dict[str, np.ndarra
     rng = np.random.default_rng(seed)
     loop = SimLoop(controller.model, controller, seed=seed)
     records, left = [], minutes * 60.0
+    one_shot_s, idle_after_s = getattr(controller, "one_shot_s", {}), getattr(controller, "idle_after_s", None) or 0.0
     while left > 1e-6:
         i = int(rng.integers(len(controller.captions)))
         seconds = min(float(rng.uniform(*hold_s)), left)
         clip = controller.caption_clips[i]
+        after = given_after(records[-1] if records else None, directions, gestures or {}, one_shot_s, idle_after_s)
         records.append(_play(loop, controller.captions[i], clip, seconds, directions.get(clip),
                              (gestures or {}).get(clip)))
+        records[-1].after = after
         left -= seconds
     return records
+
+
+AFTER = ("the start pose", "a get-up", "standing", "locomotion", "a gesture")
+
+
+def given_after(previous: CommandRecord | None, directions: dict, gestures: dict, one_shot_s: dict[str, float],
+                idle_after_s: float) -> str:
+    """What a chain's command was given after (one of AFTER): the start pose (the first command, or a restart after
+    a fall), a get-up, standing (the standing skill, or a one-shot command held past its clip and the hand-over to
+    standing, `one_shot_s` and `idle_after_s` as the controller has them), locomotion or a gesture still going on.
+    The same skill can hold from one and fall from another: the chain's mean hides it, the split shows it."""
+    if previous is None or previous.restarts:
+        return AFTER[0]
+    if previous.falls_s:
+        return AFTER[1]
+    if previous.clip in directions:
+        return AFTER[3]
+    end = one_shot_s.get(previous.clip)
+    if end is not None:
+        return AFTER[2] if previous.held_s > end + idle_after_s else AFTER[4]
+    # the standing clip is the one clip neither travelling nor checked as a gesture (none known without gestures)
+    return AFTER[4] if previous.clip in gestures or not gestures else AFTER[2]
 
 
 SHOVE_SPEED = 4.0  # m/s added to the root, horizontally: no standing skill stays up under it
@@ -282,7 +308,10 @@ def summarize(records: list[CommandRecord]) -> dict:
             c["checked"] += 1
             c["performed"] += performed(r)
     get_ups = [t for r in records for t in r.get_ups_s]
+    after = {k: {"commands": sum(r.after == k for r in records),
+                 "with_a_fall": sum(r.after == k and bool(r.falls_s) for r in records)} for k in AFTER}
     return {"simulated_minutes": hours * 60.0, "commands": len(records), "falls": len(falls),
+            "after": {k: v for k, v in after.items() if v["commands"]},
             "falls_per_hour": len(falls) / hours if hours else 0.0,
             "commands_with_a_fall": sum(bool(r.falls_s) for r in records), "clips": clips,
             "served_share": sum(map(served, records)) / len(records) if records else 0.0,
@@ -332,6 +361,11 @@ def report(summaries: dict[str, dict]) -> str:
             ("got up / restarted", *(f"{s['get_ups']} / {s['restarts']}" for s in summaries.values())),
             ("median time to get up", *("-" if s["get_up_median_s"] is None else f"{s['get_up_median_s']:.1f} s"
                                         for s in summaries.values()))]
+    for kind in AFTER:
+        if any(kind in s.get("after", {}) for s in summaries.values()):
+            rows.append((f"given after {kind}: with a fall", *(
+                f"{a['with_a_fall']} of {a['commands']}" if (a := s.get("after", {}).get(kind)) else "-"
+                for s in summaries.values())))
     clips = dict.fromkeys(c for s in summaries.values() for c in s["clips"])
     for clip in clips:
         cells = []

@@ -1,4 +1,6 @@
 """The real-use evaluation (superpadl.endurance): falls, entering vs holding, set-off distance, locomotion clips."""
+import re
+
 import numpy as np
 
 from characters.character import Character
@@ -147,3 +149,31 @@ def test_a_gesture_stood_through_is_not_done_and_not_served(tmp_path):
     assert not E.served(still) and E.served(E.CommandRecord("wave", "wave", 0, 3, performed_s=2.0,
                                                             performed_bar_s=wave.bar_s))
     assert "done 0 of 1" in E.report({"a": E.summarize([still])})
+
+
+def test_a_chain_command_is_told_by_what_it_was_given_after():
+    """The start pose (first, or restarted after a fall), a get-up, standing (the standing clip, or a one-shot
+    command held past its clip and the hand-over), locomotion, or a gesture still going on; the summary and the
+    table split the commands with a fall by it."""
+    rec = lambda clip, held, **kw: E.CommandRecord(clip, clip, 0.0, held, **kw)
+    directions, gestures, one_shot = {"walk": np.array([1.0, 0.0])}, {"bow": None, "wave": None}, {"bow": 4.0}
+    after = lambda previous: E.given_after(previous, directions, gestures, one_shot, 0.5)
+    assert after(None) == after(rec("bow", 9.0, falls_s=[1.0], restarts=1)) == "the start pose"
+    assert after(rec("bow", 9.0, falls_s=[1.0])) == "a get-up"
+    assert after(rec("bow", 4.6)) == after(rec("stand", 3.0)) == "standing"
+    assert after(rec("bow", 4.4)) == after(rec("wave", 30.0)) == "a gesture"
+    assert after(rec("walk", 3.0)) == "locomotion"
+    assert E.given_after(rec("stand", 3.0), directions, {}, {}, 0.5) == "a gesture"  # no standing clip known
+    s = E.summarize([rec("bow", 5.0, after="standing", falls_s=[2.0]), rec("bow", 5.0, after="standing"),
+                     rec("walk", 5.0, after="the start pose")])
+    assert s["after"] == {"the start pose": {"commands": 1, "with_a_fall": 0},
+                          "standing": {"commands": 2, "with_a_fall": 1}}
+    assert re.search(r"given after standing: with a fall +1 of 2", E.report({"a": s}))
+
+
+def test_a_chain_records_what_each_command_followed():
+    c = Limp()
+    c.captions, c.caption_clips = ["bow", "walk"], ["bow", "walk"]
+    records = E.chain(c, 0.3, seed=0, directions={"walk": np.array([1.0, 0.0])})
+    assert records[0].after == "the start pose" and all(r.falls_s for r in records)
+    assert len(records) > 1 and all(r.after == "the start pose" for r in records)  # each fell, and was restarted
