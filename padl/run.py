@@ -21,7 +21,6 @@ import numpy as np
 from padl import checkpoint
 
 TRAIN_STATE, POLICY, PROGRESS = "train_state", "policy", "progress.jsonl"
-CANDIDATES = "candidates"  # the best few evaluated policies, for a selection by a longer evaluation after the run
 
 
 class Stage:
@@ -110,10 +109,6 @@ class Run:
         it = start = int(state["iteration"])
         samples = int(state["samples"])
         checkpoint.trim_log(out / PROGRESS, it)
-        for p in candidates(out / CANDIDATES):  # an earlier run's, or kept after the checkpoint resumed from
-            if not self.saved or int(p.stem) > it:
-                for f in (p, p.with_suffix(".npz")):
-                    f.unlink(missing_ok=True)
         writer, curve = SummaryWriter(str(out / "logs")), open(out / PROGRESS, "a")
         bar = tqdm(total=total, initial=it, disable=not progress, desc=stage.desc, dynamic_ncols=True)
         stopped = lambda: bool(int(state.get("stopped", 0)))
@@ -146,9 +141,6 @@ class Run:
                     if (score := stage.score(last_eval)) > tuple(state["best"]):
                         state["best"] = np.asarray(score, np.float64)
                         save(POLICY, stage.policy(state), eval=last_eval)
-                    if keep := getattr(cfg, "candidates", 0):
-                        if _candidate_slot(out / CANDIDATES, score, keep, stage.score):
-                            save(f"{CANDIDATES}/{it:06d}", stage.policy(state), eval=last_eval)
                     if stage.stop(last_eval):
                         state["stopped"] = np.int64(1)
                         self.log(f"early stop at iteration {it}: success {last_eval['success']:.2f}, "
@@ -165,22 +157,3 @@ class Run:
             writer.close()
             curve.close()
         return last_eval
-
-
-def candidates(folder: str | Path) -> list[Path]:
-    """The candidate policies a run kept (`CANDIDATES`), by iteration."""
-    return sorted(Path(folder).glob("[0-9]*.json"))
-
-
-def _candidate_slot(folder: Path, score: tuple, keep: int, rank) -> bool:
-    """Whether a policy scoring `score` is among the `keep` best of `folder`; the worst is dropped to make room.
-    Ranked by the evaluation each candidate records, so a resumed run goes on ranking alike."""
-    scored = sorted((((rank(e) if (e := checkpoint.kept_eval(folder, p.stem)) else (-np.inf,)), p)
-                     for p in candidates(folder)), key=lambda sp: sp[0])
-    if len(scored) < keep:
-        return True
-    if score <= scored[0][0]:
-        return False
-    for p in (scored[0][1], scored[0][1].with_suffix(".npz")):
-        p.unlink(missing_ok=True)
-    return True

@@ -337,10 +337,9 @@ def training_eval(controller, directions: dict[str, np.ndarray], minutes: float,
 
 
 def run(controller, minutes: float, seeds: int, directions: dict[str, np.ndarray],
-        gestures: dict[str, GestureCheck] | None = None, first_seed: int = 0) -> dict:
-    """`chain` for `minutes` per seed (seeds first_seed.. first_seed + seeds - 1), summarized over all of them."""
-    return summarize([r for s in range(first_seed, first_seed + seeds)
-                      for r in chain(controller, minutes, s, directions, gestures=gestures)])
+        gestures: dict[str, GestureCheck] | None = None) -> dict:
+    """`chain` for `minutes` per seed (seeds 0..seeds-1), summarized over all of them."""
+    return summarize([r for s in range(seeds) for r in chain(controller, minutes, s, directions, gestures=gestures)])
 
 
 def table(header: tuple, rows: list[tuple]) -> str:

@@ -96,12 +96,6 @@ class GlobalConfig:
     # simulated minutes of real use (`superpadl.endurance.training_eval`: captions from the start pose, held 2-20 s,
     # through the runtime) each evaluation also scores, which `kept_score` weighs; 0: none
     eval_real_use_minutes: float = 0.0
-    # the policies of this many best evaluations are kept (`padl.run.CANDIDATES`) for `superpadl.selection`
-    candidates: int = 6
-    # after the last iteration the candidates are measured in real use, this many simulated minutes on each of
-    # `select_seeds` seeds, and the best becomes the policy (`superpadl.selection`); 0: the best evaluation is kept
-    select_real_use_minutes: float = 0.0
-    select_seeds: int = 2
     checkpoint_every: int = 10
     seed: int = 0
 
@@ -404,10 +398,5 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
         state["ppo"] = state["ppo"].replace(policy_params=tree["policy_params"], normalizer=tree["normalizer"])
         state["average"] = tree["policy_params"]
         log(f"starting from {init_from} (iteration {source['iteration']})")
-    total = stage.cfg.iterations if iterations is None else iterations
-    last = run.train(stage, state, total, progress, time_limit_s)
-    if stage.cfg.select_real_use_minutes and int(state["iteration"]) >= total:
-        from superpadl import selection  # again when a finished run is resumed: same candidates, same choice
-
-        selection.select(out, library, stage.cfg.select_real_use_minutes, stage.cfg.select_seeds, encoder, log)
-    return last
+    return run.train(stage, state, stage.cfg.iterations if iterations is None else iterations, progress,
+                     time_limit_s)

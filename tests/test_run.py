@@ -133,24 +133,3 @@ def test_a_global_config_saved_with_flat_command_keys_loads_into_its_schedule():
     assert from_dict(GlobalConfig, to_dict(cfg)) == cfg and "finish_s" not in to_dict(cfg)
     with pytest.raises(ValueError, match="'finish_s' is given both flat and as 'commands.finish_s'"):
         from_dict(GlobalConfig, {"finish_s": 1.0, "commands": {"finish_s": 2.0}})
-
-
-def test_keeps_the_best_few_evaluations_as_candidates_across_a_kill(tmp_path):
-    """`candidates` keeps the policies of the best few evaluations (ranked as the kept policy), dropping the worst to
-    make room; a run killed after keeping one resumes without the candidates of iterations it redoes, and ends with
-    the same candidates as a run never killed."""
-    from padl.run import CANDIDATES, candidates
-
-    cfg = dataclasses.make_dataclass("Cfg", [("candidates", int, 3)], bases=(ToyConfig,), frozen=True)()
-    scores = {1: 0.3, 2: 0.5, 3: 0.2, 4: 0.9, 5: 0.0, 6: 0.7, 7: 0.1}
-    _train(tmp_path / "whole", Toy(cfg, scores=scores), 8)
-    kept = [p.stem for p in candidates(tmp_path / "whole" / CANDIDATES)]
-    assert kept == ["000002", "000004", "000006"]
-    for stem in kept:
-        tree, meta = checkpoint.load(tmp_path / "whole" / CANDIDATES / stem)
-        assert meta["eval"]["success"] == scores[int(stem)] and float(tree["['w']"][0]) == int(stem)
-    with pytest.raises(KeyboardInterrupt):  # killed in iteration 6: checkpoint at 4, candidate 5 kept after it
-        _train(tmp_path / "killed", Toy(cfg, scores={**scores, 5: 0.95}, crash_at=5), 8)
-    assert "000005" in [p.stem for p in candidates(tmp_path / "killed" / CANDIDATES)]
-    _train(tmp_path / "killed", Toy(cfg, scores=scores), 8, resume=True)
-    assert [p.stem for p in candidates(tmp_path / "killed" / CANDIDATES)] == kept
