@@ -14,7 +14,8 @@ Both parts run the policy through `superpadl.host.SimLoop`, as the viewer and re
    fell the character, the share standing again within 5 s by its learned get-up without a restart (the bar: 80 %).
 The baseline (the shipped model by default) is measured in the same run; `--idle-after S [S ...]` measures POLICY
 once per value of its `idle_after_s` (seconds after a one-shot clip's end that a held command turns into the
-standing skill; 'never': the switch off, as before it existed). LIB (a library of the policy's clips)
+standing skill; 'never': the switch off, as before it existed); `--start-at CLIP [CLIP ...]` measures it once per
+start pose, the first frame of each CLIP ('own': the policy's). LIB (a library of the policy's clips)
 tells which clips are locomotion and which way they go (`endurance.locomotion_directions`), and what each gesture
 and the standing skill look like.
 """
@@ -62,6 +63,9 @@ def main() -> None:
     p.add_argument("--shoves", type=int, default=20, help="forced falls per policy (0: skip)")
     p.add_argument("--idle-after", nargs="+", metavar="S",
                    help="measure POLICY once per idle_after_s (seconds after a one-shot clip's end, or 'never')")
+    p.add_argument("--start-at", nargs="+", metavar="CLIP",
+                   help="measure POLICY once per start pose: the first frame of CLIP ('own': the policy's start pose), "
+                        "where the chains and holds begin and a fall restarts")
     p.add_argument("--json", type=Path, help="write POLICY's chain summary here (tests/regression/endurance.json)")
     args = p.parse_args()
     if not (args.lib / "manifest.json").is_file():
@@ -83,6 +87,16 @@ def main() -> None:
             else:
                 c.idle_after_s = float(value)
             variants[f"{args.policy} idle after {value}"] = c
+        controllers = {**variants, **controllers}
+    if args.start_at:
+        library = MotionLibrary(args.lib, include_flagged=True)
+        if missing := [c for c in args.start_at if c != "own" and c not in library.clip_ids]:
+            sys.exit(f"endurance: --start-at {missing[0]}: not a clip of {args.lib}")
+        own = controllers.pop(str(args.policy))
+        variants = {}
+        for clip in args.start_at:
+            c = load_controller(args.policy) if variants else own
+            variants[f"{args.policy} from {clip}"] = c if clip == "own" else E.stand_at(c, E.first_frame(library, clip))
         controllers = {**variants, **controllers}
 
     summaries = {name: E.run(c, args.minutes, args.seeds, directions, gestures) for name, c in controllers.items()}

@@ -2,7 +2,7 @@
 clip's own first frame, for experts and group controllers.
 
     python benchmarks/start_pose.py --lib runs/default/library [--experts DIR ...] [--groups DIR ...]
-                                    [--seconds 15] [--seeds 1] [--clips CLIP ...]
+                                    [--seconds 15] [--seeds 1] [--clips CLIP ...] [--lead CLIP SECONDS]
 
 The runtime starts in the standing clip's first frame (`superpadl.endurance.start_pose`); training starts each clip
 at its own first frame (or later). A teacher that can only start from its clip's first frame cannot teach a student
@@ -10,7 +10,10 @@ what a user's first command needs. Per controller and clip: the falls while the 
 the start pose, and from the clip's first frame (the baseline, measured in the same run), through `SimLoop` as the
 viewer runs it; a fall restarts the character in the same pose, so a skill that cannot start from it falls again
 and again. The largest joint-angle difference between the two poses is printed too. `--seeds N` holds each command N
-times, the joints of the pose perturbed by 0.02 rad after the first, and sums the falls.
+times, the joints of the pose perturbed by 0.02 rad after the first, and sums the falls. `--lead CLIP SECONDS` gives
+that clip's command first, from either pose, and holds it so long before each measured command (its own falls are not
+counted): is a skill's trouble the pose it starts in, or starting the session? `--start-at CLIP` takes that clip's first
+frame for the start pose.
 """
 from __future__ import annotations
 
@@ -27,12 +30,12 @@ from superpadl.runtime import GroupController  # noqa: E402
 
 
 def hold_cell(controller, pose: np.ndarray, caption: str, clip: str, seconds: float, seeds: int,
-              gesture: E.GestureCheck | None = None) -> str:
+              gesture: E.GestureCheck | None = None, lead: tuple[str, float] | None = None) -> str:
     """One table cell: the falls summed over the seeds (seed 0 from the pose itself, the others with its joints
     perturbed by 0.02 rad), the earliest, the farthest the character got from where the command began before a
     fall (a stand that walks off is no stand either), and for a gesture the holds that did it."""
     records = [E.hold_from_start(E.stand_at(controller, pose), caption, clip, seconds, seed=s,
-                                 init_noise=0.02 if s else 0.0, gesture=gesture) for s in range(seeds)]
+                                 init_noise=0.02 if s else 0.0, gesture=gesture, lead=lead) for s in range(seeds)]
     times = [r.falls_s for r in records]
     first = min((t[0] for t in times if t), default=None)
     done = f", done {sum(map(E.performed, records))}/{seeds}" if gesture is not None else ""
@@ -48,6 +51,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=15.0, help="how long each command is held")
     p.add_argument("--seeds", type=int, default=1, help="holds per command and pose (falls are summed)")
     p.add_argument("--clips", nargs="*", help="measure these clips only (default: every clip of each controller)")
+    p.add_argument("--start-at", metavar="CLIP", help="start in this clip's first frame instead of the runtime's")
+    p.add_argument("--lead", nargs=2, metavar=("CLIP", "SECONDS"),
+                   help="give this clip's command first and hold it so long before each measured command")
     args = p.parse_args()
     if not (args.lib / "manifest.json").is_file():
         sys.exit(f"start_pose: {args.lib}: not a motion library")
@@ -57,7 +63,9 @@ def main() -> None:
     from superpadl.runtime import ExpertController
 
     library = MotionLibrary(args.lib, include_flagged=True)
-    start = E.start_pose(library, library.clip_ids)
+    if args.start_at and args.start_at not in library.clip_ids:
+        sys.exit(f"start_pose: --start-at {args.start_at}: not a clip of {args.lib}")
+    start = E.first_frame(library, args.start_at) if args.start_at else E.start_pose(library, library.clip_ids)
     _, gestures = E.command_checks(library)
     controllers = []  # (name, controller, [(clip, caption)])
     try:
@@ -73,17 +81,23 @@ def main() -> None:
         sys.exit(f"start_pose: {e}")
     rows = []
     for name, controller, commands in controllers:
+        text = dict(commands)  # clip -> the command that gives it
+        if args.lead and args.lead[0] not in text:
+            sys.exit(f"start_pose: --lead {args.lead[0]}: not a clip of {name}")
+        lead = (text[args.lead[0]], float(args.lead[1])) if args.lead else None
         for clip, caption in commands:
             if args.clips and clip not in args.clips:
                 continue
             own = E.first_frame(library, clip)
+            other = (hold_cell(controller, start, caption, clip, args.seconds, args.seeds, gestures.get(clip), lead)
+                     if lead else hold_cell(controller, own, caption, clip, args.seconds, args.seeds, gestures.get(clip)))
             rows.append((name, clip, f"{np.abs(own[7:] - start[7:]).max():.2f}",
                          hold_cell(controller, start, caption, clip, args.seconds, args.seeds, gestures.get(clip)),
-                         hold_cell(controller, own, caption, clip, args.seconds, args.seeds, gestures.get(clip))))
+                         other))
     held = f"{args.seconds:g} s" + (f" x {args.seeds} seeds" if args.seeds > 1 else "")
-    print(E.table(("controller", "clip", "pose gap (rad)", f"falls in {held} from the start pose",
-                   "from the clip's first frame"), rows))
-
+    print(E.table(("controller", "clip", "pose gap (rad)", f"falls in {held} from " + (f"{args.start_at}'s first frame" if args.start_at else "the start pose"),
+                   f"... after {args.lead[0]} held {args.lead[1]} s" if args.lead else "from the clip's first frame"),
+                  rows))
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,8 @@ held 2-20 s from the start pose.
 
 A student learns what its teachers do (DAgger labels its states with their actions), so teachers that fall in this
 chain cannot teach a global policy that does not. The baseline is `models/teachers` (the shipped model's), measured in
-the same run; an expert of a clip missing from `--experts` is taken from the baseline set. `--idle-after` measures the
+the same run; an expert of a clip missing from `--experts` is taken from the baseline set (but for its standing
+clip's when `--experts` hold one: the runtime starts in it and hands one-shot skills to it). `--idle-after` measures the
 experts once per handover time instead (seconds past a one-shot clip's end before the standing expert takes over, or
 `hold`: the stand its expert practised, the runtime's default), the first value being the baseline.
 `--hold-anchored` measures them with the reference held past a one-shot clip's end anchored where the command began
@@ -47,6 +48,7 @@ def main() -> None:
         sys.exit(f"teachers_in_use: --idle-after takes seconds or 'hold', not {args.idle_after}")
     if not (args.lib / "manifest.json").is_file():
         sys.exit(f"teachers_in_use: {args.lib}: not a motion library")
+    from motions.captions import STANDING_CAPTIONS
     from motions.library import MotionLibrary
     from superpadl.policies import ExpertPolicy
     from superpadl.runtime import ExpertController
@@ -55,7 +57,10 @@ def main() -> None:
     baseline = args.baseline or sorted(d for d in TEACHERS.iterdir() if (d / "policy.json").is_file())
     try:
         covered = {c for d in args.experts for c in ExpertPolicy.load(d).clips}
-        filled = [d for d in baseline if not set(ExpertPolicy.load(d).clips) & covered]
+        # one standing skill per set: experts with a standing clip of their own replace the baseline's
+        standing = {c for c in library.clip_ids if set(library.captions[library.index(c)]) & set(STANDING_CAPTIONS)}
+        taken = covered | (standing if covered & standing else set())
+        filled = [d for d in baseline if not set(ExpertPolicy.load(d).clips) & taken]
         experts = list(args.experts) + filled
         if idle_after:
             sets = {f"experts, idle after {v}": experts for v in args.idle_after}

@@ -175,10 +175,14 @@ def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.
 
 def hold_from_start(controller, caption: str, clip: str, seconds: float,
                     direction: np.ndarray | None = None, seed: int = 0, init_noise: float = 0.0,
-                    gesture: GestureCheck | None = None) -> CommandRecord:
+                    gesture: GestureCheck | None = None, lead: tuple[str, float] | None = None) -> CommandRecord:
     """`caption` given from the start pose, as the first command of a viewer session, and held; `init_noise` (rad)
-    perturbs the start pose's joints, so that seeds differ."""
+    perturbs the start pose's joints, so that seeds differ. `lead` (command, seconds): that command is given first and
+    held so long (its falls are not the record's), as a user may begin with something else."""
     loop = SimLoop(controller.model, controller, seed=seed, init_noise=init_noise)
+    if lead is not None:
+        loop.command(lead[0])
+        loop.advance(lead[1])
     return _play(loop, caption, clip, seconds, direction, gesture)
 
 
@@ -208,16 +212,20 @@ AFTER = ("the start pose", "a get-up", "standing", "locomotion", "a gesture")
 
 def given_after(previous: CommandRecord | None, directions: dict, gestures: dict, one_shot_s: dict[str, float],
                 idle_after_s: float) -> str:
-    """What a chain's command was given after (one of AFTER): the start pose (the first command, or a restart after
-    a fall), a get-up, standing (the standing skill, or a one-shot command held past its clip and the hand-over to
-    standing, `one_shot_s` and `idle_after_s` as the controller has them), locomotion or a gesture still going on.
+    """What a chain's command was given after (one of AFTER): the start pose (the first command, or a fall restarted
+    there, after which a one-shot or standing command stands on in it), a get-up, standing (the standing skill, or a
+    one-shot command held past its clip and the hand-over to standing, `one_shot_s` and `idle_after_s` as the
+    controller has them), locomotion (also restarted: it walks on from the start pose) or a gesture still going on.
     The same skill can hold from one and fall from another: the chain's mean hides it, the split shows it."""
-    if previous is None or previous.restarts:
+    if previous is None:
         return AFTER[0]
+    if previous.clip in directions:
+        return AFTER[1] if previous.falls_s and not previous.restarts else AFTER[3]
+    if previous.restarts:
+        looping_gesture = previous.clip in gestures and previous.clip not in one_shot_s
+        return AFTER[4] if looping_gesture else AFTER[0]
     if previous.falls_s:
         return AFTER[1]
-    if previous.clip in directions:
-        return AFTER[3]
     end = one_shot_s.get(previous.clip)
     if end is not None:
         return AFTER[2] if previous.held_s > end + idle_after_s else AFTER[4]

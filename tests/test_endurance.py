@@ -2,6 +2,7 @@
 import re
 
 import numpy as np
+import pytest
 
 from characters.character import Character
 from motions.clip import LibraryWriter, velocities
@@ -51,6 +52,24 @@ def test_a_character_that_slides_off_is_seen_to_wander_without_a_fall():
     still, slid = (E.hold_from_start(c, "stand", "stand", 2.0) for c in (HoldController(), Slides()))
     assert still.falls_s == slid.falls_s == []
     assert still.wander_m < 0.01 and slid.wander_m > 0.04
+
+
+def test_a_lead_command_is_held_first_then_the_measured_one():
+    class Log(HoldController):  # (command, control steps acted under it)
+        def __init__(self):
+            super().__init__()
+            self.log = []
+
+        def set_command(self, text):
+            self.log.append([text, 0])
+
+        def act(self, qpos, qvel):
+            self.log[-1][1] += 1
+            return super().act(qpos, qvel)
+
+    c = Log()
+    r = E.hold_from_start(c, "stand", "stand", 2.0, lead=("wave", 3.0))
+    assert c.log == [["wave", 90], ["stand", 60]] and r.start_s == pytest.approx(3.0) and r.held_s == 2.0
 
 
 def test_a_fall_is_recorded_and_gets_no_set_off_distance():
@@ -152,14 +171,18 @@ def test_a_gesture_stood_through_is_not_done_and_not_served(tmp_path):
 
 
 def test_a_chain_command_is_told_by_what_it_was_given_after():
-    """The start pose (first, or restarted after a fall), a get-up, standing (the standing clip, or a one-shot
+    """The start pose (first, or a one-shot or standing command restarted after a fall), a get-up, standing (the standing clip, or a one-shot
     command held past its clip and the hand-over), locomotion, or a gesture still going on; the summary and the
     table split the commands with a fall by it."""
     rec = lambda clip, held, **kw: E.CommandRecord(clip, clip, 0.0, held, **kw)
     directions, gestures, one_shot = {"walk": np.array([1.0, 0.0])}, {"bow": None, "wave": None}, {"bow": 4.0}
     after = lambda previous: E.given_after(previous, directions, gestures, one_shot, 0.5)
     assert after(None) == after(rec("bow", 9.0, falls_s=[1.0], restarts=1)) == "the start pose"
-    assert after(rec("bow", 9.0, falls_s=[1.0])) == "a get-up"
+    assert after(rec("stand", 9.0, falls_s=[1.0], restarts=1)) == "the start pose"
+    # a looping command restarted goes on from the start pose: what came next came after it
+    assert after(rec("walk", 9.0, falls_s=[1.0], restarts=1)) == "locomotion"
+    assert after(rec("wave", 9.0, falls_s=[1.0], restarts=1)) == "a gesture"
+    assert after(rec("bow", 9.0, falls_s=[1.0])) == after(rec("walk", 9.0, falls_s=[1.0])) == "a get-up"
     assert after(rec("bow", 4.6)) == after(rec("stand", 3.0)) == "standing"
     assert after(rec("bow", 4.4)) == after(rec("wave", 30.0)) == "a gesture"
     assert after(rec("walk", 3.0)) == "locomotion"
@@ -176,4 +199,6 @@ def test_a_chain_records_what_each_command_followed():
     c.captions, c.caption_clips = ["bow", "walk"], ["bow", "walk"]
     records = E.chain(c, 0.3, seed=0, directions={"walk": np.array([1.0, 0.0])})
     assert records[0].after == "the start pose" and all(r.falls_s for r in records)
-    assert len(records) > 1 and all(r.after == "the start pose" for r in records)  # each fell, and was restarted
+    # each fell and was restarted: a bow stands on in the start pose, a walk walks on from it
+    assert len({r.clip for r in records}) > 1
+    assert all(r.after == ("locomotion" if p.clip == "walk" else "the start pose") for p, r in zip(records, records[1:]))
