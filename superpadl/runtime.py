@@ -160,6 +160,19 @@ class ExpertController:
         self.clip_time, self.anchor = 0.0, Anchor()
         self.matched_caption, self.similarity = None, None
 
+    @property
+    def one_shot_s(self) -> dict[str, float]:
+        """{one-shot clip: seconds it plays before the hand-over, less `idle_after_s`} (as `PolicyController`'s, whose
+        hand-over comes `idle_after_s` past each clip's end; here, unless set, after the stand its expert practised):
+        what the real-use chain tells standing from a gesture by. None without a standing expert."""
+        if self.idle is None:
+            return {}
+        lib = self.library
+        return {c: float(lib.durations[lib.index(c)])
+                + (self.experts[e].env.episode.hold_s if self.idle_after_s is None else 0.0)
+                for c, e in self.clip_expert.items()
+                if not bool(lib.data.loop[lib.index(c)]) and c != self.idle and c not in self.get_up_clips}
+
     # -- text -> clip -------------------------------------------------------------------------------------
     def match(self, text: str) -> tuple[str, str, float]:
         """(clip id, matched caption, cosine similarity) for a command."""

@@ -102,11 +102,18 @@ def test_an_expert_controller_restart_ends_a_one_shot_command_in_standing_and_a_
     lib_path = write_synthetic_library(tmp_path / "lib", kinds=("balance", "sway", "stand"))
     lib = MotionLibrary(lib_path)
     clips = ("synthetic_balance", "synthetic_sway", "synthetic_stand")
-    cfg = ExpertConfig(env=EnvConfig(num_envs=2, clips=clips, physics=PhysicsConfig(backend="mujoco", num_threads=1)))
+    cfg = ExpertConfig(env=EnvConfig(num_envs=2, clips=clips, physics=PhysicsConfig(backend="mujoco", num_threads=1),
+                                     episode=EpisodeConfig(hold_s=1.0)))
     train(lib, tmp_path / "expert", cfg, iterations=0, progress=False)
     (tmp_path / "controller.json").write_text(json.dumps(
         {"format": "padl-expert-controller", "library": "lib", "experts": ["expert"]}))
     c = load_controller(tmp_path)
+    # what the real-use chain tells standing from a gesture by: the one-shot clip, and the stand practised past it
+    balance = float(lib.durations[lib.index("synthetic_balance")])
+    assert c.one_shot_s == pytest.approx({"synthetic_balance": balance + 1.0})
+    c.idle_after_s = 0.5
+    assert c.one_shot_s == pytest.approx({"synthetic_balance": balance})
+    c.idle_after_s = None
     qpos, qvel = c.initial_state()
     c.reset(qpos, qvel)
     for command, clip, after in (("stand on one leg", "synthetic_balance", "synthetic_stand"),
