@@ -2,7 +2,7 @@
 clip's own first frame, for experts and group controllers.
 
     python benchmarks/start_pose.py --lib runs/default/library [--experts DIR ...] [--groups DIR ...]
-                                    [--seconds 15] [--seeds 1] [--clips CLIP ...] [--lead CLIP SECONDS]
+                                    [--seconds 15] [--seeds 1] [--clips CLIP ...] [--lead CLIP SECONDS] [--start-at CLIP]
 
 The runtime starts in the standing clip's first frame (`superpadl.endurance.start_pose`); training starts each clip
 at its own first frame (or later). A teacher that can only start from its clip's first frame cannot teach a student
@@ -10,9 +10,8 @@ what a user's first command needs. Per controller and clip: the falls while the 
 the start pose, and from the clip's first frame (the baseline, measured in the same run), through `SimLoop` as the
 viewer runs it; a fall restarts the character in the same pose, so a skill that cannot start from it falls again
 and again. The largest joint-angle difference between the two poses is printed too. `--seeds N` holds each command N
-times, the joints of the pose perturbed by 0.02 rad after the first, and sums the falls. `--lead CLIP SECONDS` gives
-that clip's command first, from either pose, and holds it so long before each measured command (its own falls are not
-counted): is a skill's trouble the pose it starts in, or starting the session? `--start-at CLIP` takes that clip's first
+times, the joints of the pose perturbed by 0.02 rad after the first, and sums the falls. `--lead CLIP SECONDS` replaces the
+second column: the command from the start pose after that clip's command held so long (its own falls not counted): is a skill's trouble the pose it starts in, or starting the session? `--start-at CLIP` takes that clip's first
 frame for the start pose.
 """
 from __future__ import annotations
