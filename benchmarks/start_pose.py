@@ -45,7 +45,9 @@ def hold_cell(controller, pose: np.ndarray, caption: str, clip: str, seconds: fl
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lib", type=Path, required=True, help="library with the controllers' clips")
-    p.add_argument("--experts", nargs="*", default=[], type=Path, help="expert policy folders to measure")
+    p.add_argument("--experts", nargs="*", default=[], type=Path,
+                   help="expert policy folders to measure, or expert controller folders (controller.json: its experts "
+                   "together, under the given --lib)")
     p.add_argument("--groups", nargs="*", default=[], type=Path, help="groups folders (groups.json) to measure")
     p.add_argument("--seconds", type=float, default=15.0, help="how long each command is held")
     p.add_argument("--seeds", type=int, default=1, help="holds per command and pose (falls are summed)")
@@ -59,6 +61,7 @@ def main() -> None:
     from motions.library import MotionLibrary
     from padl import checkpoint
     from superpadl.policies import GROUPS_FORMAT, ExpertPolicy
+    from superpadl.runtime import FORMAT as CONTROLLER
     from superpadl.runtime import ExpertController
 
     library = MotionLibrary(args.lib, include_flagged=True)
@@ -69,8 +72,11 @@ def main() -> None:
     controllers = []  # (name, controller, [(clip, caption)])
     try:
         for path in args.experts:
-            clips = [c for c in ExpertPolicy.load(path).clips if c in library.clip_ids]
-            controllers.append((str(path), ExpertController(library, [path], library_dir=args.lib),
+            # an expert controller folder runs its experts together (a lead command's skill hands over to another's)
+            dirs = ([path / e for e in checkpoint.read_spec(path / "controller.json", CONTROLLER, "controller folder")
+                     ["experts"]] if (path / "controller.json").is_file() else [path])
+            clips = [c for d in dirs for c in ExpertPolicy.load(d).clips if c in library.clip_ids]
+            controllers.append((str(path), ExpertController(library, dirs, library_dir=args.lib),
                                 [(c, library.captions[library.index(c)][0]) for c in clips]))
         for folder in args.groups:
             for g in checkpoint.read_spec(folder / "groups.json", GROUPS_FORMAT, "groups folder")["groups"]:

@@ -68,7 +68,9 @@ def _finetune_config(args, cfg):
                   episode=dict(recover_s=args.recover_s, recover_follow=args.recover_follow is not None,
                                follow_heading=args.recover_follow != "position", hold_s=args.hold_s),
                   starts=dict(foreign_share=args.foreign_starts, fall_starts=args.fall_starts,
-                              foreign_clips=tuple(args.foreign_clips) if args.foreign_clips else None))
+                              foreign_clips=tuple(args.foreign_clips) if args.foreign_clips else None,
+                              init_noise=args.start_noise,
+                              state_starts=str(args.state_starts.resolve()) if args.state_starts else None))
     iterations = source.iterations if args.steps is None else math.ceil(args.steps / (source.rollout_steps * env.num_envs))
     return dataclasses.replace(source, env=env, seed=cfg.seed, iterations=iterations, stop_success=2.0,
                                eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
@@ -102,6 +104,15 @@ def cmd_train_expert(args) -> None:
     cfg = _expert_config(args, tuple(args.clip), args.threads)
     if args.init_from is not None and not args.resume:
         cfg = _finetune_config(args, cfg)
+    if args.state_starts is not None:
+        from padl.env import load_state_starts
+
+        if not args.foreign_starts:
+            raise CliError("--state-starts: give --foreign-starts too (the share of starts it takes)")
+        try:
+            load_state_starts(args.state_starts, lib.character.model.nq, lib.character.model.nv)
+        except ValueError as e:
+            raise CliError(str(e)) from None
     result = train(lib, out, cfg, resume=args.resume, iterations=cfg.iterations if args.steps is not None else None,
                    progress=not args.quiet and sys.stderr.isatty(),
                    time_limit_s=args.minutes * 60 if args.minutes is not None else None,
@@ -215,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --init-from: share of starts in another clip's state (practice for command switches)")
     t.add_argument("--foreign-clips", nargs="+", help="with --foreign-starts: the clips whose states they take "
                    "(default: all of the library)")
+    t.add_argument("--state-starts", type=Path, metavar="NPZ",
+                   help="with --foreign-starts: those starts take these simulated states instead of other clips' "
+                   "reference states (`superpadl handover-states` records where the runtime hands commands over)")
+    t.add_argument("--start-noise", type=O.nonneg_float, default=0.0,
+                   help="with --init-from: std of the noise on every start's joint angles (rad; their velocities 10x): "
+                   "the runtime hands a skill states near a reference, never on it (default 0)")
     t.add_argument("--recover-s", type=O.nonneg_float, default=1.0,
                    help="with --init-from: seconds into a clip without body-error terminations (default 1)")
     t.add_argument("--recover-follow", nargs="?", const="heading", choices=("heading", "position"),

@@ -111,6 +111,11 @@ class StartConfig:
     # init "start" (evaluation) too, where `padl.evaluate.rollout` sets it explicitly.
     foreign_share: float = 0.0
     foreign_clips: tuple[str, ...] | None = None  # library clips whose states are foreign starts; None: all
+    # An npz of simulated states (`qpos` (P, nq), `qvel` (P, nv); `load_state_starts`) that foreign starts take
+    # instead of other clips' reference states: where the runtime really hands a skill over (`superpadl
+    # handover-states` records them). A teacher taught from the standing clip's reference frame fell from the same
+    # stance a standing expert had held for 0.1 s (docs/experiments.md): a reference state is not a simulated one.
+    state_starts: str | None = None
     # The share of a get-up clip's starts (a clip whose first frame lies on the floor) in a state a simulated fall
     # left the character in (`padl.falls`), face down or up as the clip begins, its reference re-anchored there: a
     # get-up has to work from where falls really end, not only from the clip's own first frame.
@@ -236,6 +241,23 @@ def anchor_between(ref_qpos, qpos, yaw=None):
     return jnp.stack([yaw, qpos[:, 0] - (c * x - s * y), qpos[:, 1] - (s * x + c * y)], -1)
 
 
+def load_state_starts(path, nq: int, nv: int) -> tuple[np.ndarray, np.ndarray]:
+    """((P, nq) qpos, (P, nv) qvel) float32 of a state-starts file; ValueError naming the file when it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            qpos, qvel = np.asarray(f["qpos"], np.float32), np.asarray(f["qvel"], np.float32)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such state-starts file") from None
+    except (OSError, KeyError, ValueError, EOFError):
+        raise ValueError(f"{path}: not a state-starts file (an npz of arrays qpos and qvel)") from None
+    if qpos.ndim != 2 or qpos.shape[1] != nq or qvel.shape != (len(qpos), nv) or not len(qpos):
+        raise ValueError(f"{path}: state starts must be qpos (P, {nq}) and qvel (P, {nv}) with P > 0, not "
+                         f"{qpos.shape} and {qvel.shape}")
+    if not (np.isfinite(qpos).all() and np.isfinite(qvel).all()):
+        raise ValueError(f"{path}: state starts hold non-finite values")
+    return qpos, qvel
+
+
 def _take(ref, i):
     return jax.tree.map(lambda x: x[:, i], ref)
 
@@ -291,6 +313,11 @@ class _Core:
         first = np.asarray(library.sample(np.arange(len(library.clip_ids)), np.zeros(len(library.clip_ids))).qpos)
         # a get-up clip: its reference starts on the floor, so being low is the skill, not a fall
         self.lying = jnp.asarray(first[:, 2] < LYING_HEIGHT)
+        self.handover = None  # the simulated states foreign starts take (`StartConfig.state_starts`)
+        if config.starts.state_starts:
+            q, v = load_state_starts(config.starts.state_starts, m.nq, m.nv)
+            body = library.bodies(q)
+            self.handover = RefWindow(*(jnp.asarray(x)[:, None] for x in (q, v, body.pos, body.rot)))
         if config.starts.fall_starts > 0:
             q, v = fallen_states(library, 256, seed=config.seed)
             body = library.bodies(q)
@@ -357,11 +384,21 @@ class _Core:
                 time = jnp.where(first, 0.0, time)
         if self.cfg.starts.foreign_share > 0:
             u = jax.random.uniform(jax.random.fold_in(noise_key, 2), (3, m))
-            other = self.foreign[jnp.minimum((u[0] * len(self.foreign)).astype(jnp.int32), len(self.foreign) - 1)]
-            foreign = (u[1] < self.cfg.starts.foreign_share) & (other != clip)
-            src_clip, src_time = jnp.where(foreign, other, clip), jnp.where(foreign, u[2] * self.duration[other], time)
-            time = jnp.where(foreign, 0.0, time)
-            past = self.refs(src_clip, src_time[:, None] - jnp.arange(h) * self.dt)
+            if self.handover is None:
+                other = self.foreign[jnp.minimum((u[0] * len(self.foreign)).astype(jnp.int32), len(self.foreign) - 1)]
+                foreign = (u[1] < self.cfg.starts.foreign_share) & (other != clip)
+                src_clip = jnp.where(foreign, other, clip)
+                src_time = jnp.where(foreign, u[2] * self.duration[other], time)
+                time = jnp.where(foreign, 0.0, time)
+                past = self.refs(src_clip, src_time[:, None] - jnp.arange(h) * self.dt)
+            else:  # a simulated state, its history the state repeated (as a fall's)
+                size = self.handover.qpos.shape[0]
+                which = jnp.minimum((u[0] * size).astype(jnp.int32), size - 1)
+                foreign = u[1] < self.cfg.starts.foreign_share
+                own_past = self.refs(clip, time[:, None] - jnp.arange(h) * self.dt)
+                time = jnp.where(foreign, 0.0, time)
+                past = _where(foreign, jax.tree.map(lambda x: jnp.repeat(x[which], h, axis=1), self.handover),
+                              own_past)
             own = self.refs(clip, time[:, None] + jnp.arange(k + 1) * self.dt)
             anchor = jnp.where(foreign[:, None], anchor_between(own.qpos[:, 0], past.qpos[:, 0]), anchor)
             ref = anchor_ref(_take(own, slice(1, None)), anchor)
@@ -512,6 +549,8 @@ class ImitationEnv:
             raise ValueError(f"starts.foreign_share must be in [0, 1], not {config.starts.foreign_share}")
         if not 0.0 <= config.starts.fall_starts <= 1.0:
             raise ValueError(f"starts.fall_starts must be in [0, 1], not {config.starts.fall_starts}")
+        if config.starts.state_starts and not config.starts.foreign_share > 0:
+            raise ValueError("starts.state_starts needs starts.foreign_share > 0 (the share of starts it gives)")
         if config.episode.hold_s < 0:
             raise ValueError(f"episode.hold_s must be >= 0, not {config.episode.hold_s}")
         if config.action.mode not in ("residual", "absolute"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -208,6 +209,22 @@ def cmd_skills(args) -> None:
         print(f"{clip}: " + " | ".join(captions))
     print(f"{sum(map(len, skills.values()))} captions of {len(skills)} clips; a command plays the nearest one "
           f"(below similarity {KNOWN_SIMILARITY:g}: not a known skill)")
+
+
+def cmd_handover_states(args) -> None:
+    import numpy as np
+
+    from padl.checkpoint import _write_temp
+    from superpadl.endurance import handover_states
+
+    controller = resolve_controller(args.policy)
+    qpos, qvel = handover_states(controller, args.minutes, args.seeds)
+    if not len(qpos):
+        raise CliError(f"{args.policy}: no upright state at any command of {args.seeds} x {args.minutes:g} min")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(_write_temp(args.out.parent, ".npz", lambda f: np.savez(f, qpos=qpos, qvel=qvel)), args.out)
+    print(f"{args.out}: {len(qpos)} states where real use gave a command ({args.seeds} x {args.minutes:g} simulated "
+          f"min of random captions held 2-20 s)")
 
 
 def cmd_view(args) -> None:
@@ -402,6 +419,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "superpadl.runtime.KNOWN_SIMILARITY it names no known skill.")
     _policy_arg(k)
     k.set_defaults(func=cmd_skills)
+
+    h = sub.add_parser("handover-states", help="record the states real use gives commands in: starts for experts",
+                       description="Random captions held 2-20 s from the start pose (as benchmarks/endurance.py), "
+                                   "the simulated state at each new command saved (qpos, qvel; xy at the origin): "
+                                   "`padl train-expert --foreign-starts S --state-starts NPZ` teaches an expert "
+                                   "to take over from where the runtime really hands it a command.")
+    h.add_argument("policy", type=Path, help="a policy or expert-controller folder")
+    h.add_argument("--out", type=O.output_file, required=True, help="npz to write (written atomically)")
+    h.add_argument("--minutes", type=O.positive_float, default=10.0, help="simulated minutes per seed (default 10)")
+    h.add_argument("--seeds", type=O.positive_int, default=4, help="chains (default 4)")
+    h.set_defaults(func=cmd_handover_states)
 
     v = sub.add_parser("view", help="interactive window: type commands and watch the character perform them",
                        description="Interactive viewer. Type a command and press Enter (';' or 'then' queue "

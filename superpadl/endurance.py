@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from superpadl.host import SimLoop
+from superpadl.host import FALL_HEIGHT, SimLoop
 
 ENTER_S = 3.0         # a fall this soon after a command counts as entering it, later as holding it
 SET_OFF_S = 4.0       # locomotion is judged on the distance it covers this soon after the command
@@ -187,10 +187,11 @@ def hold_from_start(controller, caption: str, clip: str, seconds: float,
 
 
 def chain(controller, minutes: float, seed: int, directions: dict[str, np.ndarray],
-          hold_s: tuple[float, float] = (2.0, 20.0), gestures: dict[str, GestureCheck] | None = None
-          ) -> list[CommandRecord]:
+          hold_s: tuple[float, float] = (2.0, 20.0), gestures: dict[str, GestureCheck] | None = None,
+          handovers: list | None = None) -> list[CommandRecord]:
     """Random captions of the controller, each held U(hold_s) seconds, from the start pose for `minutes` of
-    simulation (the last one cut at the end); a gesture's command is checked for being done (`gestures`)."""
+    simulation (the last one cut at the end); a gesture's command is checked for being done (`gestures`).
+    `handovers` gets the (qpos, qvel) each command was given in."""
     rng = np.random.default_rng(seed)
     loop = SimLoop(controller.model, controller, seed=seed)
     records, left = [], minutes * 60.0
@@ -200,11 +201,26 @@ def chain(controller, minutes: float, seed: int, directions: dict[str, np.ndarra
         seconds = min(float(rng.uniform(*hold_s)), left)
         clip = controller.caption_clips[i]
         after = given_after(records[-1] if records else None, directions, gestures or {}, one_shot_s, idle_after_s)
+        if handovers is not None:
+            handovers.append((loop.data.qpos.copy(), loop.data.qvel.copy()))
         records.append(_play(loop, controller.captions[i], clip, seconds, directions.get(clip),
                              (gestures or {}).get(clip)))
         records[-1].after = after
         left -= seconds
     return records
+
+
+def handover_states(controller, minutes: float, seeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """((P, nq) qpos, (P, nv) qvel): the simulated states real use gives commands in (`chain`, `seeds` chains of
+    `minutes`), upright ones, moved to the origin in xy: starts for experts to learn the hand-overs from
+    (`padl.env.StartConfig.state_starts`), where reference states are not what the runtime hands over."""
+    got: list = []
+    for seed in range(seeds):
+        chain(controller, minutes, seed, {}, handovers=got)
+    qpos, qvel = np.array([g[0] for g in got]), np.array([g[1] for g in got])
+    qpos[:, :2] = 0.0
+    keep = (qpos[:, 2] > FALL_HEIGHT) & np.isfinite(qpos).all(1) & np.isfinite(qvel).all(1)
+    return qpos[keep].astype(np.float32), qvel[keep].astype(np.float32)
 
 
 AFTER = ("the start pose", "a get-up", "standing", "locomotion", "a gesture")

@@ -67,6 +67,8 @@ def listing(folder: Path) -> dict:
     ("superpadl", ["render", "--prompt", "x", "-o", "o.mp4", "--fps", "inf"], "--fps"),
     ("superpadl", ["render", "--prompt", "x", "-o", "o.mp4", "--width", "0"], "--width"),
     ("superpadl", ["view", "--frames", "0"], "--frames"),
+    ("superpadl", ["handover-states", "P", "--out", "o.npz", "--minutes", "0"], "--minutes"),
+    ("padl", ["train-expert", "L", "c", "--out", "o", "--start-noise", "-0.1"], "--start-noise"),
     ("superpadl", ["distill", "global", "L", "G", "--out", "o", "--rest-switch", "2"], "--rest-switch"),
     ("superpadl", ["distill", "global", "L", "G", "--out", "o", "--finish-s", "-1"], "--finish-s"),
     ("superpadl", ["distill", "groups", "L", "E", "--out", "o", "--iterations", "0"], "--iterations"),
@@ -149,6 +151,19 @@ def test_resume_without_a_run_and_new_runs_over_a_kept_policy_are_refused(lib_pa
     assert code == 0, capsys.readouterr().err
     assert json.loads((out / "train_state.json").read_text())["config"]["iteration"] == 1
     assert [json.loads(r)["iteration"] for r in (out / "progress.jsonl").read_text().splitlines()] == [1]
+
+
+def test_a_state_starts_file_that_is_not_one_is_refused_in_one_line_before_the_run(lib_path, tmp_path, capsys):
+    (tmp_path / "text.npz").write_text("not an npz")
+    np.savez(tmp_path / "other.npz", qpos=np.zeros((4, 10)), qvel=np.zeros((4, 34)))
+    for name, problem in (("text.npz", "not a state-starts file"), ("other.npz", "qpos (P, 35)"),
+                          ("absent.npz", "no such state-starts file")):
+        out = tmp_path / name.replace(".npz", "")
+        code = padl_main(["train-expert", str(lib_path), "synthetic_sway", "--out", str(out), *TINY,
+                          "--foreign-starts", "0.5", "--state-starts", str(tmp_path / name)])
+        err = one_line(capsys.readouterr().err)
+        assert code == 1 and str(tmp_path / name) in err and problem in err, err
+        assert not out.exists()
 
 
 def test_a_run_killed_after_keeping_a_policy_resumes_without_duplicates_or_a_worse_policy(lib_path, tmp_path):

@@ -202,3 +202,26 @@ def test_a_chain_records_what_each_command_followed():
     # each fell and was restarted: a bow stands on in the start pose, a walk walks on from it
     assert len({r.clip for r in records}) > 1
     assert all(r.after == ("locomotion" if p.clip == "walk" else "the start pose") for p, r in zip(records, records[1:]))
+
+
+def test_handover_states_are_where_each_command_of_a_chain_was_given_upright_and_at_the_origin():
+    class Slides(HoldController):  # starts moving at 0.3 m/s, comes to rest upright
+        def initial_state(self):
+            qpos, qvel = super().initial_state()
+            qvel[0] = 0.3
+            return qpos, qvel
+
+    c = Slides()
+    c.captions, c.caption_clips = ["stand", "wait"], ["stand", "stand"]
+    given: list = []
+    records = E.chain(c, 0.5, seed=1, directions={}, handovers=given)
+    assert len(given) == len(records) > 1 and given[0][1][0] == pytest.approx(0.3)
+    assert abs(given[1][1][0]) < 0.01  # the state of that moment (at rest by then), not the start state again
+    qpos, qvel = E.handover_states(c, 0.5, seeds=2)
+    assert qpos.dtype == np.float32 and qpos.shape == (len(qvel), c.model.nq) and len(qpos) > len(records)
+    assert np.all(qpos[:, :2] == 0.0) and np.all(qpos[:, 2] > 0.8)
+    # a character that folds up and falls at every command leaves no upright state to start from
+    limp = Limp()
+    limp.captions, limp.caption_clips = ["bow"], ["bow"]
+    q, _ = E.handover_states(limp, 0.2, seeds=1)
+    assert np.all(q[:, 2] > 0.3)

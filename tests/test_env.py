@@ -1,6 +1,7 @@
 """The imitation environment: reset on the reference, both physics backends agreeing, terminations, bad input,
 the Gymnasium wrapper and MJX sharding. Each env instance compiles its jitted functions once (tens of seconds
 on a small CPU), so envs are module fixtures shared by the tests."""
+import re
 import os
 import subprocess
 import sys
@@ -383,6 +384,43 @@ def test_foreign_starts_begin_the_own_clip_in_another_clips_state(tmp_path):
                                       env_config=env.config, foreign_share=share)
         gap = np.linalg.norm(sim[0] - ref[0], axis=-1).mean()
         assert (gap > 0.02) if share else (gap < 0.002), (share, gap)  # on the own reference: about 1 mm
+
+
+def test_state_starts_put_the_character_in_a_recorded_state_and_begin_the_own_clip_there(tmp_path):
+    """With `state_starts`, foreign starts take the file's simulated states (not other clips' reference states), the
+    own clip at its first frame re-anchored at the character; a file that is not one is refused naming it."""
+    from padl.env import load_state_starts
+
+    lib = MotionLibrary(write_synthetic_library(tmp_path / "lib", kinds=("sway", "squat")))
+    own = "synthetic_squat"
+    ref = lib.sample(np.full(3, lib.index("synthetic_sway")), np.array([0.1, 0.4, 0.7], np.float32))
+    qpos, qvel = np.array(ref.qpos, np.float32), np.array(ref.qvel, np.float32)
+    qpos[:, 7:] += 0.05  # off any reference: a simulated state
+    qpos[:, 0] += np.arange(3)
+    np.savez(tmp_path / "states.npz", qpos=qpos, qvel=qvel)
+    env = ImitationEnv(lib, EnvConfig(num_envs=N, clips=(own,), physics=PhysicsConfig(backend="mujoco"),
+                                      starts=StartConfig(foreign_share=0.5, state_starts=str(tmp_path / "states.npz"))))
+    c = jax.jit(env.core.start, static_argnums=1)(jax.random.key(0), 600)
+    got = np.asarray(c["qpos"])
+    which = np.abs(got[:, None, :] - qpos[None]).max(-1).argmin(1)
+    pooled = np.abs(got - qpos[which]).max(-1) < 1e-5
+    assert abs(pooled.mean() - 0.5) < 0.06 and len(set(which[pooled])) == 3
+    np.testing.assert_allclose(np.asarray(c["qvel"])[pooled], qvel[which[pooled]], atol=1e-5)
+    assert np.all(np.asarray(c["clip_time"])[pooled] == 0)
+    first = env.core.refs(jnp.full(int(pooled.sum()), lib.index(own)), jnp.zeros((int(pooled.sum()), 1)),
+                          jnp.asarray(c["anchor"])[pooled])
+    np.testing.assert_allclose(np.asarray(first.qpos)[:, 0, :2], got[pooled, :2], atol=1e-5)
+    # the rest start on the own reference
+    on_ref = np.asarray(lib.sample(np.asarray(c["clip"])[~pooled], np.asarray(c["clip_time"])[~pooled]).qpos)
+    assert np.abs(got[~pooled, 7:] - on_ref[:, 7:]).max() < 1e-4
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    np.savez(tmp_path / "short.npz", qpos=qpos[:, :30], qvel=qvel)
+    for name in ("bad.npz", "short.npz", "absent.npz"):
+        with pytest.raises(ValueError, match=re.escape(str(tmp_path / name))):
+            load_state_starts(tmp_path / name, 35, 34)
+    with pytest.raises(ValueError, match="foreign_share"):
+        ImitationEnv(lib, EnvConfig(num_envs=N, clips=(own,), physics=PhysicsConfig(backend="mujoco"),
+                                    starts=StartConfig(state_starts=str(tmp_path / "states.npz"))))
 
 
 def test_recover_follow_keeps_the_reference_at_the_character_then_leaves_it_there(tmp_path):

@@ -138,10 +138,12 @@ def test_eval_hold_s_judges_a_one_shot_clip_held_past_its_end(tmp_path):
 def test_init_from_fine_tunes_another_runs_networks_with_foreign_starts(lib, lib_path, tmp_path, capsys):
     train(lib, tmp_path / "src", tiny_config(), iterations=2, progress=False)
     code = padl_main(["train-expert", str(lib_path), "synthetic_sway", "--out", str(tmp_path / "ft"), *TINY,
-                      "--init-from", str(tmp_path / "src"), "--foreign-starts", "0.5", "--steps", "256", "--quiet"])
+                      "--init-from", str(tmp_path / "src"), "--foreign-starts", "0.5", "--start-noise", "0.05", "--steps", "256",
+                      "--quiet"])
     assert code == 0, capsys.readouterr().err
     meta = json.loads((tmp_path / "ft" / "train_state.json").read_text())["config"]
     assert meta["iteration"] == 2 and meta["expert"]["env"]["starts"]["foreign_share"] == 0.5
+    assert meta["expert"]["env"]["starts"]["init_noise"] == 0.05
     assert meta["expert"]["env"]["episode"]["recover_s"] == 1.0 and meta["expert"]["stop_success"] > 1.0
     ts = ExpertPolicy.load(tmp_path / "ft").ts
     assert int(ts.step) == 4  # the source's 2 PPO updates, then 2 of its own: the networks came from the source
