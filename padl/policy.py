@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
 from padl import checkpoint, ppo
 from padl.config import from_dict
@@ -40,6 +41,8 @@ class ExpertPolicy:
         at their initial values)."""
         path = Path(path)
         path = path / POLICY if path.is_dir() else path
+        if path.name == TRAIN_STATE:
+            return cls._latest(path)
         where = f"{path}.json"
         _, meta = checkpoint.load(path)  # validates format and checksum before anything is trusted
         if meta.get("kind") != KIND:
@@ -55,6 +58,21 @@ class ExpertPolicy:
             return cls(template.replace(**part), meta, where)
         ts, _ = checkpoint.load(path, template)
         return cls(ts, meta, where)
+
+    @classmethod
+    def _latest(cls, path: Path) -> "ExpertPolicy":
+        """A run's latest policy (`RUN/train_state`), where `RUN/policy` is the one its evaluations kept: a fine-tune
+        from other states can be judged by what its clip-start evaluations do not see (benchmarks/handover_success.py)."""
+        flat, meta = checkpoint.load(path)
+        kept = cls.load(path.parent / POLICY)  # the same networks
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(kept.ts)
+        keys = ["['ppo']" + jax.tree_util.keystr(p) for p, _ in leaves]
+        wanted = [k for k in keys if k.startswith(("['ppo'].policy_params", "['ppo'].normalizer"))]
+        if not wanted or (missing := [k for k in wanted if k not in flat]):
+            raise checkpoint.CheckpointError(f"{path}.json: not a PADL expert run's state (no {missing[0] if wanted else 'policy'})")
+        ts = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[k]) if k in wanted else leaf
+                                                    for k, (_, leaf) in zip(keys, leaves)])
+        return cls(ts, {**kept.meta, "iteration": meta.get("iteration"), "eval": None}, f"{path}.json")
 
     def act(self, obs: jax.Array) -> jax.Array:
         """(N, action) mean actions on (N, obs) expert observations."""

@@ -188,6 +188,21 @@ def test_init_from_a_policy_export_holds_the_policy_while_its_new_critic_learns(
     assert meta["iteration"] == best["iteration"] and meta["eval"]["g_mpjpe_mm"] == best["g_mpjpe_mm"]
 
 
+def test_a_runs_latest_policy_loads_from_its_train_state(lib, tmp_path):
+    """`RUN/train_state` is the run's latest policy, whatever its evaluations kept as `RUN/policy`."""
+    from padl import checkpoint
+
+    train(lib, tmp_path / "run", tiny_config(), iterations=2, progress=False)
+    latest = ExpertPolicy.load(tmp_path / "run" / "train_state")
+    flat, meta = checkpoint.load(tmp_path / "run" / "train_state")
+    leaves = jax.tree_util.tree_flatten_with_path(latest.ts.policy_params)[0]
+    assert leaves and all(np.array_equal(flat["['ppo'].policy_params" + jax.tree_util.keystr(p)], v) for p, v in leaves)
+    assert latest.meta["iteration"] == meta["iteration"] == 2 and latest.clips == ExpertPolicy.load(tmp_path / "run").clips
+    latest.export(tmp_path / "export")
+    assert jax.tree.all(jax.tree.map(np.array_equal, ExpertPolicy.load(tmp_path / "export").ts.policy_params,
+                                     latest.ts.policy_params))
+
+
 def test_recorder_writes_expert_actions_on_visited_states(lib, tmp_path):
     train(lib, tmp_path / "expert", tiny_config(), iterations=2, progress=False)
     path = rollouts.record(tmp_path / "expert", lib, tmp_path / "rec", steps=12, num_envs=3, noise=1.0)
