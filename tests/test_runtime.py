@@ -60,6 +60,31 @@ def test_commands_pick_clips_and_targets_stay_in_range(folder):
         c.set_command("   ")
 
 
+def test_an_expert_drives_the_targets_the_environment_trained_it_on_even_past_its_action_range(folder):
+    """The environment clips actions to [-1, 1] before the PD targets; a mean action of 2-5 (states off the clips)
+    unclipped in the runtime was twice the residual the expert was trained with."""
+    import jax.numpy as jnp
+
+    from padl.env import ImitationEnv, pd_targets
+
+    c = load_controller(folder)
+    qpos, qvel = c.initial_state()
+    c.reset(qpos, qvel)
+    c.set_command("bend your knees")
+    expert = c.experts[0]
+    expert.act = lambda obs: np.full((1, 28), 3.0, np.float32)  # far past the range
+    targets = c.act(qpos, qvel)
+    env = ImitationEnv(c.library, EnvConfig(num_envs=1, clips=("synthetic_squat",),
+                                            physics=PhysicsConfig(backend="mujoco", num_threads=1)))
+    ref = c._ref(np.array([1 / 30]))[0][0, 7:].astype(np.float32)
+    np.testing.assert_allclose(targets, env._targets(ref, np.ones(28, np.float32)), atol=1e-6)
+    low, high = c.model.actuator_ctrlrange.T
+    same = [pd_targets(x(ref), x(np.full(28, a, np.float32)), "residual", 0.5, c.character.actuator_joint, low, high)
+            for x in (np.asarray, jnp.asarray) for a in (1.0, 3.0)]
+    for t in same[1:]:
+        np.testing.assert_allclose(np.asarray(t), same[0], atol=1e-6)
+
+
 @pytest.mark.parametrize("hold_s", [0.0, 0.5])
 def test_an_ended_one_shot_clip_hands_over_to_the_standing_expert_where_it_also_starts(tmp_path, hold_s):
     """As the global policy and DAgger's labels do, a one-shot command held past its clip's end turns into the
