@@ -172,8 +172,8 @@ class EnvState(NamedTuple):
 
 def pd_targets(ref_joints, action, mode: str, scale: float, act_joint, low, high):
     """PD position targets per actuator from actions in [-1, 1] (numpy or JAX arrays alike). Actions are clipped
-    here, as the environment clips what it trains on: a policy's mean action reaches 2-5 in states off its clips, and
-    unclipped in the runtime and in DAgger's expert labels it drove the experts unlike their training (a jog that set
+    here, as the environment clips what it trains on: a policy's mean action goes well past 1 in states off its clips,
+    and unclipped in the runtime and in DAgger's expert labels it drove the experts unlike their training (a jog that set
     off in the environment fell from the same state in `SimLoop`, docs/experiments.md)."""
     action = action.clip(-1.0, 1.0)
     if mode == "residual":
