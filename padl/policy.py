@@ -7,6 +7,7 @@ with an `ExpertPolicy`; the trainer imports this module, never the reverse.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jax
@@ -81,9 +82,13 @@ class ExpertPolicy:
     def export(self, dst: str | Path) -> Path:
         """Write the policy network and its observation normaliser alone (about a sixth of a `policy`
         checkpoint): what acting needs, for shipping."""
+        meta = json.loads(json.dumps(self.meta))
+        starts = meta.get("expert", {}).get("env", {}).get("starts", {})
+        if starts.get("state_starts"):  # a file of the machine it trained on: elsewhere its starts are other clips'
+            starts["state_starts"] = None
         return checkpoint.save(checkpoint.in_folder(dst, POLICY),
                                {"policy_params": self.ts.policy_params, "normalizer": self.ts.normalizer},
-                               {**self.meta, "policy_only": True})
+                               {**meta, "policy_only": True})
 
 
 def load_source(path: str | Path) -> tuple[dict, ppo.TrainState | None]:

@@ -198,9 +198,12 @@ def test_a_runs_latest_policy_loads_from_its_train_state(lib, tmp_path):
     leaves = jax.tree_util.tree_flatten_with_path(latest.ts.policy_params)[0]
     assert leaves and all(np.array_equal(flat["['ppo'].policy_params" + jax.tree_util.keystr(p)], v) for p, v in leaves)
     assert latest.meta["iteration"] == meta["iteration"] == 2 and latest.clips == ExpertPolicy.load(tmp_path / "run").clips
+    # an export names no file of the machine it trained on (state starts): elsewhere it would not load its env
+    latest.meta["expert"]["env"]["starts"]["state_starts"] = str(tmp_path / "states.npz")
     latest.export(tmp_path / "export")
-    assert jax.tree.all(jax.tree.map(np.array_equal, ExpertPolicy.load(tmp_path / "export").ts.policy_params,
-                                     latest.ts.policy_params))
+    exported = ExpertPolicy.load(tmp_path / "export")
+    assert jax.tree.all(jax.tree.map(np.array_equal, exported.ts.policy_params, latest.ts.policy_params))
+    assert exported.meta["expert"]["env"]["starts"]["state_starts"] is None
 
 
 def test_recorder_writes_expert_actions_on_visited_states(lib, tmp_path):
