@@ -21,7 +21,9 @@ from superpadl.groups import GroupConfig
 from superpadl.student import HistoryConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = sorted(p.parent for p in (REPO / "models" / "teachers").glob("*/policy.json"))
+# the shipped experts: teachers and warm starts (the flat layout below survives in a warm start)
+SHIPPED = sorted(p.parent for folder in ("teachers", "warmstarts")
+                 for p in (REPO / "models" / folder).glob("*/policy.json"))
 # the shipped experts saved before EnvConfig was split by concern (the others were saved in the nested layout)
 FLAT = [p for p in SHIPPED if "control_hz" in json.loads((p / "policy.json").read_text())["config"]["expert"]["env"]]
 
