@@ -117,6 +117,14 @@ def save(path: str | os.PathLike, tree: Any, config: dict | None = None) -> Path
     return json_path
 
 
+def write_npz_atomic(path: str | os.PathLike, **arrays) -> Path:
+    """An npz of plain arrays written whole or not at all (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(_write_temp(path.parent, ".npz", lambda f: np.savez(f, **arrays)), path)
+    return path
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """A JSON file written whole or not at all (temp file in the same folder, then rename)."""
     path = Path(path)

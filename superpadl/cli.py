@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from pathlib import Path
 
@@ -212,17 +211,14 @@ def cmd_skills(args) -> None:
 
 
 def cmd_handover_states(args) -> None:
-    import numpy as np
-
-    from padl.checkpoint import _write_temp
+    from padl.checkpoint import write_npz_atomic
     from superpadl.endurance import handover_states
 
     controller = resolve_controller(args.policy)
     qpos, qvel = handover_states(controller, args.minutes, args.seeds)
     if not len(qpos):
         raise CliError(f"{args.policy}: no upright state at any command of {args.seeds} x {args.minutes:g} min")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(_write_temp(args.out.parent, ".npz", lambda f: np.savez(f, qpos=qpos, qvel=qvel)), args.out)
+    write_npz_atomic(args.out, qpos=qpos, qvel=qvel)
     print(f"{args.out}: {len(qpos)} states where real use gave a command ({args.seeds} x {args.minutes:g} simulated "
           f"min of random captions held 2-20 s)")
 
