@@ -509,10 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--endurance-seeds", type=O.positive_int, default=1)
     e.set_defaults(func=cmd_eval)
 
-    t = sub.add_parser("train", help="every stage from a recipe: import, experts, groups, global, eval, export",
+    t = sub.add_parser("train", help="every stage from a recipe: import, experts, handover, groups, global, eval, "
+                       "export",
                        description="Train a model from a recipe (configs/*.toml, see superpadl/recipe.py) into RUN: "
-                                   "import, experts, group controllers, the global policy, its evaluation and the "
-                                   "export RUN/model (as models/default), with RUN/status.json and RUN/report.md. "
+                                   "import, experts, their hand-over fine-tunes, group controllers, the global "
+                                   "policy, its evaluation and the export RUN/model (as models/default), with "
+                                   "RUN/status.json and RUN/report.md. "
                                    "Every stage resumes from its last checkpoint after a kill (--resume).")
     t.add_argument("recipe", type=Path, help="recipe file (TOML)")
     t.add_argument("--out", type=Path, required=True, help="run folder (created; must be new unless --resume)")

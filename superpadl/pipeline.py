@@ -1,10 +1,11 @@
-"""`superpadl train RECIPE --out RUN`: import -> experts -> groups -> global -> evaluation -> export, unattended.
+"""`superpadl train RECIPE --out RUN`: import -> experts -> handover -> groups -> global -> evaluation -> export,
+unattended.
 
 RUN holds `recipe.toml` (a copy), `status.json` (stage states, each expert's attempts, wall clock, samples; written
 atomically, and every HEARTBEAT_S while a stage runs, so a SIGKILL loses at most that much of the clock),
-`library/`, `experts/<name>/try<k>/`, `groups/`, `global/`, `eval/`, `model/` and `report.{md,json}`. Each stage
-calls the existing trainer with `resume=True`, so a killed stage goes on from its last checkpoint; a stage or an
-expert recorded as finished is never run again.
+`library/`, `experts/<name>/try<k>/`, `handover/round<k>/` (`states.npz` and a fine-tune per expert), `groups/`,
+`global/`, `eval/`, `model/` and `report.{md,json}`. Each stage calls the existing trainer with `resume=True`, so a
+killed stage goes on from its last checkpoint; a stage or an expert recorded as finished is never run again.
 
 Experts: one per clip, or per caption-embedding cluster of `clips_per_expert` clips; clips with an expert in the
 recipe's `teachers` folder take it ("reused"). An expert below its bar is retried (`retry_plan`); one still below
@@ -106,6 +107,25 @@ def stand_start_config(cfg, standing: str | None):
                                        foreign_clips=None if standing is None else (standing,)),
                   episode=dict(recover_s=STAND_START_RECOVER_S, recover_follow=True, follow_heading=False))
     return dataclasses.replace(cfg, env=env, stop_success=2.0)
+
+
+def expert_config(policy: Path):
+    """The ExpertConfig an expert policy (a run's `policy`, or an export) was trained with."""
+    from padl.expert import ExpertConfig
+
+    meta = checkpoint.sidecar_config(policy)
+    with checkpoint.metadata_of(f"{policy}.json", "expert policy"):
+        return from_dict(ExpertConfig, meta["expert"])
+
+
+def handover_config(cfg, h: R.HandoverStage, states: Path):
+    """An expert's own config with `h.share` of its episodes starting in the recorded `states` (its clip at the
+    first frame, the reference following the character's position for STAND_START_RECOVER_S, as from standing),
+    `h.start_noise` on every start; it trains its whole budget."""
+    env = replace(cfg.env, starts=dict(foreign_share=h.share, foreign_clips=None, state_starts=str(states.resolve()),
+                                       init_noise=h.start_noise),
+                  episode=dict(recover_s=STAND_START_RECOVER_S, recover_follow=True, follow_heading=False))
+    return dataclasses.replace(cfg, env=env, stop_success=2.0, iterations=h.iterations, eval_episodes=h.eval_episodes)
 
 
 def meets_bar(ev: dict, stage: R.ExpertStage) -> bool:
@@ -235,6 +255,9 @@ class Pipeline:
                 if clip not in self.data["clips"]:
                     raise ValueError(f"{self.recipe.path}: [{key}.env.episode] hold_clips: {clip!r} is not a clip of "
                                      "the sources")
+        for clip in self.recipe.handover.clips:
+            if clip not in self.data["clips"]:
+                raise ValueError(f"{self.recipe.path}: handover.clips: {clip!r} is not a clip of the sources")
         if self.recipe.stand_starts:
             from motions.captions import STANDING_CAPTIONS
 
@@ -254,28 +277,38 @@ class Pipeline:
             experts.update(self._plan_experts())
             self.status.save()
         queue = [n for n, e in experts.items() if e["state"] not in ("done", "failed", "reused")]
+
+        def start(name: str) -> dict:
+            job = self._job(name)
+            experts[name]["state"] = "running"
+            self.status.start(experts[name]["attempts"][-1])
+            return job
+
+        self._run_jobs(queue, start, self._finish)
+        stage["samples"] = sum(a.get("samples", 0) for e in experts.values() for a in e["attempts"])
+        for e in experts.values():
+            if e["state"] == "failed":
+                for clip in e["clips"]:
+                    self.data["left_out"][clip] = e["why"]
+
+    def _run_jobs(self, queue: list[str], start, finish) -> None:
+        """Expert trainer jobs, `self.workers` at once: `start(name) -> job` as one begins, `finish(name, job,
+        future) -> again` as it ends (True: queue it again)."""
         executor = self._executor(len(queue))
         running: dict = {}
         try:
             while queue or running:
                 while queue and len(running) < max(1, self.workers):
                     name = queue.pop(0)
-                    job = self._job(name)
-                    experts[name]["state"] = "running"
-                    self.status.start(experts[name]["attempts"][-1])
+                    job = start(name)
                     running[executor.submit(expert_job, job)] = (name, job)
                 done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in done:
                     name, job = running.pop(future)
-                    if self._finish(name, job, future):
+                    if finish(name, job, future):
                         queue.append(name)
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
-        stage["samples"] = sum(a.get("samples", 0) for e in experts.values() for a in e["attempts"])
-        for e in experts.values():
-            if e["state"] == "failed":
-                for clip in e["clips"]:
-                    self.data["left_out"][clip] = e["why"]
 
     def _executor(self, jobs: int):
         if self.ray_address is not None:
@@ -397,6 +430,73 @@ class Pipeline:
         self.status.save()
         return False
 
+    def stage_handover(self, stage: dict) -> None:
+        """`HandoverStage`: per round, the states real use gives commands in, recorded with the run's experts
+        (`RUN/handover/round<k>/states.npz`), then the experts of its clips fine-tuned from them
+        (`RUN/handover/round<k>/<expert>`), which the later stages take as those experts."""
+        h, experts = self.recipe.handover, self.data["experts"]
+        rounds = self.data.setdefault("handover", [])
+        names = [n for n, e in experts.items() if e["state"] in ("done", "reused") and set(e["clips"]) & set(h.clips)]
+        for k in range(h.rounds if names else 0):
+            folder = self.out / "handover" / f"round{k}"
+            if k == len(rounds):
+                rounds.append({"experts": {}})
+            entry = rounds[k]
+            if entry.get("done"):
+                continue
+            if "states" not in entry:
+                entry["states"] = self._record_handovers(folder / "states.npz")
+                self.status.save()
+            todo = [n for n in names if not entry["experts"].get(n, {}).get("finished")]
+            self._run_jobs(todo, lambda n: self._handover_job(n, folder, entry), self._handover_finish(entry))
+            entry["done"] = True
+            self.status.save()
+        stage["samples"] = report.stage_samples(self.out, "handover", self.data)
+
+    def _record_handovers(self, path: Path) -> int:
+        from superpadl.endurance import handover_states
+        from superpadl.runtime import ExpertController
+
+        self.limit(None)
+        h = self.recipe.handover
+        experts = sorted({e["path"] for e in self.data["experts"].values() if e["state"] in ("done", "reused")})
+        controller = ExpertController(self.lib(), experts, library_dir=self.out / "library")
+        qpos, qvel = handover_states(controller, h.record_minutes, h.record_seeds)
+        if not len(qpos):
+            raise ValueError(f"{self.out}: no upright state at any command of {h.record_seeds} x "
+                             f"{h.record_minutes:g} min of the experts' real use to fine-tune them from")
+        checkpoint.write_npz_atomic(path, qpos=qpos, qvel=qvel)
+        self.log(f"handover: {len(qpos)} states recorded ({path})")
+        return len(qpos)
+
+    def _handover_job(self, name: str, folder: Path, entry: dict) -> dict:
+        h, expert = self.recipe.handover, self.data["experts"][name]
+        job = entry["experts"].setdefault(name, {"dir": str(folder / name), "wall_s": 0.0,
+                                                 "init_from": str(Path(expert["path"]) / "policy")})
+        self.status.start(job)
+        cfg = handover_config(expert_config(Path(job["init_from"])), h, folder / "states.npz")
+        if self.workers > 1:  # the CPUs shared out between the trainers
+            cfg = dataclasses.replace(cfg, env=replace(cfg.env, physics=dict(
+                num_threads=max(1, (os.cpu_count() or 1) // self.workers))))
+        budget = None if h.minutes is None else max(1.0, h.minutes * 60 - job["wall_s"])
+        limit, by_run = self.limit(budget)
+        return {"name": name, "dir": job["dir"], "library": str(self.out / "library"), "config": to_dict(cfg),
+                "iterations": h.iterations, "init_from": job["init_from"], "time_limit_s": limit, "by_run": by_run}
+
+    def _handover_finish(self, entry: dict):
+        def finish(name: str, job: dict, future) -> bool:
+            record = entry["experts"][name]
+            self.status.stop(record)
+            result = future.result()  # a fine-tune that fails stops the run: the expert it started from is fine
+            if job["by_run"] and result["call_s"] >= job["time_limit_s"] - 1.0:
+                raise BudgetSpent()
+            record.update(finished=True, eval=result["eval"] or kept_eval(Path(job["dir"])))
+            record["iteration"], record["samples"] = progress_of(Path(job["dir"]))
+            self.data["experts"][name].update(path=job["dir"], eval=record["eval"])
+            self.status.save()
+            return False
+        return finish
+
     def kept_clips(self) -> list[str]:
         return [c for c in self.data["clips"] if c not in self.data["left_out"]]
 
@@ -474,13 +574,21 @@ def _new_status(recipe: R.Recipe) -> dict:
 
 
 # The stage a recipe key sets up; every other key (the sources, the name) is the import's.
-STAGE_OF_KEY = {"stand_starts": "experts", "start_from": "experts", "experts": "experts", "groups": "groups",
-                "global": "global", "eval": "eval"}
+STAGE_OF_KEY = {"stand_starts": "experts", "start_from": "experts", "experts": "experts", "handover": "handover",
+                "groups": "groups", "global": "global", "eval": "eval"}
 
 
 def changed_stages(before: dict, after: dict) -> set[str]:
     """The stages whose recipe keys differ between two parsed recipes."""
     return {STAGE_OF_KEY.get(k, "import") for k in set(before) | set(after) if before.get(k) != after.get(k)}
+
+
+def _add_new_stages(data: dict) -> dict:
+    """A run begun before a stage existed gets it: done if a later stage has begun, else pending."""
+    for name in STAGES:
+        later = [data["stages"][s]["state"] for s in STAGES[STAGES.index(name) + 1:] if s in data["stages"]]
+        data["stages"].setdefault(name, {"state": "done" if set(later) - {"pending"} else "pending", "wall_s": 0.0})
+    return data
 
 
 def open_run(recipe: R.Recipe, out: Path, resume: bool) -> dict:
@@ -495,6 +603,7 @@ def open_run(recipe: R.Recipe, out: Path, resume: bool) -> dict:
             if not status_file.exists():
                 raise ValueError(f"{status_file}: no run to resume (drop --resume to start a new one)") from None
             raise
+        _add_new_stages(data)
         changed = changed_stages(data.get("recipe", {}), recipe.raw)
         if data.get("sources") != list(recipe.sources):
             changed.add("import")
@@ -544,7 +653,7 @@ def train(recipe_path: Path, out: Path, resume: bool = False, max_hours: float |
 
 def status_table(out: Path) -> str:
     """`superpadl status RUN`: stage, clips done / failed / running, samples, wall clock, estimated time left."""
-    data = checkpoint.read_spec(Path(out) / "status.json", FORMAT, "training run")
+    data = _add_new_stages(checkpoint.read_spec(Path(out) / "status.json", FORMAT, "training run"))
     alive = _alive(data.get("pid"))
     rows = []
     for name in STAGES:

@@ -5,6 +5,7 @@
     [experts]   # ExpertConfig fields (nested [experts.env], [experts.ppo], ...) and the stage keys of EXPERT_KEYS
     [groups]    # GroupConfig fields and `minutes`
     [global]    # GlobalConfig fields and `minutes`
+    [handover]  # HandoverStage fields
     [eval]      # EvalSettings fields
 
 Paths are relative to the recipe file (the entries of a `sources_file` to `data`, default the sources file's
@@ -55,6 +56,25 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class HandoverStage:
+    """Experts that learn to take over where real use hands them a command: reference states are not what the
+    runtime hands over (a walk taught from the standing clip's first frame fell from that stance held one control
+    step by the standing expert). Each round records the simulated states at every command of real-use chains of the
+    run's experts (`superpadl.endurance.handover_states`), then fine-tunes the experts of `clips` with `share` of their
+    episodes starting there (`padl.env.StartConfig.state_starts`): in the default model's teachers, 75 falls per hour
+    in the expert-level chain against 180 (docs/experiments.md)."""
+    clips: tuple[str, ...] = ()  # clip ids whose experts are fine-tuned (all the clips of each); none: no stage
+    rounds: int = 1  # record-then-fine-tune rounds, each recording from the experts the round before left
+    record_minutes: float = 10.0  # simulated minutes of each recorded chain (random captions held 2-20 s)
+    record_seeds: int = 4  # chains recorded per round
+    share: float = 0.5  # of a fine-tune's episodes, those starting in a recorded state
+    start_noise: float = 0.05  # rad on the joints of every start: the recorded states are a few hundred
+    iterations: int = 2000  # per fine-tune (trained whole: no early stop)
+    minutes: float | None = None  # wall-clock budget of one fine-tune
+    eval_episodes: int = 32  # its evaluations (half of them from the states) pick the policy it keeps
+
+
+@dataclass(frozen=True)
 class EvalSettings:
     episodes: int = 2  # per caption, as `superpadl eval --episodes`
     transitions: int = 100
@@ -73,6 +93,7 @@ class Recipe:
     groups: Stage = field(default_factory=lambda: Stage(GroupConfig()))
     global_: Stage = field(default_factory=lambda: Stage(GlobalConfig()))
     eval: EvalSettings = EvalSettings()
+    handover: HandoverStage = HandoverStage()
     # clips (library ids) whose experts also learn to start from the standing skill's states, as a user's first
     # command does (`superpadl.pipeline.stand_start_config`): a teacher of the recipe that covers one is fine-tuned
     # so, all its clips
@@ -83,8 +104,8 @@ class Recipe:
     raw: dict = field(default_factory=dict)  # the parsed TOML: a run refuses to resume under another recipe
 
 
-TOP_KEYS = {"name", "sources", "sources_file", "data", "stand_starts", "start_from", "experts", "groups", "global",
-            "eval"}
+TOP_KEYS = {"name", "sources", "sources_file", "data", "stand_starts", "start_from", "experts", "handover", "groups",
+            "global", "eval"}
 EXPERT_KEYS = {f.name for f in dataclasses.fields(ExpertStage)} - {"config"}
 STAGE_KEYS = {"minutes", "init_from"}
 
@@ -149,11 +170,17 @@ def parse(raw: dict, path: Path) -> Recipe:
             stages[key] = dataclasses.replace(stages[key], init_from=_folder(
                 path, t["init_from"], f"{key}.init_from", "policy folder", fail))
     ev = EvalSettings(**_fields(EvalSettings, table("eval"), "eval", fail))
-    for where, obj in (("experts", ex), ("groups", stages["groups"]), ("global", stages["global"]), ("eval", ev)):
+    hand = HandoverStage(**_fields(HandoverStage, table("handover"), "handover", fail))
+    if not 0 < hand.share <= 1:
+        fail("handover.share", f"must be in (0, 1], not {hand.share}")
+    if hand.start_noise < 0:
+        fail("handover.start_noise", f"must not be negative, not {hand.start_noise}")
+    for where, obj in (("experts", ex), ("handover", hand), ("groups", stages["groups"]), ("global", stages["global"]),
+                       ("eval", ev)):
         _check_budgets(obj, where, fail)
     return Recipe(path=path.resolve(), name=name, sources=sources, listed=listed, experts=ex,
-                  groups=stages["groups"], global_=stages["global"], eval=ev, stand_starts=tuple(stand_starts),
-                  start_from=start_from, raw=raw)
+                  groups=stages["groups"], global_=stages["global"], eval=ev, handover=hand,
+                  stand_starts=tuple(stand_starts), start_from=start_from, raw=raw)
 
 
 def _folder(path: Path, value, key: str, what: str, fail) -> Path:
@@ -258,7 +285,8 @@ def _value(hint, value, key: str, fail):
 
 
 BUDGET_SUFFIXES = ("iterations", "_every", "_s", "episodes", "transitions", "seeds", "_steps", "_size")
-BUDGET_NAMES = {"minutes", "num_envs", "retries", "workers", "clips_per_expert", "buffer", "bc_buffer"}
+BUDGET_NAMES = {"minutes", "num_envs", "retries", "workers", "clips_per_expert", "buffer", "bc_buffer", "rounds",
+                "record_minutes"}
 
 
 class _Mismatch(Exception):

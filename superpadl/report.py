@@ -8,7 +8,7 @@ from pathlib import Path
 
 from padl import checkpoint
 
-STAGES = ("import", "experts", "groups", "global", "eval", "export")
+STAGES = ("import", "experts", "handover", "groups", "global", "eval", "export")
 
 
 def progress_of(run_dir: Path) -> tuple[int, int]:
@@ -37,6 +37,8 @@ def stage_samples(out: Path, name: str, data: dict) -> int:
     """Environment samples a stage has simulated so far, from its trainers' checkpoints."""
     if name == "experts":
         return sum(progress_of(Path(a["dir"]))[1] for e in data.get("experts", {}).values() for a in e["attempts"])
+    if name == "handover":
+        return sum(progress_of(Path(j["dir"]))[1] for r in data.get("handover", []) for j in r["experts"].values())
     if name == "groups":
         try:
             spec = json.loads((out / "groups" / "groups.json").read_text())
@@ -70,7 +72,7 @@ def build(out: Path) -> dict:
         if "endurance" in result:
             global_eval["endurance"] = result["endurance"]
     compute = {s: {"state": data["stages"][s]["state"], "wall_s": data["stages"][s]["wall_s"],
-                   "samples": stage_samples(out, s, data)} for s in STAGES}
+                   "samples": stage_samples(out, s, data)} for s in STAGES if s in data["stages"]}
     return {"name": data.get("name"), "clips": data.get("clips", []), "left_out": data.get("left_out", {}),
             "experts": experts, "groups": groups, "global": global_eval, "compute": compute}
 

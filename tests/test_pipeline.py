@@ -33,6 +33,12 @@ num_envs = 8
 [experts.env.physics]
 backend = "mujoco"
 num_threads = 1
+[handover]
+clips = ["deepmimic_wave"]
+record_minutes = 0.1
+record_seeds = 1
+iterations = 4
+eval_episodes = 1
 [groups]
 iterations = 4
 bc_warmup_iterations = 2
@@ -128,6 +134,17 @@ def test_train_runs_every_stage_to_a_policy_render_drives(finished, tmp_path):
     assert set(report["global"]["clips"]) == set(status["clips"])
     assert {"success", "g_mpjpe_mm", "precision_auc", "recall_auc"} <= set(report["global"]["mean"])
     assert report["compute"]["experts"]["samples"] == 2 * 4 * 8 * 8  # 2 experts x 4 iterations x 8 steps x 8 envs
+    # the wave's expert fine-tuned from the states its real use gave commands in, and distilled as such
+    (handover,) = status["handover"]
+    assert handover["done"] and handover["states"] >= 1 and list(handover["experts"]) == ["deepmimic_wave"]
+    tuned = run / "handover" / "round0" / "deepmimic_wave"
+    assert status["experts"]["deepmimic_wave"]["path"] == str(tuned)
+    assert status["experts"]["deepmimic_reach"]["path"].startswith(str(run / "experts"))
+    starts = json.loads((tuned / "train_state.json").read_text())["config"]["expert"]["env"]["starts"]
+    assert starts["state_starts"] == str(run / "handover" / "round0" / "states.npz") and starts["foreign_share"] == 0.5
+    states = np.load(run / "handover" / "round0" / "states.npz")
+    assert len(states["qpos"]) == handover["states"] and (states["qpos"][:, :2] == 0).all()
+    assert report["compute"]["handover"]["samples"] == 4 * 8 * 8
     assert report["global"]["endurance"]["simulated_minutes"] == pytest.approx(0.1, abs=0.01)
     assert "falls per hour" in (run / "report.md").read_text()  # real use is reported beside the clip starts
     for f in ("policy.npz", "policy.json", "sources.txt", "README.md"):

@@ -3,6 +3,7 @@ with nothing written."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,9 @@ def test_sources_file_entries_are_relative_to_data(tmp_path):
     ('sources = ["a.txt"\n', ("a.txt",), "", "not valid TOML"),
     ('stand_starts = "deepmimic_walk"\nsources = ["a.txt"]\n', ("a.txt",), "stand_starts", "list of clip ids"),
     ('start_from = "walk"\nsources = ["a.txt"]\n', ("a.txt",), "start_from", "'standing' or 'any'"),
+    ('sources = ["a.txt"]\n[handover]\nshare = 0\n', ("a.txt",), "handover.share", "in (0, 1]"),
+    ('sources = ["a.txt"]\n[handover]\nclips = "walk"\n', ("a.txt",), "handover.clips", "must be a list"),
+    ('sources = ["a.txt"]\n[handover]\nrounds = -1\n', ("a.txt",), "handover.rounds", "negative"),
 ])
 def test_bad_recipes_are_one_line_errors_and_write_nothing(tmp_path, capsys, text, files, key, problem):
     path = write(tmp_path, text, files)
@@ -116,8 +120,17 @@ def test_a_run_is_resumed_only_with_resume_and_from_its_recipe(tmp_path, capsys)
     path.write_text('sources = ["a.txt"]\n[eval]\nepisodes = 3\n')
     resumed = pipeline.open_run(R.load(path), run, resume=True)
     assert resumed["recipe"] == {"sources": ["a.txt"], "eval": {"episodes": 3}}
+    # a run begun before a stage existed gets it: done where a later stage has begun, else to run
+    for groups, handover in (("running", "done"), ("pending", "pending")):
+        old = json.loads((run / "status.json").read_text())
+        old["stages"].pop("handover", None)
+        old["stages"]["groups"]["state"] = groups
+        write_json_atomic(run / "status.json", old)
+        assert pipeline.open_run(recipe, run, resume=True)["stages"]["handover"]["state"] == handover
+    data["stages"]["handover"]["state"] = "running"
+    write_json_atomic(run / "status.json", data)
     for changed, stage in (('[experts]\nminutes = 3\n', "experts"), ('stand_starts = ["a"]\n', "experts"),
-                           ('name = "b"\n', "import")):
+                           ('[handover]\nrounds = 2\n', "handover"), ('name = "b"\n', "import")):
         path.write_text('sources = ["a.txt"]\n' + changed)
         assert cli.main(["train", str(path), "--out", str(run), "--resume"]) == 1
         err = capsys.readouterr().err
