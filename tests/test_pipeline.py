@@ -171,7 +171,7 @@ def test_train_runs_every_stage_to_a_policy_render_drives(finished, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_in", ["experts", "global"])
+@pytest.mark.parametrize("kill_in", ["experts", "handover", "global"])
 def test_sigkill_inside_a_stage_resumes_to_the_same_steps(finished, tmp_path, kill_in):
     recipe, reference = finished
     run = tmp_path / "run"
@@ -183,7 +183,7 @@ def test_sigkill_inside_a_stage_resumes_to_the_same_steps(finished, tmp_path, ki
         except (OSError, ValueError):
             status = {}
         if status.get("stages", {}).get(kill_in, {}).get("state") == "running" and list(
-                (run / ("experts" if kill_in == "experts" else "global")).rglob("train_state.json")):
+                (run / kill_in).rglob("train_state.json")):
             break
         assert proc.poll() is None, proc.communicate()[0]
         time.sleep(0.2)
