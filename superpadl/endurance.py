@@ -51,6 +51,10 @@ class CommandRecord:
     wander_m: float = 0.0
     performed_s: float | None = None  # a gesture: seconds of motion like its clip's, not standing (`GestureCheck`)
     performed_bar_s: float = 0.0  # ... and how many make it done
+    # not locomotion, held past ENTER_S + 1 s without a fall: the root's mean horizontal speed (m/s) from ENTER_S on.
+    # A student that keeps running through "stand still" or a gesture given during a jog falls no more than one that
+    # stops (35 m on through a 17-s "stand idle"), and did not do what was asked
+    ran_on_speed: float | None = None
     after: str = ""  # what the command was given after, in a chain (`given_after`)
 
 
@@ -152,13 +156,16 @@ def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.
     start_xy, start_quat = loop.data.qpos[:2].copy(), loop.data.qpos[3:7].copy()
     falls, steps = loop.falls, int(round(seconds * loop.control_hz))
     get_ups, restarts = len(loop.get_ups), loop.restarts
-    set_off_step = int(round(SET_OFF_S * loop.control_hz))
+    set_off_step, enter_step = int(round(SET_OFF_S * loop.control_hz)), int(round(ENTER_S * loop.control_hz))
     upright = []  # qpos before any fall: what the gesture check sees
+    enter_xy = start_xy
     for k in range(1, steps + 1):
         loop.control_step()
         if loop.falls > falls:
             rec.falls_s.append(k / loop.control_hz)
             falls = loop.falls
+        if k == enter_step:
+            enter_xy = loop.data.qpos[:2].copy()
         moved = loop.data.qpos[:2] - start_xy
         if not rec.falls_s:
             rec.wander_m = max(rec.wander_m, float(np.linalg.norm(moved)))
@@ -168,6 +175,8 @@ def _play(loop: SimLoop, caption: str, clip: str, seconds: float, direction: np.
             # a fall within the window restarted the character: it did not get there upright
             rec.set_off_m = 0.0 if rec.falls_s else float(moved @ heading_direction(direction, start_quat))
     rec.get_ups_s, rec.restarts = loop.get_ups[get_ups:], loop.restarts - restarts
+    if direction is None and not rec.falls_s and steps >= enter_step + loop.control_hz:
+        rec.ran_on_speed = float(np.linalg.norm(loop.data.qpos[:2] - enter_xy)) * loop.control_hz / (steps - enter_step)
     if gesture is not None:
         rec.performed_s, rec.performed_bar_s = gesture.seconds(np.asarray(upright)), gesture.bar_s
     return rec
@@ -303,10 +312,16 @@ def stand_at(controller, qpos: np.ndarray):
     return controller
 
 
+def ran_on(record: CommandRecord) -> bool:
+    """A command that is not locomotion still travelling like locomotion after ENTER_S (it never stopped)."""
+    return record.ran_on_speed is not None and record.ran_on_speed > LOCOMOTION_SPEED
+
+
 def performed(record: CommandRecord) -> bool:
-    """Did what was asked: a locomotion command set off, a gesture was done (unchecked ones count as done)."""
+    """Did what was asked: a locomotion command set off, a gesture was done (unchecked ones count as done), anything
+    else came to a stop."""
     return ((record.set_off_m is None or record.set_off_m >= SET_OFF_BAR_M)
-            and (record.performed_s is None or record.performed_s >= record.performed_bar_s))
+            and (record.performed_s is None or record.performed_s >= record.performed_bar_s) and not ran_on(record))
 
 
 def served(record: CommandRecord) -> bool:
@@ -321,8 +336,9 @@ def summarize(records: list[CommandRecord]) -> dict:
     clips: dict[str, dict] = {}
     for r in records:
         c = clips.setdefault(r.clip, {"commands": 0, "held_s": 0.0, "enter_falls": 0, "hold_falls": 0,
-                                      "set_off_m": [], "checked": 0, "performed": 0})
+                                      "set_off_m": [], "checked": 0, "performed": 0, "ran_on": 0})
         c["commands"] += 1
+        c["ran_on"] += ran_on(r)
         c["held_s"] += r.held_s
         c["enter_falls"] += sum(t <= ENTER_S for t in r.falls_s)
         c["hold_falls"] += sum(t > ENTER_S for t in r.falls_s)
@@ -402,11 +418,15 @@ def report(summaries: dict[str, dict]) -> str:
                 cell += f", set off {np.median(c['set_off_m']):.2f} m"
             if c.get("checked"):
                 cell += f", done {c['performed']} of {c['checked']}"
+            if c.get("ran_on"):
+                cell += f", ran on {c['ran_on']}"
             cells.append(cell)
         rows.append((clip, *cells))
     lines = [table(("", *names), rows)]
     lines.append(f"served: held without a fall, locomotion {SET_OFF_BAR_M:g} m on in {SET_OFF_S:g} s, and a gesture "
-                 f"done (motion more like its clip than like standing for {GESTURE_BAR:.0%} of the time its clip is)")
+                 f"done (motion more like its clip than like standing for {GESTURE_BAR:.0%} of the time its clip is), "
+                 f"anything else stopped (ran on: the root still faster than {LOCOMOTION_SPEED:g} m/s from {ENTER_S:g} "
+                 "s on)")
     lines.append(f"per clip: falls entering (first {ENTER_S:g} s) + holding, of the commands given; set off: median "
                  f"metres along the clip's direction {SET_OFF_S:g} s after a locomotion command held that long")
     return "\n".join(lines)

@@ -36,6 +36,23 @@ def test_summary_counts_falls_per_hour_and_splits_entering_from_holding():
     assert more["served_share"] == 2 / 5
 
 
+def test_a_command_that_is_not_locomotion_but_runs_on_is_not_served():
+    """A student that keeps running through "stand idle" (35 m in 17 s) falls no more than one that stops: served
+    needs a stop (the root's mean speed from ENTER_S on at most LOCOMOTION_SPEED)."""
+    ran = E.CommandRecord("stand", "stand", 0, 17.5, ran_on_speed=2.0)
+    stopped = E.CommandRecord("stand", "stand", 17.5, 17.5, ran_on_speed=0.1)
+    assert E.ran_on(ran) and not E.served(ran) and E.served(stopped)
+    s = E.summarize([ran, stopped])
+    assert s["served_share"] == 0.5 and s["clips"]["stand"]["ran_on"] == 1
+    assert "0+0 of 2, ran on 1" in E.report({"a": s})
+    # measured on every command held past ENTER_S + 1 s that is not locomotion; a held stand does not run on
+    held = E.hold_from_start(HoldController(), "stand", "stand", E.ENTER_S + 2.0)
+    assert held.ran_on_speed is not None and held.ran_on_speed < 0.01 and E.served(held)
+    assert E.hold_from_start(HoldController(), "stand", "stand", E.ENTER_S + 0.5).ran_on_speed is None
+    walk = E.hold_from_start(HoldController(), "walk", "walk", E.ENTER_S + 2.0, direction=np.array([1.0, 0.0]))
+    assert walk.ran_on_speed is None
+
+
 def test_standing_still_neither_falls_nor_travels():
     c = HoldController()
     r = E.hold_from_start(c, "stand", "stand", 5.0, direction=np.array([1.0, 0.0]))
