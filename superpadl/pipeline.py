@@ -291,6 +291,12 @@ class Pipeline:
                 for clip in e["clips"]:
                     self.data["left_out"][clip] = e["why"]
 
+    def _shared_threads(self, env):
+        """`env` with its trainer's share of the CPUs when several train at once (num_threads 0: all of them)."""
+        if env.physics.num_threads == 0 and self.workers > 1:
+            env = replace(env, physics=dict(num_threads=max(1, (os.cpu_count() or 1) // self.workers)))
+        return env
+
     def _run_jobs(self, queue: list[str], start, finish) -> None:
         """Expert trainer jobs, `self.workers` at once: `start(name) -> job` as one begins, `finish(name, job,
         future) -> again` as it ends (True: queue it again)."""
@@ -381,9 +387,7 @@ class Pipeline:
                              "wall_s": 0.0})
             self.status.save()
         attempt = attempts[-1]
-        env = dataclasses.replace(st.config.env, clips=tuple(entry["clips"]))
-        if env.physics.num_threads == 0 and self.workers > 1:  # the CPUs shared out between the trainers
-            env = replace(env, physics=dict(num_threads=max(1, (os.cpu_count() or 1) // self.workers)))
+        env = self._shared_threads(dataclasses.replace(st.config.env, clips=tuple(entry["clips"])))
         cfg = dataclasses.replace(st.config, env=env, seed=attempt["seed"], iterations=attempt["iterations"])
         if set(entry["clips"]) & set(self.recipe.stand_starts):
             cfg = stand_start_config(cfg, self.data["standing"] if self.recipe.start_from == "standing" else None)
@@ -475,9 +479,7 @@ class Pipeline:
                                                  "init_from": str(Path(expert["path"]) / "policy")})
         self.status.start(job)
         cfg = handover_config(expert_config(Path(job["init_from"])), h, folder / "states.npz")
-        if self.workers > 1:  # the CPUs shared out between the trainers
-            cfg = dataclasses.replace(cfg, env=replace(cfg.env, physics=dict(
-                num_threads=max(1, (os.cpu_count() or 1) // self.workers))))
+        cfg = dataclasses.replace(cfg, env=self._shared_threads(replace(cfg.env, physics=dict(num_threads=0))))
         budget = None if h.minutes is None else max(1.0, h.minutes * 60 - job["wall_s"])
         limit, by_run = self.limit(budget)
         return {"name": name, "dir": job["dir"], "library": str(self.out / "library"), "config": to_dict(cfg),
