@@ -46,7 +46,8 @@ def rollout(library: MotionLibrary, act: Callable, clips, episodes: int = 1, noi
     durations = [library.durations[library.index(c)] for c in clips]
     length = max([seconds] + [d for c, d in zip(clips, durations) if not library.data.loop[library.index(c)]])
     cfg = replace(env_config, num_envs=len(clips) * episodes, clips=tuple(clips), episode=dict(length_s=float(length)),
-                  starts=dict(init="start", init_noise=noise, foreign_share=foreign_share, reset_pool=1))
+                  starts=dict(init="start", init_noise=noise, foreign_share=foreign_share, reset_pool=1,
+                              state_starts=env_config.starts.state_starts if foreign_share else None))
     env = evaluation_env(library, cfg)
     state = env.reset(jax.random.key(seed))
     n, alive = env.num_envs, np.ones(env.num_envs, bool)

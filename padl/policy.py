@@ -82,13 +82,19 @@ class ExpertPolicy:
     def export(self, dst: str | Path) -> Path:
         """Write the policy network and its observation normaliser alone (about a sixth of a `policy`
         checkpoint): what acting needs, for shipping."""
-        meta = json.loads(json.dumps(self.meta))
-        starts = meta.get("expert", {}).get("env", {}).get("starts", {})
-        if starts.get("state_starts"):  # a file of the machine it trained on: elsewhere its starts are other clips'
-            starts["state_starts"] = None
         return checkpoint.save(checkpoint.in_folder(dst, POLICY),
                                {"policy_params": self.ts.policy_params, "normalizer": self.ts.normalizer},
-                               {**meta, "policy_only": True})
+                               {**shippable_meta(self.meta, "expert"), "policy_only": True})
+
+
+def shippable_meta(meta: dict, section: str) -> dict:
+    """A copy of a policy's metadata without its `state_starts` file: a file of the machine it trained on, which
+    acting never reads (elsewhere its starts are other clips')."""
+    meta = json.loads(json.dumps(meta))
+    starts = meta.get(section, {}).get("env", {}).get("starts", {})
+    if starts.get("state_starts"):
+        starts["state_starts"] = None
+    return meta
 
 
 def load_source(path: str | Path) -> tuple[dict, ppo.TrainState | None]:

@@ -275,7 +275,7 @@ def switch_falls(agent: Agent, library: MotionLibrary, first, second, at, horizo
                   physics=dict(backend="mujoco", num_threads=0),
                   episode=dict(max_body_error=1e6, end_with_clip=False,
                                length_s=float(horizon.max()) / agent.env_config.physics.control_hz + 1.0),
-                  starts=dict(init="start", reset_pool=1, init_noise=0.02))
+                  starts=dict(init="start", reset_pool=1, init_noise=0.02, foreign_share=0.0, state_starts=None))
     env = evaluation_env(library, cfg)  # the same pairs again (a trainer's evaluations) compile nothing new
     act = agent.actor(first, switch=(np.asarray(at), np.asarray(second)))
     state = env.reset(jax.random.key(0))

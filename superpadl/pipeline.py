@@ -552,11 +552,13 @@ class Pipeline:
         checkpoint.write_json_atomic(self.out / "eval" / "global.json", result)
 
     def stage_export(self, stage: dict) -> None:
+        from padl.policy import shippable_meta
         from superpadl.policies import GlobalPolicy
 
         model = self.out / "model"
         policy = GlobalPolicy.load(self.out / "global")
-        checkpoint.save(checkpoint.in_folder(model, "policy"), policy.tree, policy.meta)  # atomic, the sidecar last
+        checkpoint.save(checkpoint.in_folder(model, "policy"), policy.tree,  # atomic, the sidecar last
+                        shippable_meta(policy.meta, "global"))
         stage["state"] = "done"  # the report lists this stage's compute as well
         self.status.save()
         rep = report.build(self.out)

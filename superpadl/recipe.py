@@ -169,6 +169,12 @@ def parse(raw: dict, path: Path) -> Recipe:
         if "init_from" in t:
             stages[key] = dataclasses.replace(stages[key], init_from=_folder(
                 path, t["init_from"], f"{key}.init_from", "policy folder", fail))
+        if states := stages[key].config.env.starts.state_starts:
+            file = (path.parent / states).resolve()
+            if not file.is_file():
+                fail(f"{key}.env.starts.state_starts", f"no such file {file}")
+            cfg = replace(stages[key].config, env=dict(starts=dict(state_starts=str(file))))
+            stages[key] = dataclasses.replace(stages[key], config=cfg)
     ev = EvalSettings(**_fields(EvalSettings, table("eval"), "eval", fail))
     hand = HandoverStage(**_fields(HandoverStage, table("handover"), "handover", fail))
     if not 0 < hand.share <= 1:

@@ -55,6 +55,9 @@ num_envs = 8
 [groups.env.physics]
 backend = "mujoco"
 num_threads = 1
+[groups.env.starts]
+foreign_share = 0.5
+state_starts = "states.npz"
 [global]
 iterations = 6
 sgd_steps = 8
@@ -68,6 +71,9 @@ num_envs = 8
 [global.env.physics]
 backend = "mujoco"
 num_threads = 1
+[global.env.starts]
+foreign_share = 0.5
+state_starts = "states.npz"
 [global.commands]
 beta_iterations = 2
 [eval]
@@ -94,6 +100,12 @@ def _recipe(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     _deepmimic(folder / "humanoid3d_wave.txt", 0, 1.2, "wrap")
     _deepmimic(folder / "humanoid3d_reach.txt", 1, 0.8, "none")
+    # two standing states, one moving forward at 1 m/s: where the group and global stages begin half their episodes
+    qpos = np.zeros((2, 35), np.float32)
+    qpos[:, 2], qpos[:, 3] = 0.9, 1.0
+    qvel = np.zeros((2, 34), np.float32)
+    qvel[1, 0] = 1.0
+    np.savez(folder / "states.npz", qpos=qpos, qvel=qvel)
     (folder / "tiny.toml").write_text(RECIPE)
     return folder / "tiny.toml"
 
@@ -146,6 +158,14 @@ def test_train_runs_every_stage_to_a_policy_render_drives(finished, tmp_path):
     assert len(states["qpos"]) == handover["states"] and (states["qpos"][:, :2] == 0).all()
     assert report["compute"]["handover"]["samples"] == 4 * 8 * 8
     assert report["global"]["endurance"]["simulated_minutes"] == pytest.approx(0.1, abs=0.01)
+    # the group and global stages began half their episodes in the recipe's states; the shipped model names no file
+    for stage in ("groups", "global"):
+        (state,) = (run / stage).rglob("train_state.json")
+        config = json.loads(state.read_text())["config"]
+        starts = (config.get("group") or config["global"])["env"]["starts"]
+        assert starts["state_starts"] == str((recipe.parent / "states.npz").resolve()) and starts["foreign_share"] == 0.5
+    shipped = json.loads((run / "model" / "policy.json").read_text())["config"]["global"]["env"]["starts"]
+    assert shipped["state_starts"] is None
     assert "falls per hour" in (run / "report.md").read_text()  # real use is reported beside the clip starts
     for f in ("policy.npz", "policy.json", "sources.txt", "README.md"):
         assert (run / "model" / f).is_file()

@@ -59,6 +59,15 @@ def test_a_stage_warm_start_is_a_folder_relative_to_the_recipe(tmp_path):
     assert r.global_.init_from == tmp_path / "models" / "earlier" and r.global_.config.iterations == 3
 
 
+def test_a_stage_state_starts_file_is_relative_to_the_recipe(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "states.npz").write_bytes(b"x")
+    r = R.load(write(tmp_path, 'sources = ["a.txt"]\n[groups.env.starts]\nforeign_share = 0.3\n'
+                               'state_starts = "models/states.npz"\n'))
+    assert r.groups.config.env.starts.state_starts == str(tmp_path / "models" / "states.npz")
+    assert r.groups.config.env.starts.foreign_share == 0.3 and r.global_.config.env.starts.state_starts is None
+
+
 def test_sources_file_entries_are_relative_to_data(tmp_path):
     (tmp_path / "mocap").mkdir()
     (tmp_path / "mocap" / "w.txt").write_text("x")
@@ -82,6 +91,8 @@ def test_sources_file_entries_are_relative_to_data(tmp_path):
     ('sources = ["a.txt"]\n[experts]\ninit_from = "warm"\n', ("a.txt",), "experts.init_from", "no such folder"),
     ('sources = ["a.txt"]\n[global]\ninit_from = "warm"\n', ("a.txt",), "global.init_from", "no such folder"),
     ('sources = ["a.txt"]\n[groups]\ninit_from = 3\n', ("a.txt",), "groups.init_from", "path (string)"),
+    ('sources = ["a.txt"]\n[global.env.starts]\nstate_starts = "s.npz"\n', ("a.txt",),
+     "global.env.starts.state_starts", "no such file"),
     ('sources_file = "s.txt"\n', ("s.txt",), "sources_file", "empty clip list"),
     ('sources = ["a.txt"\n', ("a.txt",), "", "not valid TOML"),
     ('stand_starts = "deepmimic_walk"\nsources = ["a.txt"]\n', ("a.txt",), "stand_starts", "list of clip ids"),
