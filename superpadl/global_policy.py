@@ -65,6 +65,12 @@ class CommandSchedule:
     beta_iterations: int = 40  # the teachers drive a share of the envs decaying from all over these iterations
     # the share of envs the teachers still drive once the decay is over; 0: the student alone
     beta_floor: float = 0.0
+    # A switch to a clip that is not locomotion, given while the character moves faster than
+    # `endurance.LOCOMOTION_SPEED`, is labelled by the idle clip's teacher until the character is slower than that or
+    # brake_s seconds have passed, then by the new command's: the student learns to stop before a gesture, where no
+    # gesture's teacher can start from a jog (in the expert-level chain, 9 of 15 commands given during locomotion
+    # fell). 0: the new command's teacher at once
+    brake_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,7 @@ class Commands(NamedTuple):
     starts: jax.Array  # (C, 3) each clip's first frame (`student.clip_starts`)
     ends: jax.Array  # (C,) a non-looping clip's duration, inf for a looping one (`student.clip_ends`)
     idle: int = -1  # the idle clip (`student.idle_clip`); -1: none
+    moves: jax.Array | None = None  # (C,) bool: locomotion clips (`student.locomotion_clips`); None: none known
 
 
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, commands: Commands,
@@ -172,6 +179,7 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         new = env.step(env_state, a)
         xs.append(x), ys.append(a_teacher), executed.append(a)
         cmd, counts = dagger_commands(S.view(new), cmd, counts, keys, commands.clips, commands.starts, commands.ends,
+                                      commands.moves,
                                       env=env, hcfg=hcfg, draw_caption=commands.draw_caption, idle=commands.idle,
                                       schedule=schedule)
         env_state = new
@@ -192,7 +200,7 @@ def dagger_inputs(state, cmd, emb, key, hcfg):
 
 
 @functools.partial(jax.jit, static_argnames=("env", "hcfg", "draw_caption", "idle", "schedule"))
-def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, env, hcfg, draw_caption, idle: int,
+def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, moves, env, hcfg, draw_caption, idle: int,
                     schedule: CommandSchedule):
     """A `dagger_rollout` step's commands after the env stepped to `new`, as one jitted call (no host sync): switches,
     handovers, idle holds and restarts, the history pushed in; `counts` (falls, user switches) accumulated."""
@@ -205,7 +213,11 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, env, 
     restart = new.done | new.truncated
     left = clip_end[command] - (clock + dt)  # of the command's clip after this step
     over = left <= 1e-6
-    handover = ~restart & (pending >= 0) & over
+    brakes = schedule.brake_s > 0 and idle >= 0 and moves is not None
+    moving = jnp.linalg.norm(new.qvel[:, :2], axis=-1) > E.LOCOMOTION_SPEED
+    # the idle teacher stopping the character before the pending command (`brake_s`) hands over once it is slow
+    braking = (command == idle) & (pending >= 0) if brakes else jnp.zeros((n,), bool)
+    handover = ~restart & (pending >= 0) & jnp.where(braking, ~moving | (clock + dt >= schedule.brake_s), over)
     # end_switch 1: every command past its clip's end switches; below 1, a draw at the step the clip ends
     # decides, and a command kept past its end is not drawn for again
     if end_switch >= 1.0:
@@ -219,6 +231,7 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, env, 
     other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), new.clip_weights)]
     # a command that switches at its clip's end switches to standing, shown to the student as the runtime shows it
     other = jnp.where((idle >= 0) & ends_now & ~restart & (command != idle), idle, other)
+    brake = switch & moving & ~moves[other] & (other != idle) if brakes else jnp.zeros((n,), bool)
     rest = restart & (new.clip_time <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
     first = jnp.where(rest, other, new.clip)  # the command an episode begins with
     caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
@@ -226,9 +239,9 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, env, 
     began = switch | handover | rest | to_idle  # the teacher's command begins here, where the character stands
     # where the clip begins, re-anchored as the env started it (a foreign start, `starts.foreign_share`)
     restart_start = jnp.where(rest[:, None], new_root, S.anchored(starts[new.clip], new.anchor))
-    command = jnp.where(restart, first, jnp.where(switch, other, jnp.where(handover, pending,
-                                                                           jnp.where(to_idle, idle, command))))
-    pending = jnp.where(restart | handover, -1, jnp.where(finishing, other, pending))
+    command = jnp.where(restart, first, jnp.where(switch, jnp.where(brake, idle, other), jnp.where(
+        handover, pending, jnp.where(to_idle, idle, command))))
+    pending = jnp.where(restart | handover, -1, jnp.where(finishing | brake, other, pending))
     clock = jnp.where(began, 0.0, jnp.where(restart, new.clip_time, clock + dt))
     start = jnp.where(began[:, None], new_root, jnp.where(restart[:, None], restart_start, start))
     shown_start = jnp.where(restart[:, None], restart_start, jnp.where(user[:, None], new_root, shown_start))
@@ -270,7 +283,7 @@ class _Stage(Stage):
         ends = S.clip_ends(library)  # standing has no end to switch at: it is held as long as a user holds it
         ends = ends if idle < 0 else ends.at[idle].set(jnp.inf)
         self.commands = Commands(jnp.asarray([library.index(c) for c in clips]), draw_caption,
-                                 S.clip_starts(library), ends, idle)
+                                 S.clip_starts(library), ends, idle, S.locomotion_clips(library))
         self.in_size = S.input_size(hcfg, EMBED_DIM)
         # the runtime's start pose: the standing skill's first frame, which it idles in before any command
         self.start_qpos = E.start_pose(library, clips).astype(np.float32)

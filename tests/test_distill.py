@@ -182,6 +182,40 @@ def test_a_command_held_past_its_clips_end_is_labelled_by_the_idle_teacher(lib, 
         np.testing.assert_array_equal(s, 1.0)
 
 
+def test_a_gesture_commanded_while_moving_is_labelled_by_the_idle_teacher_until_the_character_stops(lib, small_env):
+    """`brake_s`: clip a (the idle clip here) ends at its 3rd step and the command switches to clip b, which is not
+    locomotion. Characters moving at 1 m/s are labelled by the idle teacher from then on, until they are slow or
+    brake_s (0.2 s: 6 steps) is over, while the student is shown b at once; characters at rest, and every character
+    with brake_s 0, are labelled by b's teacher at once."""
+    hcfg = S.HistoryConfig()
+    starts = S.clip_starts(lib)
+    a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
+    ends = jnp.full((len(lib.clip_ids),), jnp.inf).at[a].set(0.1)
+    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+    state = small_env.reset(jax.random.key(0))
+    qvel = np.array(state.qvel)
+    qvel[:2, 0] = 1.0  # the first two move forward at a walk's speed
+    state = state._replace(qvel=qvel)
+    moves = jnp.zeros(len(lib.clip_ids), bool)
+    labels = {}
+    for brake_s in (0.0, 0.2):
+        command = jnp.full(4, a, jnp.int32)
+        carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), command, command, jnp.zeros(4),
+                      starts[command])
+        carry, (xs, ys, _), (falls, switches) = dagger_rollout(
+            small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
+            jnp.eye(len(lib.clip_ids), 384), hcfg, 12, jax.random.key(1),
+            Commands(jnp.asarray([b]), lambda k, c: c, starts, ends, a, moves),
+            _schedule(0.0, end_switch=1.0, brake_s=brake_s))
+        assert switches == 4
+        labels[brake_s] = np.asarray(ys[:, :, 0])
+        np.testing.assert_array_equal(np.asarray(xs[3:, :, -384 + b]), 1.0)  # the student is shown b at once
+    np.testing.assert_array_equal(labels[0.0][3:6], b)
+    np.testing.assert_array_equal(labels[0.2][:6, :2], a)  # braking for 3 steps at least
+    np.testing.assert_array_equal(labels[0.2][3:, 2:], b)  # at rest: b at once
+    assert (labels[0.2][3:3 + 6 + 1, :2] == b).any(0).all()  # handed over by brake_s at the latest
+
+
 def test_a_command_switching_at_its_clips_end_switches_to_the_idle_clip_shown_as_such(lib, small_env):
     """`end_switch` 1 with an idle clip: a command whose clip ends (0.2 s: the 6th step) switches to the idle clip,
     labelled by its teacher and shown to the student by its caption, as the runtime conditions a held one-shot
