@@ -105,6 +105,21 @@ def _schedule(p_switch: float, **kw) -> CommandSchedule:
     return CommandSchedule(switch_every_s=1 / 30 / p_switch if p_switch else np.inf, **kw)
 
 
+def _labelled(lib, env, state, command: int, steps: int, commands: Commands, schedule: CommandSchedule):
+    """A DAgger rollout of zero actions from `state`, every env commanded `command` (just begun), each step labelled
+    by a teacher whose action is the clip it is commanded: (carry, student inputs, labels (steps, N), falls,
+    switches)."""
+    hcfg = S.HistoryConfig()
+    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+    command = jnp.full(env.num_envs, command, jnp.int32)
+    carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), command, command, jnp.zeros(env.num_envs),
+                  S.clip_starts(lib)[command])
+    carry, (xs, ys, _), (falls, switches) = dagger_rollout(
+        env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(env.num_envs, bool),
+        jnp.eye(len(lib.clip_ids), 384), hcfg, steps, jax.random.key(1), commands, schedule)
+    return carry, xs, np.asarray(ys[:, :, 0]), falls, switches
+
+
 def test_dagger_commands_outlive_their_clip_by_end_switch(lib, small_env):
     """A command whose clip ends (here after 0.1 s) switches with probability `end_switch`: always with 1, never with
     0, when its teacher learnt to stand after the skill (`EpisodeConfig.hold_s`), so its clock runs on past the end."""
@@ -160,22 +175,16 @@ def test_a_command_held_past_its_clips_end_is_labelled_by_the_idle_teacher(lib, 
     """With an idle clip, a command kept past its non-looping clip's end (0.2 s: the 6th step) is labelled by the
     idle clip's teacher from then on, while the student is still shown the command; without one its own teacher
     labels on (holding the clip's last frame)."""
-    hcfg = S.HistoryConfig()
     starts, ends = S.clip_starts(lib), jnp.full((len(lib.clip_ids),), 0.2)
     a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
-    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
     state = small_env.reset(jax.random.key(0))
     labels, shown = {}, {}
     for idle in (-1, b):
-        command = jnp.full(4, a, jnp.int32)
-        carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), command, command, jnp.zeros(4),
-                      starts[command])
-        carry, (xs, ys, _), (falls, switches) = dagger_rollout(
-            small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
-            jnp.eye(len(lib.clip_ids), 384), hcfg, 8, jax.random.key(1),
-            Commands(jnp.asarray([a, b]), lambda k, c: c, starts, ends, idle), _schedule(0.0, end_switch=0.0))
+        _, xs, labels[idle], falls, switches = _labelled(
+            lib, small_env, state, a, 8, Commands(jnp.asarray([a, b]), lambda k, c: c, starts, ends, idle),
+            _schedule(0.0, end_switch=0.0))
         assert falls == 0 and switches == 0
-        labels[idle], shown[idle] = np.asarray(ys[:, :, 0]), np.asarray(xs[:, :, -384 + a])
+        shown[idle] = np.asarray(xs[:, :, -384 + a])
     np.testing.assert_array_equal(labels[-1], a)
     np.testing.assert_array_equal(labels[b], np.broadcast_to(np.where(np.arange(8)[:, None] < 6, a, b), (8, 4)))
     for s in shown.values():
@@ -187,11 +196,9 @@ def test_a_gesture_commanded_while_moving_is_labelled_by_the_idle_teacher_until_
     locomotion. Characters moving at 1 m/s are labelled by the idle teacher from then on, until they are slow or
     brake_s (0.2 s: 6 steps) is over, while the student is shown b at once; characters at rest, and every character
     with brake_s 0, are labelled by b's teacher at once."""
-    hcfg = S.HistoryConfig()
     starts = S.clip_starts(lib)
     a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
     ends = jnp.full((len(lib.clip_ids),), jnp.inf).at[a].set(0.1)
-    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
     state = small_env.reset(jax.random.key(0))
     qvel = np.array(state.qvel)
     qvel[:2, 0] = 1.0  # the first two move forward at a walk's speed
@@ -199,16 +206,10 @@ def test_a_gesture_commanded_while_moving_is_labelled_by_the_idle_teacher_until_
     moves = jnp.zeros(len(lib.clip_ids), bool)
     labels = {}
     for brake_s in (0.0, 0.2):
-        command = jnp.full(4, a, jnp.int32)
-        carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), command, command, jnp.zeros(4),
-                      starts[command])
-        carry, (xs, ys, _), (falls, switches) = dagger_rollout(
-            small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
-            jnp.eye(len(lib.clip_ids), 384), hcfg, 12, jax.random.key(1),
-            Commands(jnp.asarray([b]), lambda k, c: c, starts, ends, a, moves),
+        _, xs, labels[brake_s], _, switches = _labelled(
+            lib, small_env, state, a, 12, Commands(jnp.asarray([b]), lambda k, c: c, starts, ends, a, moves),
             _schedule(0.0, end_switch=1.0, brake_s=brake_s))
         assert switches == 4
-        labels[brake_s] = np.asarray(ys[:, :, 0])
         np.testing.assert_array_equal(np.asarray(xs[3:, :, -384 + b]), 1.0)  # the student is shown b at once
     np.testing.assert_array_equal(labels[0.0][3:6], b)
     np.testing.assert_array_equal(labels[0.2][:6, :2], a)  # braking for 3 steps at least
@@ -220,20 +221,14 @@ def test_a_command_switching_at_its_clips_end_switches_to_the_idle_clip_shown_as
     """`end_switch` 1 with an idle clip: a command whose clip ends (0.2 s: the 6th step) switches to the idle clip,
     labelled by its teacher and shown to the student by its caption, as the runtime conditions a held one-shot
     command on standing; the idle clip is never drawn otherwise here (`clips` holds a alone)."""
-    hcfg = S.HistoryConfig()
     starts, ends = S.clip_starts(lib), jnp.full((len(lib.clip_ids),), 0.2)
     a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
-    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
-    state = small_env.reset(jax.random.key(0))
-    command = jnp.full(4, a, jnp.int32)
-    carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), command, command, jnp.zeros(4), starts[command])
-    carry, (xs, ys, _), (falls, switches) = dagger_rollout(
-        small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
-        jnp.eye(len(lib.clip_ids), 384), hcfg, 8, jax.random.key(1),
+    carry, xs, labels, falls, switches = _labelled(
+        lib, small_env, small_env.reset(jax.random.key(0)), a, 8,
         Commands(jnp.asarray([a]), lambda k, c: c, starts, ends, b), _schedule(0.0, end_switch=1.0))
     assert falls == 0 and switches == 4
     after = np.arange(8)[:, None] >= 6
-    np.testing.assert_array_equal(np.asarray(ys[:, :, 0]), np.broadcast_to(np.where(after, b, a), (8, 4)))
+    np.testing.assert_array_equal(labels, np.broadcast_to(np.where(after, b, a), (8, 4)))
     np.testing.assert_array_equal(np.asarray(xs[:, :, -384 + b]), np.broadcast_to(after, (8, 4)).astype(float))
     np.testing.assert_array_equal(np.asarray(carry.command), b)
 
