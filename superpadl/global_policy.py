@@ -283,7 +283,8 @@ class _Stage(Stage):
         ends = S.clip_ends(library)  # standing has no end to switch at: it is held as long as a user holds it
         ends = ends if idle < 0 else ends.at[idle].set(jnp.inf)
         self.commands = Commands(jnp.asarray([library.index(c) for c in clips]), draw_caption,
-                                 S.clip_starts(library), ends, idle, S.locomotion_clips(library))
+                                 S.clip_starts(library), ends, idle,
+                                 S.locomotion_clips(library, E.LOCOMOTION_SPEED))
         self.in_size = S.input_size(hcfg, EMBED_DIM)
         # the runtime's start pose: the standing skill's first frame, which it idles in before any command
         self.start_qpos = E.start_pose(library, clips).astype(np.float32)

@@ -155,16 +155,14 @@ def clip_ends(library) -> jax.Array:
     return jnp.where(library.data.loop, jnp.inf, jnp.asarray(library.durations, jnp.float32))
 
 
-def locomotion_clips(library) -> jax.Array:
-    """(C,) bool: library clips whose reference root travels at `endurance.LOCOMOTION_SPEED` or faster on average
-    (one cycle of a looping clip), as `endurance.locomotion_directions` tells locomotion commands."""
-    from superpadl.endurance import LOCOMOTION_SPEED
-
+def locomotion_clips(library, speed: float) -> jax.Array:
+    """(C,) bool: library clips whose reference root travels at `speed` m/s or faster on average (one cycle of a
+    looping clip), as `endurance.locomotion_directions` tells locomotion commands."""
     c = np.arange(len(library.clip_ids))
     durations = np.maximum(np.asarray(library.durations, np.float32), 1e-6)
     first = np.asarray(library.sample(c, np.zeros(len(c), np.float32)).qpos)[:, :2]
     last = np.asarray(library.sample(c, durations).qpos)[:, :2]
-    return jnp.asarray(np.linalg.norm(last - first, axis=-1) / durations >= LOCOMOTION_SPEED)
+    return jnp.asarray(np.linalg.norm(last - first, axis=-1) / durations >= speed)
 
 
 def ending(clock: jax.Array, end: jax.Array, dt: float) -> jax.Array:
