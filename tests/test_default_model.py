@@ -99,8 +99,8 @@ ENDURANCE = REPO / "tests" / "regression" / "endurance.json"
 
 def test_real_use_falls_no_more_than_the_baseline(controller):
     """Random captions held 2-20 s from the start pose (superpadl.endurance, as the viewer runs them): no more
-    falls than the committed baseline (`python benchmarks/endurance.py models/default --baseline none --minutes 2
-    --seeds 1 --start-pose-s 0 --json tests/regression/endurance.json`)."""
+    falls than the committed baseline (`python benchmarks/endurance.py models/default --baseline none --lib LIB
+    --minutes 2 --seeds 1 --start-pose-s 0 --shoves 0 --json tests/regression/endurance.json`)."""
     from superpadl import endurance as E
 
     base = json.loads(ENDURANCE.read_text())
@@ -110,9 +110,8 @@ def test_real_use_falls_no_more_than_the_baseline(controller):
 
 
 def test_before_any_command_the_character_idles():
-    """No command typed yet: the viewer's character stands still (the shipped model knows no standing skill, so
-    its PD servos hold the rest pose); it used to be conditioned on the first caption and bowed, unasked: the
-    head then dropped 14 cm."""
+    """No command typed yet: the viewer's character stands still (by the shipped model's standing skill); it used
+    to be conditioned on the first caption and bowed, unasked: the head then dropped 14 cm."""
     controller = PolicyController(DEFAULT_MODEL)  # one never commanded
     loop = SimLoop(controller.model, controller, seed=0)
     head = controller.model.body("head").id
