@@ -163,7 +163,9 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
 
     With an idle clip (`commands.idle`), a command kept past its non-looping clip's end is
     labelled from then on by the idle clip's teacher, begun where the character stands, while the student still
-    sees the command: a one-shot skill finishes and returns to standing, however long its command is held.
+    sees the command: a one-shot skill finishes and returns to standing, however long its command is held. With
+    `schedule.brake_s` and `commands.moves`, a switch to a clip that is not locomotion while the character moves is
+    labelled by the idle clip's teacher until it is slow (or brake_s is over), then by the new clip's.
     Returns (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)),
     (falls, switches))."""
     env_state, hist, command, caption, clock, start, pending, shown_start = carry
