@@ -254,7 +254,10 @@ def test_policies_refuse_a_runtime_encoder_other_than_theirs(shipped_copy, capsy
     meta = json.loads((shipped_copy / "policy.json").read_text())
     tree, _ = checkpoint.load(shipped_copy / "policy")
     caption, emb = meta["config"]["captions"][0], tree["['caption_emb']"][0]
-    # without a record: the default encoder, fingerprinted by the policy's own first caption
+    # without a record (a policy distilled before they were kept): the default encoder, fingerprinted by the
+    # policy's own first caption
+    meta["config"].pop("text_encoder", None)
+    (shipped_copy / "policy.json").write_text(json.dumps(meta))
     same = PolicyController(shipped_copy, encoder=FakeEncoder(table={caption: emb}))
     same.set_command(caption)
     assert same.matched_caption == caption

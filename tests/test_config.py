@@ -54,8 +54,9 @@ def test_a_shipped_expert_loads_every_flat_value_into_its_nested_place_and_acts_
     np.testing.assert_array_equal(np.asarray(old.act(obs)), np.asarray(nested.act(obs)))
 
 
-def test_the_shipped_global_policy_loads_its_flat_env_schedule_and_history():
-    saved = json.loads((REPO / "models" / "default" / "policy.json").read_text())["config"]
+def test_a_global_policy_saved_flat_loads_its_env_schedule_and_history():
+    """A global policy distilled before the nested configs (the config of the default model shipped until then)."""
+    saved = json.loads((REPO / "tests" / "data" / "flat_global_config.json").read_text())
     flat = saved["global"]
     cfg = from_dict(GlobalConfig, flat)
     assert cfg.env.action.mode == "absolute" and cfg.env.episode.max_body_error == flat["env"]["max_body_error"]

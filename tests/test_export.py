@@ -190,8 +190,9 @@ def test_skills_lists_the_captions_by_clip(capsys):
     assert cli.main(["skills"]) == 0
     lines = capsys.readouterr().out.splitlines()
     clips = dict(line.split(": ", 1) for line in lines[:-1])
-    assert len(clips) == 10 and "wave goodbye" in clips["bandai_bye_normal_001"].split(" | ")
-    assert lines[-1].startswith("48 captions of 10 clips")
+    assert len(clips) == 11 and "wave goodbye" in clips["bandai_bye_normal_001"].split(" | ")
+    assert "stand still" in clips["bandai_call_normal_001_4.6-5.6s"].split(" | ")
+    assert lines[-1].startswith("53 captions of 11 clips")
 
 
 def test_skills_bad_policy_one_line(tmp_path, capsys):

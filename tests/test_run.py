@@ -122,12 +122,13 @@ def test_a_run_of_no_iterations_still_leaves_its_policy(tmp_path):
 
 
 def test_a_global_config_saved_with_flat_command_keys_loads_into_its_schedule():
-    """models/default was distilled before `GlobalConfig.commands`: its flat keys load into the schedule."""
+    """A global policy distilled before `GlobalConfig.commands` (the default model shipped until then): its flat
+    keys load into the schedule."""
     from pathlib import Path
 
     from superpadl.global_policy import CommandSchedule, GlobalConfig
 
-    flat = json.loads((Path(__file__).parents[1] / "models/default/policy.json").read_text())["config"]["global"]
+    flat = json.loads((Path(__file__).parent / "data" / "flat_global_config.json").read_text())["global"]
     cfg = from_dict(GlobalConfig, flat)
     assert cfg.commands == CommandSchedule(**{k: flat[k] for k in MIGRATIONS["GlobalConfig"]})
     assert from_dict(GlobalConfig, to_dict(cfg)) == cfg and "finish_s" not in to_dict(cfg)
