@@ -140,7 +140,7 @@ class Commands(NamedTuple):
     starts: jax.Array  # (C, 3) each clip's first frame (`student.clip_starts`)
     ends: jax.Array  # (C,) a non-looping clip's duration, inf for a looping one (`student.clip_ends`)
     idle: int = -1  # the idle clip (`student.idle_clip`); -1: none
-    moves: jax.Array | None = None  # (C,) bool: locomotion clips (`student.locomotion_clips`); None: none known
+    moves: jax.Array | None = None  # (C,) bool: locomotion clips (`endurance.locomotion_directions`); None: none
 
 
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, commands: Commands,
@@ -284,9 +284,10 @@ class _Stage(Stage):
         idle = S.idle_clip(library, clips)
         ends = S.clip_ends(library)  # standing has no end to switch at: it is held as long as a user holds it
         ends = ends if idle < 0 else ends.at[idle].set(jnp.inf)
+        moving = E.locomotion_directions(library.path)  # the clips real use judges as locomotion
         self.commands = Commands(jnp.asarray([library.index(c) for c in clips]), draw_caption,
                                  S.clip_starts(library), ends, idle,
-                                 S.locomotion_clips(library, E.LOCOMOTION_SPEED))
+                                 jnp.asarray([c in moving for c in library.clip_ids]))
         self.in_size = S.input_size(hcfg, EMBED_DIM)
         # the runtime's start pose: the standing skill's first frame, which it idles in before any command
         self.start_qpos = E.start_pose(library, clips).astype(np.float32)

@@ -123,7 +123,8 @@ def teacher_share(iteration: int, schedule) -> float:
 def view(state):
     """The fields of an `EnvState` the students' jitted steps read, the others None: a jitted call flattens and
     checks every leaf it is passed, and the reset pool alone has dozens."""
-    keep = ("qpos", "qvel", "clip", "clip_time", "disc_hist", "obs", "done", "truncated", "disc_obs", "clip_weights", "anchor")
+    keep = ("qpos", "qvel", "clip", "clip_time", "disc_hist", "obs", "done", "truncated", "disc_obs", "clip_weights",
+            "anchor")
     return state._replace(**{f: None for f in state._fields if f not in keep})
 
 
@@ -153,16 +154,6 @@ def clip_ends(library) -> jax.Array:
     """(C,) seconds after which each library clip's command is over: a non-looping clip's duration, inf for a
     looping one."""
     return jnp.where(library.data.loop, jnp.inf, jnp.asarray(library.durations, jnp.float32))
-
-
-def locomotion_clips(library, speed: float) -> jax.Array:
-    """(C,) bool: library clips whose reference root travels at `speed` m/s or faster on average (one cycle of a
-    looping clip), as `endurance.locomotion_directions` tells locomotion commands."""
-    c = np.arange(len(library.clip_ids))
-    durations = np.maximum(np.asarray(library.durations, np.float32), 1e-6)
-    first = np.asarray(library.sample(c, np.zeros(len(c), np.float32)).qpos)[:, :2]
-    last = np.asarray(library.sample(c, durations).qpos)[:, :2]
-    return jnp.asarray(np.linalg.norm(last - first, axis=-1) / durations >= speed)
 
 
 def ending(clock: jax.Array, end: jax.Array, dt: float) -> jax.Array:
