@@ -77,27 +77,29 @@ def main() -> None:
     if args.baseline != "none" and Path(args.baseline).resolve() != args.policy.resolve():
         policies[f"baseline {args.baseline}"] = Path(args.baseline)
     controllers = {name: load_controller(path) for name, path in policies.items()}
-    if args.idle_after:
+
+    def variants(values, label, setup):
+        """POLICY measured once per value (the first reuses the loaded controller), ahead of the baseline."""
         own = controllers.pop(str(args.policy))
-        variants = {}
-        for value in args.idle_after:
-            c = load_controller(args.policy) if variants else own
+        made = {}
+        for value in values:
+            c = load_controller(args.policy) if made else own
+            made[f"{args.policy} {label} {value}"] = setup(c, value) or c
+        return {**made, **controllers}
+
+    if args.idle_after:
+        def idle_after(c, value):
             if value == "never":
                 c.one_shot_s = {}
             else:
                 c.idle_after_s = float(value)
-            variants[f"{args.policy} idle after {value}"] = c
-        controllers = {**variants, **controllers}
+        controllers = variants(args.idle_after, "idle after", idle_after)
     if args.start_at:
         library = MotionLibrary(args.lib, include_flagged=True)
         if missing := [c for c in args.start_at if c != "own" and c not in library.clip_ids]:
             sys.exit(f"endurance: --start-at {missing[0]}: not a clip of {args.lib}")
-        own = controllers.pop(str(args.policy))
-        variants = {}
-        for clip in args.start_at:
-            c = load_controller(args.policy) if variants else own
-            variants[f"{args.policy} from {clip}"] = c if clip == "own" else E.stand_at(c, E.first_frame(library, clip))
-        controllers = {**variants, **controllers}
+        controllers = variants(args.start_at, "from", lambda c, clip: None if clip == "own" else
+                               E.stand_at(c, E.first_frame(library, clip)))
 
     summaries = {name: E.run(c, args.minutes, args.seeds, directions, gestures) for name, c in controllers.items()}
     print(f"random captions held 2-20 s from the start pose: {args.seeds} seeds x {args.minutes:g} simulated min")

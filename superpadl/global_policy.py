@@ -165,7 +165,8 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     labelled from then on by the idle clip's teacher, begun where the character stands, while the student still
     sees the command: a one-shot skill finishes and returns to standing, however long its command is held. With
     `schedule.brake_s` and `commands.moves`, a switch to a clip that is not locomotion while the character moves is
-    labelled by the idle clip's teacher until it is slow (or brake_s is over), then by the new clip's.
+    labelled by the idle clip's teacher until it is slow (or brake_s is over), then by the new clip's; a user's
+    switch to locomotion meanwhile takes over at once.
     Returns (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)),
     (falls, switches))."""
     env_state, hist, command, caption, clock, start, pending, shown_start = carry
@@ -228,11 +229,13 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, moves
         ends_now = S.ending(clock, clip_end[command], dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
     user = ~restart & ~handover & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (ends_now & (pending < 0)))
     to_idle = (idle >= 0) & ~restart & ~handover & ~user & over & (command != idle)
-    finishing = user & ((pending >= 0) | (~over & (left <= finish_s)))
-    switch = user & ~finishing  # the teacher switches now
     other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), new.clip_weights)]
     # a command that switches at its clip's end switches to standing, shown to the student as the runtime shows it
     other = jnp.where((idle >= 0) & ends_now & ~restart & (command != idle), idle, other)
+    # locomotion given while braking for a gesture takes over at once: nothing waits for the stop any more
+    jump = user & braking & moves[other] if brakes else jnp.zeros((n,), bool)
+    finishing = user & ~jump & ((pending >= 0) | (~over & (left <= finish_s)))
+    switch = user & ~finishing  # the teacher switches now
     brake = switch & moving & ~moves[other] & (other != idle) if brakes else jnp.zeros((n,), bool)
     rest = restart & (new.clip_time <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
     first = jnp.where(rest, other, new.clip)  # the command an episode begins with
@@ -243,7 +246,7 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, moves
     restart_start = jnp.where(rest[:, None], new_root, S.anchored(starts[new.clip], new.anchor))
     command = jnp.where(restart, first, jnp.where(switch, jnp.where(brake, idle, other), jnp.where(
         handover, pending, jnp.where(to_idle, idle, command))))
-    pending = jnp.where(restart | handover, -1, jnp.where(finishing | brake, other, pending))
+    pending = jnp.where(restart | handover | jump, -1, jnp.where(finishing | brake, other, pending))
     clock = jnp.where(began, 0.0, jnp.where(restart, new.clip_time, clock + dt))
     start = jnp.where(began[:, None], new_root, jnp.where(restart[:, None], restart_start, start))
     shown_start = jnp.where(restart[:, None], restart_start, jnp.where(user[:, None], new_root, shown_start))

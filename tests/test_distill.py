@@ -217,6 +217,30 @@ def test_a_gesture_commanded_while_moving_is_labelled_by_the_idle_teacher_until_
     assert (labels[0.2][3:3 + 6 + 1, :2] == b).any(0).all()  # handed over by brake_s at the latest
 
 
+def test_locomotion_commanded_while_braking_for_a_gesture_takes_over_at_once(lib, small_env):
+    """Characters braking (commanded the idle clip a, a command pending, moving at 1 m/s) and switched by the user
+    to a locomotion clip (b, marked so here) every step: with brake_s they are labelled by b's teacher from the first
+    step, as the runtime plays a walk given while it stops; the pending command is dropped."""
+    hcfg, starts = S.HistoryConfig(), S.clip_starts(lib)
+    a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
+    state = small_env.reset(jax.random.key(0))
+    qvel = np.array(state.qvel)
+    qvel[:, 0] = 1.0
+    state = state._replace(qvel=qvel)
+    command = jnp.full(4, a, jnp.int32)
+    carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), command, command, jnp.zeros(4),
+                  starts[command], jnp.full(4, b, jnp.int32))
+    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+    commands = Commands(jnp.asarray([b]), lambda k, c: c, starts, jnp.full((len(lib.clip_ids),), jnp.inf), a,
+                        jnp.zeros(len(lib.clip_ids), bool).at[b].set(True))
+    carry, (_, ys, _), _ = dagger_rollout(
+        small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
+        jnp.eye(len(lib.clip_ids), 384), hcfg, 3, jax.random.key(1), commands, _schedule(1.0, brake_s=2.0))
+    labels = np.asarray(ys[:, :, 0])
+    np.testing.assert_array_equal(labels[1:], b)  # switched by the first step's commands, labelled b from the next
+    np.testing.assert_array_equal(np.asarray(carry.pending), -1)
+
+
 def test_a_command_switching_at_its_clips_end_switches_to_the_idle_clip_shown_as_such(lib, small_env):
     """`end_switch` 1 with an idle clip: a command whose clip ends (0.2 s: the 6th step) switches to the idle clip,
     labelled by its teacher and shown to the student by its caption, as the runtime conditions a held one-shot
