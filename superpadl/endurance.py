@@ -336,8 +336,9 @@ def summarize(records: list[CommandRecord]) -> dict:
     clips: dict[str, dict] = {}
     for r in records:
         c = clips.setdefault(r.clip, {"commands": 0, "held_s": 0.0, "enter_falls": 0, "hold_falls": 0,
-                                      "set_off_m": [], "checked": 0, "performed": 0, "ran_on": 0})
+                                      "set_off_m": [], "checked": 0, "performed": 0, "ran_on": 0, "served": 0})
         c["commands"] += 1
+        c["served"] += served(r)
         c["ran_on"] += ran_on(r)
         c["held_s"] += r.held_s
         c["enter_falls"] += sum(t <= ENTER_S for t in r.falls_s)
@@ -364,7 +365,8 @@ TRAINING_HOLD_S = 10.0  # each clip's command held this long from the start pose
 
 def training_eval(controller, directions: dict[str, np.ndarray], minutes: float, seed: int,
                   gestures: dict[str, GestureCheck] | None = None) -> dict:
-    """What a distillation run's evaluation records of real use (`kept_score` weighs `served_share`): one chain of
+    """What a distillation run's evaluation records of real use (`kept_score` weighs `served_share`; `clip_served`,
+    each clip's share of commands served, weighs what DAgger practises): one chain of
     `minutes` from `seed`, the same each time, so that evaluations compare alike, and each clip's first caption
     held TRAINING_HOLD_S from the start pose (a user's first command: a chain of a few minutes gives each clip only
     a few commands, and rarely from standing)."""
@@ -373,7 +375,8 @@ def training_eval(controller, directions: dict[str, np.ndarray], minutes: float,
     held = [hold_from_start(controller, caption, clip, TRAINING_HOLD_S, directions.get(clip), gesture=gestures.get(clip))
             for clip, caption in first.items()]
     s = summarize(chain(controller, minutes, seed, directions, gestures=gestures) + held)
-    return {"served_share": s["served_share"], "falls_per_hour": s["falls_per_hour"]}
+    return {"served_share": s["served_share"], "falls_per_hour": s["falls_per_hour"],
+            "clip_served": {clip: c["served"] / c["commands"] for clip, c in s["clips"].items()}}
 
 
 def run(controller, minutes: float, seeds: int, directions: dict[str, np.ndarray],

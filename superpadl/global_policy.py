@@ -41,7 +41,7 @@ from padl.run import Run, Stage
 from superpadl import endurance as E
 from superpadl import student as S
 from superpadl.evaluate import GlobalAgent, kept_score, transition_success
-from superpadl.groups import clip_priorities
+from superpadl.groups import clip_priorities, practised_success
 from superpadl.policies import GLOBAL_KIND as KIND, GlobalPolicy, check_encoder, encoder_record
 from superpadl.teachers import GroupTeachers
 from superpadl.text import EMBED_DIM
@@ -365,13 +365,15 @@ class _Stage(Stage):
             ev["transition_success"] = transition_success(agent, self.library, cfg.eval_transitions, 2.0, 3.0,
                                                           np.random.default_rng(cfg.seed),
                                                           (self.directions, self.gestures))["success"]
+        practised = success
         if cfg.eval_real_use_minutes:
             from superpadl.runtime import PolicyController
 
             controller = PolicyController(GlobalPolicy(self.policy(state), self.meta), encoder=self.encoder)
-            ev.update(E.training_eval(controller, self.directions, cfg.eval_real_use_minutes, cfg.seed,
-                                      self.gestures))
-        state["clip_weights"] = clip_priorities(success, cfg.prioritise)
+            use = E.training_eval(controller, self.directions, cfg.eval_real_use_minutes, cfg.seed, self.gestures)
+            practised = practised_success(success, clips, use.pop("clip_served"))
+            ev.update(use)
+        state["clip_weights"] = clip_priorities(practised, cfg.prioritise)
         self.carry = self.carry._replace(
             env_state=self.carry.env_state._replace(clip_weights=jnp.asarray(state["clip_weights"])))
         return ev, {**scalars, "clip_success": success}

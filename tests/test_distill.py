@@ -21,7 +21,7 @@ from superpadl import student as S
 from superpadl.cli import main as superpadl_main
 from superpadl.evaluate import GroupAgent, kept_score, transition_success
 from superpadl.global_policy import Carry, CommandSchedule, Commands, GlobalConfig, dagger_rollout, train_global
-from superpadl.groups import GroupConfig, clip_priorities, make_groups, train_group
+from superpadl.groups import GroupConfig, clip_priorities, make_groups, practised_success, train_group
 from superpadl.policies import GlobalPolicy, GroupPolicy
 from superpadl.teachers import ExpertTeachers, GroupTeachers, load_groups
 from superpadl.runtime import GroupController, PolicyController, load_controller
@@ -475,7 +475,12 @@ def test_group_init_from_holds_its_controller_while_the_critic_learns_and_scores
     held = GroupController(run, E.start_pose(lib, CLIPS), lib)
     directions, gestures = E.command_checks(lib)
     use = E.training_eval(held, directions, 0.1, cfg.seed, gestures)
+    served = use.pop("clip_served")
     assert 0.0 <= row["served_share"] <= 1.0 and {k: row[k] for k in use} == use
+    assert set(served) <= set(CLIPS) and all(0.0 <= v <= 1.0 for v in served.values())
+    state, _ = checkpoint.load(run / "train_state")  # what the group practises next weighs both
+    assert np.allclose(state["['clip_weights']"],
+                       clip_priorities(practised_success(row["clip_success"], CLIPS, served), cfg.prioritise))
     with pytest.raises(checkpoint.CheckpointError, match="not this group's"):
         train_group(lib, teachers, CLIPS[:1], tmp_path / "other", cfg, progress=False, log=lambda m: None,
                     init_from=groups_dir / "group_000")
@@ -509,6 +514,11 @@ def test_clip_priorities_favour_failed_clips():
     w = clip_priorities([1.0, 0.5, 0.0, 1.2], 4.0)
     assert w.tolist() == [1.0, 3.0, 5.0, 1.0]  # success outside [0, 1] is clipped; a mastered clip keeps weight 1
     assert clip_priorities([0.0, 1.0], 0.0).tolist() == [1.0, 1.0]  # strength 0: uniform
+
+
+def test_clips_are_practised_by_the_worse_of_clip_start_success_and_real_use():
+    got = practised_success([0.9, 0.5, 1.0], ["slash", "bow", "walk"], {"slash": 0.0, "bow": 0.75})
+    assert got == [0.0, 0.5, 1.0]  # the walk, not commanded in real use, keeps its clip-start success
 
 
 def test_group_split_random_and_cluster():
