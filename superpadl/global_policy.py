@@ -144,7 +144,7 @@ class Commands(NamedTuple):
 
 
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, commands: Commands,
-                   schedule: CommandSchedule):
+                   schedule: CommandSchedule, stop_teacher=None):
     """`steps` control steps of DAgger data collection: each env is driven by the student (or by the teacher where
     by_teacher), and every state the batch visits is labelled with teacher(own state, history, command,
     heading), the teacher's action on that very state. Commands switch on average every `schedule.switch_every_s`,
@@ -165,8 +165,11 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     labelled from then on by the idle clip's teacher, begun where the character stands, while the student still
     sees the command: a one-shot skill finishes and returns to standing, however long its command is held. With
     `schedule.brake_s` and `commands.moves`, a switch to a clip that is not locomotion while the character moves is
-    labelled by the idle clip's teacher until it is slow (or brake_s is over), then by the new clip's; a user's
-    switch to locomotion meanwhile takes over at once.
+    labelled by the idle clip's teacher until it is slow (or brake_s is over), then by the new clip's (an episode
+    begun moving with such a command too); a user's switch to locomotion meanwhile takes over at once. With a
+    `stop_teacher` (same arguments as `teacher`), the braking is labelled by it instead, "stand still" given while
+    moving too: a teacher taught to stop from a jog stands in another stance than the one every gesture starts from,
+    so it labels the stop alone.
     Returns (carry, (student inputs (T, N, D), teacher labels (T, N, A), executed actions (T, N, A)),
     (falls, switches))."""
     env_state, hist, command, caption, clock, start, pending, shown_start = carry
@@ -178,13 +181,15 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     for _ in range(steps):
         key, keys, x, t_in = dagger_inputs(S.view(env_state), cmd, emb, key, hcfg)
         a_teacher = teacher(*t_in)
+        if stop_teacher is not None:
+            a_teacher = jnp.where(((cmd[1] == commands.idle) & (cmd[5] >= 0))[:, None], stop_teacher(*t_in), a_teacher)
         a = jnp.where(by_teacher[:, None], a_teacher, student(x, keys[0]))
         new = env.step(env_state, a)
         xs.append(x), ys.append(a_teacher), executed.append(a)
         cmd, counts = dagger_commands(S.view(new), cmd, counts, keys, commands.clips, commands.starts, commands.ends,
                                       commands.moves,
                                       env=env, hcfg=hcfg, draw_caption=commands.draw_caption, idle=commands.idle,
-                                      schedule=schedule)
+                                      schedule=schedule, stop_teacher=stop_teacher is not None)
         env_state = new
     falls, switches = map(float, counts)
     return Carry(env_state, *cmd), tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches)
@@ -202,9 +207,9 @@ def dagger_inputs(state, cmd, emb, key, hcfg):
     return key, jnp.stack(keys), x, (pobs, hist, command, S.heading_features(start, root))
 
 
-@functools.partial(jax.jit, static_argnames=("env", "hcfg", "draw_caption", "idle", "schedule"))
+@functools.partial(jax.jit, static_argnames=("env", "hcfg", "draw_caption", "idle", "schedule", "stop_teacher"))
 def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, moves, env, hcfg, draw_caption, idle: int,
-                    schedule: CommandSchedule):
+                    schedule: CommandSchedule, stop_teacher: bool = False):
     """A `dagger_rollout` step's commands after the env stepped to `new`, as one jitted call (no host sync): switches,
     handovers, idle holds and restarts, the history pushed in; `counts` (falls, user switches) accumulated."""
     hist, command, caption, clock, start, pending, shown_start = cmd
@@ -236,17 +241,23 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, moves
     jump = user & braking & moves[other] if brakes else jnp.zeros((n,), bool)
     finishing = user & ~jump & ((pending >= 0) | (~over & (left <= finish_s)))
     switch = user & ~finishing  # the teacher switches now
-    brake = switch & moving & ~moves[other] & (other != idle) if brakes else jnp.zeros((n,), bool)
+    # standing given while moving brakes too where another teacher labels the braking than the standing one
+    brake = switch & moving & ~moves[other] & ((other != idle) | stop_teacher) if brakes else jnp.zeros((n,), bool)
     rest = restart & (new.clip_time <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
     first = jnp.where(rest, other, new.clip)  # the command an episode begins with
+    # an episode begun moving (a foreign start in a walk or jog) with a command that is not locomotion brakes first,
+    # as a switch does
+    brake_start = (restart & moving & ~moves[first] & ((first != idle) | stop_teacher) if brakes
+                   else jnp.zeros((n,), bool))
     caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
     new_root = S.root_frame(new.qpos)
-    began = switch | handover | rest | to_idle  # the teacher's command begins here, where the character stands
+    began = switch | handover | rest | to_idle | brake_start  # the teacher's command begins here, where it stands
     # where the clip begins, re-anchored as the env started it (a foreign start, `starts.foreign_share`)
     restart_start = jnp.where(rest[:, None], new_root, S.anchored(starts[new.clip], new.anchor))
-    command = jnp.where(restart, first, jnp.where(switch, jnp.where(brake, idle, other), jnp.where(
-        handover, pending, jnp.where(to_idle, idle, command))))
-    pending = jnp.where(restart | handover | jump, -1, jnp.where(finishing | brake, other, pending))
+    command = jnp.where(restart, jnp.where(brake_start, idle, first), jnp.where(switch, jnp.where(brake, idle, other),
+                        jnp.where(handover, pending, jnp.where(to_idle, idle, command))))
+    pending = jnp.where(brake_start, first, jnp.where(restart | handover | jump, -1,
+                                                      jnp.where(finishing | brake, other, pending)))
     clock = jnp.where(began, 0.0, jnp.where(restart, new.clip_time, clock + dt))
     start = jnp.where(began[:, None], new_root, jnp.where(restart[:, None], restart_start, start))
     shown_start = jnp.where(restart[:, None], restart_start, jnp.where(user[:, None], new_root, shown_start))
@@ -261,8 +272,10 @@ class _Stage(Stage):
 
     desc = "global"
 
-    def __init__(self, library: MotionLibrary, teachers: GroupTeachers, clips: list[str], cfg: GlobalConfig, encoder):
+    def __init__(self, library: MotionLibrary, teachers: GroupTeachers, clips: list[str], cfg: GlobalConfig, encoder,
+                 stop_teachers: GroupTeachers | None = None):
         hcfg = self.hcfg = teachers.history
+        self.stop_teachers = stop_teachers
         group_env = teachers.env_config()
         env_cfg = replace(cfg.env, clips=tuple(clips), obs=group_env.obs,
                           physics=dict(control_hz=group_env.physics.control_hz))
@@ -332,7 +345,7 @@ class _Stage(Stage):
         key, k_roll = jax.random.split(key)
         self.carry, (xs, ys, _), (dones, switches) = dagger_rollout(
             env, self.carry, lambda x, k: ppo.act(ts, x, k)[0], self.teachers.act, by_teacher, self.emb_j, self.hcfg,
-            T, k_roll, self.commands, cfg.commands)
+            T, k_roll, self.commands, cfg.commands, self.stop_teachers and self.stop_teachers.act)
         flat_x = xs.reshape(T * N, -1)
         self.buf_x, self.buf_y = self.buf_x.add(flat_x), self.buf_y.add(ys.reshape(T * N, -1))
         ts = ts.replace(normalizer=update_normalizer(ts.normalizer, flat_x))
@@ -388,11 +401,13 @@ class _Stage(Stage):
 def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Path, cfg: GlobalConfig = GlobalConfig(),
                  clips: list[str] | None = None, resume: bool = False, iterations: int | None = None,
                  progress: bool = True, log=print, time_limit_s: float | None = None, encoder=None,
-                 init_from: str | Path | None = None, force: bool = False) -> dict:
+                 init_from: str | Path | None = None, force: bool = False,
+                 stop_teachers: GroupTeachers | None = None) -> dict:
     """Train (or resume) the global policy on the clips the group teachers cover; returns its last evaluation.
     `init_from` (a global policy with the same inputs) starts a new run from its network and normaliser: new
     teachers are distilled into it by fine-tuning, not from scratch. A new run refuses to overwrite a policy kept in
-    `out` by an earlier one unless `force` (`checkpoint.prepare_run`)."""
+    `out` by an earlier one unless `force` (`checkpoint.prepare_run`). `stop_teachers` (controllers covering the idle
+    clip) label the braking before a command that is not locomotion (`dagger_rollout`)."""
     from superpadl.text import default_encoder
 
     out = Path(out)
@@ -406,7 +421,10 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     clips = list(clips or covered)
     if missing := [c for c in clips if c not in covered]:
         raise ValueError(f"clip {missing[0]!r} has no group controller")
-    stage = _Stage(library, teachers, clips, cfg, encoder)
+    if stop_teachers is not None and (cfg.commands.brake_s <= 0 or S.idle_clip(library, clips) < 0
+                                      or stop_teachers.clip_owner[S.idle_clip(library, clips)] < 0):
+        raise ValueError("stop teachers need commands.brake_s > 0 and a controller of the idle clip")
+    stage = _Stage(library, teachers, clips, cfg, encoder, stop_teachers)
     state = stage.initial_state()
     if run.saved:
         state = run.resume(state, kept_score)

@@ -530,10 +530,11 @@ class Pipeline:
 
         out = self.out / "global"
         teachers = load_groups(self.out / "groups", self.lib())
+        stop = self.recipe.global_.stop_groups
         self._trainer_call(stage, self.recipe.global_.minutes, lambda limit: train_global(
             self.lib(), teachers, out, self.recipe.global_.config, clips=self.kept_clips(), resume=True,
             progress=False, log=self.log, time_limit_s=limit, force=not (out / "train_state.json").exists(),
-            init_from=self.recipe.global_.init_from))
+            init_from=self.recipe.global_.init_from, stop_teachers=stop and load_groups(stop, self.lib())))
         stage["samples"] = progress_of(out)[1]
 
     def stage_eval(self, stage: dict) -> None:

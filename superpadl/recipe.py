@@ -53,6 +53,9 @@ class Stage:
     # a finished policy of this stage's kind to fine-tune from (a groups folder of the same clips; a global policy
     # with the same inputs): a warm start, as `superpadl distill ... --init-from`
     init_from: Path | None = None
+    # global only: a groups folder whose controller of the idle clip labels DAgger's braking before a gesture
+    # (`superpadl.global_policy.dagger_rollout`'s `stop_teacher`): one distilled from a standing expert taught to stop
+    stop_groups: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class Recipe:
 TOP_KEYS = {"name", "sources", "sources_file", "data", "stand_starts", "start_from", "experts", "handover", "groups",
             "global", "eval"}
 EXPERT_KEYS = {f.name for f in dataclasses.fields(ExpertStage)} - {"config"}
-STAGE_KEYS = {"minutes", "init_from"}
+STAGE_KEYS = {"minutes", "init_from", "stop_groups"}
 
 
 def load(path: str | Path) -> Recipe:
@@ -169,6 +172,11 @@ def parse(raw: dict, path: Path) -> Recipe:
         if "init_from" in t:
             stages[key] = dataclasses.replace(stages[key], init_from=_folder(
                 path, t["init_from"], f"{key}.init_from", "policy folder", fail))
+        if "stop_groups" in t:
+            if key != "global":
+                fail(f"{key}.stop_groups", "only the global stage has stop teachers")
+            stages[key] = dataclasses.replace(stages[key], stop_groups=_folder(
+                path, t["stop_groups"], f"{key}.stop_groups", "groups folder", fail))
         if states := stages[key].config.env.starts.state_starts:
             file = (path.parent / states).resolve()
             if not file.is_file():

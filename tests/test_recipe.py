@@ -59,6 +59,12 @@ def test_a_stage_warm_start_is_a_folder_relative_to_the_recipe(tmp_path):
     assert r.global_.init_from == tmp_path / "models" / "earlier" and r.global_.config.iterations == 3
 
 
+def test_the_global_stop_teachers_are_a_folder_relative_to_the_recipe(tmp_path):
+    (tmp_path / "models" / "stop").mkdir(parents=True)
+    r = R.load(write(tmp_path, 'sources = ["a.txt"]\n[global]\nstop_groups = "models/stop"\n'))
+    assert r.global_.stop_groups == tmp_path / "models" / "stop" and r.groups.stop_groups is None
+
+
 def test_a_stage_state_starts_file_is_relative_to_the_recipe(tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "states.npz").write_bytes(b"x")
@@ -91,6 +97,8 @@ def test_sources_file_entries_are_relative_to_data(tmp_path):
     ('sources = ["a.txt"]\n[experts]\ninit_from = "warm"\n', ("a.txt",), "experts.init_from", "no such folder"),
     ('sources = ["a.txt"]\n[global]\ninit_from = "warm"\n', ("a.txt",), "global.init_from", "no such folder"),
     ('sources = ["a.txt"]\n[groups]\ninit_from = 3\n', ("a.txt",), "groups.init_from", "path (string)"),
+    ('sources = ["a.txt"]\n[global]\nstop_groups = "gone"\n', ("a.txt",), "global.stop_groups", "no such folder"),
+    ('sources = ["a.txt"]\n[groups]\nstop_groups = "."\n', ("a.txt",), "groups.stop_groups", "only the global stage"),
     ('sources = ["a.txt"]\n[global.env.starts]\nstate_starts = "s.npz"\n', ("a.txt",),
      "global.env.starts.state_starts", "no such file"),
     ('sources_file = "s.txt"\n', ("s.txt",), "sources_file", "empty clip list"),
