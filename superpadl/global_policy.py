@@ -165,8 +165,8 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
     labelled from then on by the idle clip's teacher, begun where the character stands, while the student still
     sees the command: a one-shot skill finishes and returns to standing, however long its command is held. With
     `schedule.brake_s` and `commands.moves`, a switch to a clip that is not locomotion while the character moves is
-    labelled by the idle clip's teacher until it is slow (or brake_s is over), then by the new clip's (an episode
-    begun moving with such a command too); a user's switch to locomotion meanwhile takes over at once. With a
+    labelled by the idle clip's teacher until it is slow (or brake_s is over), then by the new clip's; a user's
+    switch to locomotion meanwhile takes over at once. With a
     `stop_teacher` (same arguments as `teacher`), the braking is labelled by it instead, "stand still" given while
     moving too: a teacher taught to stop from a jog stands in another stance than the one every gesture starts from,
     so it labels the stop alone.
@@ -245,19 +245,14 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, moves
     brake = switch & moving & ~moves[other] & ((other != idle) | stop_teacher) if brakes else jnp.zeros((n,), bool)
     rest = restart & (new.clip_time <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
     first = jnp.where(rest, other, new.clip)  # the command an episode begins with
-    # an episode begun moving (a foreign start in a walk or jog) with a command that is not locomotion brakes first,
-    # as a switch does
-    brake_start = (restart & moving & ~moves[first] & ((first != idle) | stop_teacher) if brakes
-                   else jnp.zeros((n,), bool))
     caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
     new_root = S.root_frame(new.qpos)
-    began = switch | handover | rest | to_idle | brake_start  # the teacher's command begins here, where it stands
+    began = switch | handover | rest | to_idle  # the teacher's command begins here, where the character stands
     # where the clip begins, re-anchored as the env started it (a foreign start, `starts.foreign_share`)
     restart_start = jnp.where(rest[:, None], new_root, S.anchored(starts[new.clip], new.anchor))
-    command = jnp.where(restart, jnp.where(brake_start, idle, first), jnp.where(switch, jnp.where(brake, idle, other),
-                        jnp.where(handover, pending, jnp.where(to_idle, idle, command))))
-    pending = jnp.where(brake_start, first, jnp.where(restart | handover | jump, -1,
-                                                      jnp.where(finishing | brake, other, pending)))
+    command = jnp.where(restart, first, jnp.where(switch, jnp.where(brake, idle, other), jnp.where(
+        handover, pending, jnp.where(to_idle, idle, command))))
+    pending = jnp.where(restart | handover | jump, -1, jnp.where(finishing | brake, other, pending))
     clock = jnp.where(began, 0.0, jnp.where(restart, new.clip_time, clock + dt))
     start = jnp.where(began[:, None], new_root, jnp.where(restart[:, None], restart_start, start))
     shown_start = jnp.where(restart[:, None], restart_start, jnp.where(user[:, None], new_root, shown_start))

@@ -524,13 +524,29 @@ class Pipeline:
         spec = json.loads((out / "groups.json").read_text())
         stage["samples"] = sum(progress_of(out / g["name"])[1] for g in spec["groups"])
 
+    def stage_stop(self, stage: dict) -> None:
+        from superpadl.groups import distill_groups
+        from superpadl.student import idle_clip
+
+        teacher = self.recipe.stop.teacher
+        if teacher is None:
+            return
+        idle = idle_clip(self.lib(), self.kept_clips())
+        if idle < 0:
+            raise ValueError(f"{self.recipe.path}: stop.teacher: the recipe has no standing clip to stop into")
+        out = self.out / "stop"
+        self._trainer_call(stage, self.recipe.stop.minutes, lambda limit: distill_groups(
+            self.lib(), [teacher], out, self.recipe.stop.config, clips=[self.lib().clip_ids[idle]], resume=True,
+            progress=False, log=self.log, time_limit_s=limit))
+        stage["samples"] = report.stage_samples(self.out, "stop", self.data)
+
     def stage_global(self, stage: dict) -> None:
         from superpadl.global_policy import train_global
         from superpadl.teachers import load_groups
 
         out = self.out / "global"
         teachers = load_groups(self.out / "groups", self.lib())
-        stop = self.recipe.global_.stop_groups
+        stop = self.out / "stop" if (self.out / "stop" / "groups.json").is_file() else None
         self._trainer_call(stage, self.recipe.global_.minutes, lambda limit: train_global(
             self.lib(), teachers, out, self.recipe.global_.config, clips=self.kept_clips(), resume=True,
             progress=False, log=self.log, time_limit_s=limit, force=not (out / "train_state.json").exists(),
@@ -580,7 +596,7 @@ def _new_status(recipe: R.Recipe) -> dict:
 
 # The stage a recipe key sets up; every other key (the sources, the name) is the import's.
 STAGE_OF_KEY = {"stand_starts": "experts", "start_from": "experts", "experts": "experts", "handover": "handover",
-                "groups": "groups", "global": "global", "eval": "eval"}
+                "groups": "groups", "stop": "stop", "global": "global", "eval": "eval"}
 
 
 def changed_stages(before: dict, after: dict) -> set[str]:

@@ -6,6 +6,7 @@
     [groups]    # GroupConfig fields and `minutes`
     [global]    # GlobalConfig fields and `minutes`
     [handover]  # HandoverStage fields
+    [stop]      # StopStage: `teacher`, `minutes` and GroupConfig fields
     [eval]      # EvalSettings fields
 
 Paths are relative to the recipe file (the entries of a `sources_file` to `data`, default the sources file's
@@ -53,9 +54,17 @@ class Stage:
     # a finished policy of this stage's kind to fine-tune from (a groups folder of the same clips; a global policy
     # with the same inputs): a warm start, as `superpadl distill ... --init-from`
     init_from: Path | None = None
-    # global only: a groups folder whose controller of the idle clip labels DAgger's braking before a gesture
-    # (`superpadl.global_policy.dagger_rollout`'s `stop_teacher`): one distilled from a standing expert taught to stop
-    stop_groups: Path | None = None
+
+
+@dataclass(frozen=True)
+class StopStage:
+    """A standing expert taught to stop from locomotion (`teacher`), distilled into a group controller of the idle
+    clip alone (`config`: GroupConfig fields), which labels DAgger's braking before a gesture or standing given while
+    moving (`superpadl.global_policy.dagger_rollout`'s `stop_teacher`). Not the standing teacher itself: taught to
+    stop, it stands in another stance than the one every gesture starts from (docs/experiments.md)."""
+    teacher: Path | None = None  # an expert folder of the idle clip; none: no stage, the standing teacher brakes
+    config: GroupConfig = GroupConfig()
+    minutes: float | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,7 @@ class Recipe:
     global_: Stage = field(default_factory=lambda: Stage(GlobalConfig()))
     eval: EvalSettings = EvalSettings()
     handover: HandoverStage = HandoverStage()
+    stop: StopStage = StopStage()
     # clips (library ids) whose experts also learn to start from the standing skill's states, as a user's first
     # command does (`superpadl.pipeline.stand_start_config`): a teacher of the recipe that covers one is fine-tuned
     # so, all its clips
@@ -108,9 +118,9 @@ class Recipe:
 
 
 TOP_KEYS = {"name", "sources", "sources_file", "data", "stand_starts", "start_from", "experts", "handover", "groups",
-            "global", "eval"}
+            "stop", "global", "eval"}
 EXPERT_KEYS = {f.name for f in dataclasses.fields(ExpertStage)} - {"config"}
-STAGE_KEYS = {"minutes", "init_from", "stop_groups"}
+STAGE_KEYS = {"minutes", "init_from"}
 
 
 def load(path: str | Path) -> Recipe:
@@ -165,35 +175,38 @@ def parse(raw: dict, path: Path) -> Recipe:
     if not 0 <= ex.success <= 1:
         fail("experts.success", f"must be in [0, 1], not {ex.success}")
     stages = {}
-    for key, cls in (("groups", GroupConfig), ("global", GlobalConfig)):
+    for key, cls in (("groups", GroupConfig), ("stop", GroupConfig), ("global", GlobalConfig)):
         t = table(key)
+        if key == "stop":
+            t = {k: v for k, v in t.items() if k != "teacher"}
         cfg = _config(cls, {k: v for k, v in t.items() if k not in STAGE_KEYS}, key, fail, cls())
         stages[key] = Stage(cfg, **_fields(Stage, {k: v for k, v in t.items() if k == "minutes"}, key, fail))
         if "init_from" in t:
             stages[key] = dataclasses.replace(stages[key], init_from=_folder(
                 path, t["init_from"], f"{key}.init_from", "policy folder", fail))
-        if "stop_groups" in t:
-            if key != "global":
-                fail(f"{key}.stop_groups", "only the global stage has stop teachers")
-            stages[key] = dataclasses.replace(stages[key], stop_groups=_folder(
-                path, t["stop_groups"], f"{key}.stop_groups", "groups folder", fail))
         if states := stages[key].config.env.starts.state_starts:
             file = (path.parent / states).resolve()
             if not file.is_file():
                 fail(f"{key}.env.starts.state_starts", f"no such file {file}")
             cfg = replace(stages[key].config, env=dict(starts=dict(state_starts=str(file))))
             stages[key] = dataclasses.replace(stages[key], config=cfg)
+    stop = StopStage(config=stages["stop"].config, minutes=stages["stop"].minutes)
+    if "init_from" in table("stop"):
+        fail("stop.init_from", "unknown key (the stop stage starts from its teacher alone)")
+    if "teacher" in table("stop"):
+        stop = dataclasses.replace(stop, teacher=_folder(path, table("stop")["teacher"], "stop.teacher", "expert folder",
+                                                         fail))
     ev = EvalSettings(**_fields(EvalSettings, table("eval"), "eval", fail))
     hand = HandoverStage(**_fields(HandoverStage, table("handover"), "handover", fail))
     if not 0 < hand.share <= 1:
         fail("handover.share", f"must be in (0, 1], not {hand.share}")
     if hand.start_noise < 0:
         fail("handover.start_noise", f"must not be negative, not {hand.start_noise}")
-    for where, obj in (("experts", ex), ("handover", hand), ("groups", stages["groups"]), ("global", stages["global"]),
-                       ("eval", ev)):
+    for where, obj in (("experts", ex), ("handover", hand), ("groups", stages["groups"]), ("stop", stop),
+                       ("global", stages["global"]), ("eval", ev)):
         _check_budgets(obj, where, fail)
     return Recipe(path=path.resolve(), name=name, sources=sources, listed=listed, experts=ex,
-                  groups=stages["groups"], global_=stages["global"], eval=ev, handover=hand,
+                  groups=stages["groups"], global_=stages["global"], eval=ev, handover=hand, stop=stop,
                   stand_starts=tuple(stand_starts), start_from=start_from, raw=raw)
 
 

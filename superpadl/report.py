@@ -8,7 +8,7 @@ from pathlib import Path
 
 from padl import checkpoint
 
-STAGES = ("import", "experts", "handover", "groups", "global", "eval", "export")
+STAGES = ("import", "experts", "handover", "groups", "stop", "global", "eval", "export")
 
 
 def progress_of(run_dir: Path) -> tuple[int, int]:
@@ -39,12 +39,12 @@ def stage_samples(out: Path, name: str, data: dict) -> int:
         return sum(progress_of(Path(a["dir"]))[1] for e in data.get("experts", {}).values() for a in e["attempts"])
     if name == "handover":
         return sum(progress_of(Path(j["dir"]))[1] for r in data.get("handover", []) for j in r["experts"].values())
-    if name == "groups":
+    if name in ("groups", "stop"):
         try:
-            spec = json.loads((out / "groups" / "groups.json").read_text())
+            spec = json.loads((out / name / "groups.json").read_text())
         except (OSError, ValueError):
             return 0
-        return sum(progress_of(out / "groups" / g["name"])[1] for g in spec.get("groups", []))
+        return sum(progress_of(out / name / g["name"])[1] for g in spec.get("groups", []))
     if name == "global":
         return progress_of(out / "global")[1]
     return 0

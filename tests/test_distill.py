@@ -20,8 +20,7 @@ from superpadl import endurance as E
 from superpadl import student as S
 from superpadl.cli import main as superpadl_main
 from superpadl.evaluate import GroupAgent, kept_score, transition_success
-from superpadl.global_policy import (Carry, CommandSchedule, Commands, GlobalConfig, dagger_commands, dagger_rollout,
-                                     train_global)
+from superpadl.global_policy import Carry, CommandSchedule, Commands, GlobalConfig, dagger_rollout, train_global
 from superpadl.groups import GroupConfig, clip_priorities, make_groups, practised_success, train_group
 from superpadl.policies import GlobalPolicy, GroupPolicy
 from superpadl.teachers import ExpertTeachers, GroupTeachers, load_groups
@@ -218,24 +217,32 @@ def test_a_gesture_commanded_while_moving_is_labelled_by_the_idle_teacher_until_
     assert (labels[0.2][3:3 + 6 + 1, :2] == b).any(0).all()  # handed over by brake_s at the latest
 
 
+def _moving(lib, env, speed: float):
+    """(a, b, the history config, the clips' starts, env states reset and moving forward at `speed` m/s)."""
+    a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
+    state = env.reset(jax.random.key(0))
+    qvel = np.array(state.qvel)
+    qvel[:, 0] = speed
+    return a, b, S.HistoryConfig(), S.clip_starts(lib), state._replace(qvel=qvel)
+
+
+def _label_by_command(pobs, hist, cmd, heading):
+    """A teacher whose action is the clip it is commanded."""
+    return jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+
+
 def test_locomotion_commanded_while_braking_for_a_gesture_takes_over_at_once(lib, small_env):
     """Characters braking (commanded the idle clip a, a command pending, moving at 1 m/s) and switched by the user
     to a locomotion clip (b, marked so here) every step: with brake_s they are labelled by b's teacher from the first
     step, as the runtime plays a walk given while it stops; the pending command is dropped."""
-    hcfg, starts = S.HistoryConfig(), S.clip_starts(lib)
-    a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
-    state = small_env.reset(jax.random.key(0))
-    qvel = np.array(state.qvel)
-    qvel[:, 0] = 1.0
-    state = state._replace(qvel=qvel)
+    a, b, hcfg, starts, state = _moving(lib, small_env, 1.0)
     command = jnp.full(4, a, jnp.int32)
     carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), command, command, jnp.zeros(4),
                   starts[command], jnp.full(4, b, jnp.int32))
-    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
     commands = Commands(jnp.asarray([b]), lambda k, c: c, starts, jnp.full((len(lib.clip_ids),), jnp.inf), a,
                         jnp.zeros(len(lib.clip_ids), bool).at[b].set(True))
     carry, (_, ys, _), _ = dagger_rollout(
-        small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
+        small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), _label_by_command, jnp.zeros(4, bool),
         jnp.eye(len(lib.clip_ids), 384), hcfg, 3, jax.random.key(1), commands, _schedule(1.0, brake_s=2.0))
     labels = np.asarray(ys[:, :, 0])
     np.testing.assert_array_equal(labels[1:], b)  # switched by the first step's commands, labelled b from the next
@@ -246,13 +253,7 @@ def test_a_stop_teacher_labels_the_braking_and_standing_given_while_moving(lib, 
     """Characters doing b at 3 m/s, the user commanding the idle clip a ("stand still") at the first step: with a stop
     teacher they brake (a pending) and its labels (-1 here) replace the idle teacher's; without one, standing given
     while moving is the idle teacher's at once (nothing pending)."""
-    hcfg, starts = S.HistoryConfig(), S.clip_starts(lib)
-    a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
-    state = small_env.reset(jax.random.key(0))
-    qvel = np.array(state.qvel)
-    qvel[:, 0] = 3.0
-    state = state._replace(qvel=qvel)
-    teacher = lambda pobs, hist, cmd, heading: jnp.broadcast_to(cmd[:, None].astype(jnp.float32), (len(cmd), 28))
+    a, b, hcfg, starts, state = _moving(lib, small_env, 3.0)
     stop = lambda pobs, hist, cmd, heading: jnp.full((len(cmd), 28), -1.0)
     commands = Commands(jnp.asarray([a]), lambda k, c: c, starts, jnp.full((len(lib.clip_ids),), jnp.inf), a,
                         jnp.zeros(len(lib.clip_ids), bool))
@@ -262,7 +263,7 @@ def test_a_stop_teacher_labels_the_braking_and_standing_given_while_moving(lib, 
         carry = Carry(state, S.init_history(S.env_proprio(state)[1], hcfg), command, command, jnp.zeros(4),
                       starts[command])
         carry, (_, ys, _), _ = dagger_rollout(
-            small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), teacher, jnp.zeros(4, bool),
+            small_env, carry, lambda x, k: jnp.zeros((x.shape[0], 28)), _label_by_command, jnp.zeros(4, bool),
             jnp.eye(len(lib.clip_ids), 384), hcfg, 2, jax.random.key(1), commands, _schedule(1.0, brake_s=2.0),
             stop_teacher)
         got[stop_teacher is None] = (np.asarray(ys[1, :, 0]), np.asarray(carry.pending), np.asarray(carry.command))
@@ -271,31 +272,6 @@ def test_a_stop_teacher_labels_the_braking_and_standing_given_while_moving(lib, 
     np.testing.assert_array_equal(got[False][0], -1)  # braking, then commanded a again: still braking
     np.testing.assert_array_equal(got[False][1], a)
     np.testing.assert_array_equal(got[False][2], a)
-
-
-def test_an_episode_begun_moving_with_a_command_that_is_not_locomotion_brakes_first(lib, small_env):
-    """Episodes restarting at 3 m/s (a foreign start in a jog) commanded their clip: b, not locomotion, is commanded
-    the idle clip a with b pending, as a switch to b there would be; marked as locomotion, b is commanded at once."""
-    hcfg, starts = S.HistoryConfig(), S.clip_starts(lib)
-    a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
-    state = small_env.reset(jax.random.key(0))
-    qvel = np.array(state.qvel)
-    qvel[:, 0] = 3.0
-    new = S.view(state._replace(qvel=jnp.asarray(qvel), clip=jnp.full(4, b, jnp.int32), done=jnp.ones(4, bool)))
-    cmd = (S.init_history(S.env_proprio(state)[1], hcfg), jnp.full(4, a, jnp.int32), jnp.zeros(4, jnp.int32),
-           jnp.zeros(4), starts[jnp.full(4, a)], jnp.full(4, -1, jnp.int32), starts[jnp.full(4, a)])
-    got = {}
-    for b_moves in (False, True):
-        (_, command, _, clock, _, pending, _), _ = dagger_commands(
-            new, cmd, jnp.zeros(2), jax.random.split(jax.random.key(1), 6), jnp.asarray([a]), starts,
-            jnp.full((len(lib.clip_ids),), jnp.inf), jnp.zeros(len(lib.clip_ids), bool).at[b].set(b_moves),
-            env=small_env, hcfg=hcfg, draw_caption=lambda k, c: c, idle=a, schedule=_schedule(0.0, brake_s=2.0))
-        got[b_moves] = np.asarray(command), np.asarray(pending), np.asarray(clock)
-    np.testing.assert_array_equal(got[False][0], a)
-    np.testing.assert_array_equal(got[False][1], b)
-    np.testing.assert_array_equal(got[False][2], 0.0)
-    np.testing.assert_array_equal(got[True][0], b)
-    np.testing.assert_array_equal(got[True][1], -1)
 
 
 def test_a_command_switching_at_its_clips_end_switches_to_the_idle_clip_shown_as_such(lib, small_env):

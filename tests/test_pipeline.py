@@ -265,3 +265,50 @@ def test_a_stand_start_clips_teacher_is_fine_tuned_with_starts_from_standing(tmp
                     print)
     with pytest.raises(ValueError, match=r"r\.toml: \[groups\.env\.episode\] hold_clips: 'deepmimic_stil' is not a clip"):
         pipe.stage_import({})
+
+
+@pytest.mark.slow
+def test_the_stop_stage_distils_its_teacher_into_a_group_of_the_standing_clip(tmp_path):
+    """`[stop] teacher`: the stage distils that expert into `RUN/stop`, a group of the standing clip alone, with the
+    stage's own group settings, and the global stage loads it as its stop teacher; without a teacher it does nothing."""
+    import jax
+
+    from motions.library import MotionLibrary
+    from padl import ppo
+    from padl.config import to_dict
+    from padl.env import EnvConfig, ImitationEnv, PhysicsConfig
+    from padl.expert import ExpertConfig
+    from padl.policy import ExpertPolicy
+    from superpadl import recipe as R
+    from superpadl.pipeline import Pipeline, Status
+
+    _deepmimic(tmp_path / "humanoid3d_wave.txt", 0, 1.2, "wrap")
+    _deepmimic(tmp_path / "humanoid3d_still.txt", 0, 0.0, "none")
+    stand = "deepmimic_still_0-0.5s"
+    cfg = ExpertConfig(env=EnvConfig(num_envs=8, clips=(stand,), physics=PhysicsConfig(backend="mujoco", num_threads=1)))
+    body = ('name = "r"\nsources = ["humanoid3d_wave.txt", "humanoid3d_still.txt@0:0.5"]\n'
+            '[stop]\nteacher = "stop"\niterations = 2\nbc_warmup_iterations = 2\neval_every = 2\neval_episodes = 1\n'
+            'rollout_steps = 4\nbc_steps = 4\n[stop.env]\nnum_envs = 4\n[stop.env.physics]\nbackend = "mujoco"\n'
+            'num_threads = 1\n[stop.env.episode]\nlength_s = 6.0\n')
+    (tmp_path / "stop").mkdir()
+    (tmp_path / "r.toml").write_text(body)
+    pipe = Pipeline(R.load(tmp_path / "r.toml"), tmp_path / "run", Status(tmp_path / "status.json", {}), None, 1,
+                    None, print)
+    pipe.stage_import({})
+    lib = MotionLibrary(tmp_path / "run" / "library")
+    obs_size = ImitationEnv(lib, cfg.env).obs_size
+    ts = ppo.init(jax.random.key(0), obs_size, 28, cfg.ppo)
+    ExpertPolicy(ts, {"kind": "padl-expert", "expert": to_dict(cfg), "clips": [stand], "obs_size": obs_size,
+                      "action_size": 28}).export(tmp_path / "stop")
+    pipe.data["clips"], pipe.data["left_out"] = [stand, "deepmimic_wave"], {}
+    stage = {"wall_s": 0.0}
+    pipe.stage_stop(stage)
+    spec = json.loads((tmp_path / "run" / "stop" / "groups.json").read_text())
+    assert [g["clips"] for g in spec["groups"]] == [[stand]] and stage["samples"] == 2 * 4 * 4
+    config = json.loads((tmp_path / "run" / "stop" / "group_000" / "train_state.json").read_text())["config"]
+    assert config["group"]["env"]["episode"]["length_s"] == 6.0
+    (tmp_path / "r.toml").write_text(body.replace('teacher = "stop"\n', ""))
+    pipe = Pipeline(R.load(tmp_path / "r.toml"), tmp_path / "run2", Status(tmp_path / "s2.json", {}), None, 1, None,
+                    print)
+    pipe.stage_stop({"wall_s": 0.0})
+    assert not (tmp_path / "run2" / "stop").exists()

@@ -59,10 +59,13 @@ def test_a_stage_warm_start_is_a_folder_relative_to_the_recipe(tmp_path):
     assert r.global_.init_from == tmp_path / "models" / "earlier" and r.global_.config.iterations == 3
 
 
-def test_the_global_stop_teachers_are_a_folder_relative_to_the_recipe(tmp_path):
+def test_the_stop_stage_is_its_teacher_folder_and_group_settings(tmp_path):
     (tmp_path / "models" / "stop").mkdir(parents=True)
-    r = R.load(write(tmp_path, 'sources = ["a.txt"]\n[global]\nstop_groups = "models/stop"\n'))
-    assert r.global_.stop_groups == tmp_path / "models" / "stop" and r.groups.stop_groups is None
+    r = R.load(write(tmp_path, 'sources = ["a.txt"]\n[stop]\nteacher = "models/stop"\niterations = 7\nminutes = 3\n'
+                               '[stop.env.episode]\nlength_s = 6.0\n'))
+    assert r.stop.teacher == tmp_path / "models" / "stop" and r.stop.minutes == 3
+    assert r.stop.config.iterations == 7 and r.stop.config.env.episode.length_s == 6.0
+    assert r.groups.config.iterations != 7 and R.load(write(tmp_path, 'sources = ["a.txt"]\n')).stop.teacher is None
 
 
 def test_a_stage_state_starts_file_is_relative_to_the_recipe(tmp_path):
@@ -97,8 +100,8 @@ def test_sources_file_entries_are_relative_to_data(tmp_path):
     ('sources = ["a.txt"]\n[experts]\ninit_from = "warm"\n', ("a.txt",), "experts.init_from", "no such folder"),
     ('sources = ["a.txt"]\n[global]\ninit_from = "warm"\n', ("a.txt",), "global.init_from", "no such folder"),
     ('sources = ["a.txt"]\n[groups]\ninit_from = 3\n', ("a.txt",), "groups.init_from", "path (string)"),
-    ('sources = ["a.txt"]\n[global]\nstop_groups = "gone"\n', ("a.txt",), "global.stop_groups", "no such folder"),
-    ('sources = ["a.txt"]\n[groups]\nstop_groups = "."\n', ("a.txt",), "groups.stop_groups", "only the global stage"),
+    ('sources = ["a.txt"]\n[stop]\nteacher = "gone"\n', ("a.txt",), "stop.teacher", "no such folder"),
+    ('sources = ["a.txt"]\n[stop]\niterations = -2\n', ("a.txt",), "stop.iterations", "negative"),
     ('sources = ["a.txt"]\n[global.env.starts]\nstate_starts = "s.npz"\n', ("a.txt",),
      "global.env.starts.state_starts", "no such file"),
     ('sources_file = "s.txt"\n', ("s.txt",), "sources_file", "empty clip list"),
