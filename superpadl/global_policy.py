@@ -182,7 +182,7 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         key, keys, x, t_in = dagger_inputs(S.view(env_state), cmd, emb, key, hcfg)
         a_teacher = teacher(*t_in)
         if stop_teacher is not None:
-            a_teacher = jnp.where(((cmd[1] == commands.idle) & (cmd[5] >= 0))[:, None], stop_teacher(*t_in), a_teacher)
+            a_teacher = jnp.where(braking(cmd, commands.idle)[:, None], stop_teacher(*t_in), a_teacher)
         a = jnp.where(by_teacher[:, None], a_teacher, student(x, keys[0]))
         new = env.step(env_state, a)
         xs.append(x), ys.append(a_teacher), executed.append(a)
@@ -193,6 +193,12 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         env_state = new
     falls, switches = map(float, counts)
     return Carry(env_state, *cmd), tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches)
+
+
+def braking(cmd, idle: int) -> jax.Array:
+    """(N,) envs whose idle teacher stops the character before a pending command (`CommandSchedule.brake_s`)."""
+    _, command, _, _, _, pending, _ = cmd
+    return (command == idle) & (pending >= 0)
 
 
 @functools.partial(jax.jit, static_argnames="hcfg")
@@ -224,8 +230,8 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, moves
     brakes = schedule.brake_s > 0 and idle >= 0 and moves is not None
     moving = jnp.linalg.norm(new.qvel[:, :2], axis=-1) > E.LOCOMOTION_SPEED
     # the idle teacher stopping the character before the pending command (`brake_s`) hands over once it is slow
-    braking = (command == idle) & (pending >= 0) if brakes else jnp.zeros((n,), bool)
-    handover = ~restart & (pending >= 0) & jnp.where(braking, ~moving | (clock + dt >= schedule.brake_s), over)
+    stopping = braking(cmd, idle) if brakes else jnp.zeros((n,), bool)
+    handover = ~restart & (pending >= 0) & jnp.where(stopping, ~moving | (clock + dt >= schedule.brake_s), over)
     # end_switch 1: every command past its clip's end switches; below 1, a draw at the step the clip ends
     # decides, and a command kept past its end is not drawn for again
     if end_switch >= 1.0:
@@ -238,7 +244,7 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, moves
     # a command that switches at its clip's end switches to standing, shown to the student as the runtime shows it
     other = jnp.where((idle >= 0) & ends_now & ~restart & (command != idle), idle, other)
     # locomotion given while braking for a gesture takes over at once: nothing waits for the stop any more
-    jump = user & braking & moves[other] if brakes else jnp.zeros((n,), bool)
+    jump = user & stopping & moves[other] if brakes else jnp.zeros((n,), bool)
     finishing = user & ~jump & ((pending >= 0) | (~over & (left <= finish_s)))
     switch = user & ~finishing  # the teacher switches now
     # standing given while moving brakes too where another teacher labels the braking than the standing one
@@ -416,8 +422,8 @@ def train_global(library: MotionLibrary, teachers: GroupTeachers, out: str | Pat
     clips = list(clips or covered)
     if missing := [c for c in clips if c not in covered]:
         raise ValueError(f"clip {missing[0]!r} has no group controller")
-    if stop_teachers is not None and (cfg.commands.brake_s <= 0 or S.idle_clip(library, clips) < 0
-                                      or stop_teachers.clip_owner[S.idle_clip(library, clips)] < 0):
+    idle = S.idle_clip(library, clips)
+    if stop_teachers is not None and (cfg.commands.brake_s <= 0 or idle < 0 or stop_teachers.clip_owner[idle] < 0):
         raise ValueError("stop teachers need commands.brake_s > 0 and a controller of the idle clip")
     stage = _Stage(library, teachers, clips, cfg, encoder, stop_teachers)
     state = stage.initial_state()

@@ -531,12 +531,12 @@ class Pipeline:
         teacher = self.recipe.stop.teacher
         if teacher is None:
             return
-        idle = idle_clip(self.lib(), self.kept_clips())
+        lib = self.lib()
+        idle = idle_clip(lib, self.kept_clips())
         if idle < 0:
             raise ValueError(f"{self.recipe.path}: stop.teacher: the recipe has no standing clip to stop into")
-        out = self.out / "stop"
         self._trainer_call(stage, self.recipe.stop.minutes, lambda limit: distill_groups(
-            self.lib(), [teacher], out, self.recipe.stop.config, clips=[self.lib().clip_ids[idle]], resume=True,
+            lib, [teacher], self.out / "stop", self.recipe.stop.config, clips=[lib.clip_ids[idle]], resume=True,
             progress=False, log=self.log, time_limit_s=limit))
         stage["samples"] = report.stage_samples(self.out, "stop", self.data)
 

@@ -175,10 +175,10 @@ def parse(raw: dict, path: Path) -> Recipe:
     if not 0 <= ex.success <= 1:
         fail("experts.success", f"must be in [0, 1], not {ex.success}")
     stages = {}
+    if "init_from" in table("stop"):
+        fail("stop.init_from", "unknown key (the stop stage starts from its teacher alone)")
     for key, cls in (("groups", GroupConfig), ("stop", GroupConfig), ("global", GlobalConfig)):
-        t = table(key)
-        if key == "stop":
-            t = {k: v for k, v in t.items() if k != "teacher"}
+        t = {k: v for k, v in table(key).items() if k != "teacher" or key != "stop"}
         cfg = _config(cls, {k: v for k, v in t.items() if k not in STAGE_KEYS}, key, fail, cls())
         stages[key] = Stage(cfg, **_fields(Stage, {k: v for k, v in t.items() if k == "minutes"}, key, fail))
         if "init_from" in t:
@@ -191,8 +191,6 @@ def parse(raw: dict, path: Path) -> Recipe:
             cfg = replace(stages[key].config, env=dict(starts=dict(state_starts=str(file))))
             stages[key] = dataclasses.replace(stages[key], config=cfg)
     stop = StopStage(config=stages["stop"].config, minutes=stages["stop"].minutes)
-    if "init_from" in table("stop"):
-        fail("stop.init_from", "unknown key (the stop stage starts from its teacher alone)")
     if "teacher" in table("stop"):
         stop = dataclasses.replace(stop, teacher=_folder(path, table("stop")["teacher"], "stop.teacher", "expert folder",
                                                          fail))
