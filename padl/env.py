@@ -30,7 +30,7 @@ from characters.character import Character
 from motions import kinematics as K
 from motions.library import MotionLibrary, sample_reference
 from padl import observations as O
-from padl.falls import LYING_HEIGHT, facing_z, fallen_states
+from padl.falls import facing_z, fallen_states, lying_clips
 from padl.rewards import RewardConfig, mean_body_pos_error, tracking_terms
 
 COUNTERS = ("episodes", "falls", "body_error_terminations", "blowups", "nan_actions")
@@ -110,7 +110,7 @@ class StartConfig:
     # `switch`): the stand-still teacher learnt to come to a stand from the other skills so (models/teachers). With
     # init "start" (evaluation) too, where `padl.evaluate.rollout` sets it explicitly.
     foreign_share: float = 0.0
-    foreign_clips: tuple[str, ...] | None = None  # library clips whose states are foreign starts; None: all
+    foreign_clips: tuple[str, ...] | None = None  # library clips whose states are foreign starts; None: all but get-ups
     # An npz of simulated states (`qpos` (P, nq), `qvel` (P, nv); `load_state_starts`) that foreign starts take
     # instead of other clips' reference states: where the runtime really hands a skill over (`superpadl
     # handover-states` records them). A teacher taught from the standing clip's reference frame fell from the same
@@ -292,8 +292,10 @@ class _Core:
             raise ValueError(f"clip {missing[0]!r} is not in the library")
         self.clips = jnp.asarray([library.index(c) for c in ids], jnp.int32)
         self.foreign = None  # the clips whose states foreign starts take: needed only where there are some
+        low = lying_clips(library)
         if config.starts.foreign_share > 0:
-            foreign = list(config.starts.foreign_clips) if config.starts.foreign_clips is not None else library.clip_ids
+            foreign = (list(config.starts.foreign_clips) if config.starts.foreign_clips is not None
+                       else [c for c, lying in zip(library.clip_ids, low) if not lying])
             if missing := [c for c in foreign if c not in library.clip_ids]:
                 raise ValueError(f"foreign clip {missing[0]!r} is not in the library")
             self.foreign = jnp.asarray([library.index(c) for c in foreign], jnp.int32)
@@ -315,8 +317,7 @@ class _Core:
         self.nv = m.nv
         self.sizes = O.obs_sizes(config.obs)
         first = np.asarray(library.sample(np.arange(len(library.clip_ids)), np.zeros(len(library.clip_ids))).qpos)
-        # a get-up clip: its reference starts on the floor, so being low is the skill, not a fall
-        self.lying = jnp.asarray(first[:, 2] < LYING_HEIGHT)
+        self.lying = jnp.asarray(low)  # being low on a get-up's reference is the skill, not a fall
         self.handover = None  # the simulated states foreign starts take (`StartConfig.state_starts`)
         if config.starts.state_starts:
             q, v = load_state_starts(config.starts.state_starts, m.nq, m.nv)
@@ -390,7 +391,7 @@ class _Core:
             u = jax.random.uniform(jax.random.fold_in(noise_key, 2), (3, m))
             if self.handover is None:
                 other = self.foreign[jnp.minimum((u[0] * len(self.foreign)).astype(jnp.int32), len(self.foreign) - 1)]
-                foreign = (u[1] < self.cfg.starts.foreign_share) & (other != clip)
+                foreign = (u[1] < self.cfg.starts.foreign_share) & (other != clip) & ~self.lying[clip]
                 src_clip = jnp.where(foreign, other, clip)
                 src_time = jnp.where(foreign, u[2] * self.duration[other], time)
                 time = jnp.where(foreign, 0.0, time)
@@ -398,7 +399,7 @@ class _Core:
             else:  # a simulated state, its history the state repeated (as a fall's)
                 size = self.handover.qpos.shape[0]
                 which = jnp.minimum((u[0] * size).astype(jnp.int32), size - 1)
-                foreign = u[1] < self.cfg.starts.foreign_share
+                foreign = (u[1] < self.cfg.starts.foreign_share) & ~self.lying[clip]  # a get-up begins lying
                 own_past = self.refs(clip, time[:, None] - jnp.arange(h) * self.dt)
                 time = jnp.where(foreign, 0.0, time)
                 past = _where(foreign, jax.tree.map(lambda x: jnp.repeat(x[which], h, axis=1), self.handover),

@@ -41,6 +41,14 @@ def fallen_states(library, count: int, seed: int = 0, seconds: float = 3.0, hold
     return q[keep], v[keep]
 
 
+def lying_clips(library) -> np.ndarray:
+    """(C,) bool: the library's get-up clips, whose first frame lies on the floor. They are no user's command (a
+    fall gives theirs) and nothing switches to them from standing; a character low on their reference has not
+    fallen."""
+    n = len(library.clip_ids)
+    return np.asarray(library.sample(np.arange(n), np.zeros(n)).qpos)[:, 2] < LYING_HEIGHT
+
+
 def facing_z(qpos) -> np.ndarray:
     """(...,) the vertical component of the root's forward (x) axis: about -1 lying face down, +1 face up, 0 upright
     (`EnvConfig.fall_starts` matches fallen states to a get-up clip's first frame by its sign)."""

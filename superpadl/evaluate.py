@@ -22,6 +22,7 @@ from padl import metrics as M
 from padl.config import replace
 from padl.env import EnvConfig
 from padl.evaluate import evaluation_env, rollout
+from padl.falls import lying_clips
 from superpadl import metrics as W
 from superpadl import policies
 from superpadl import student as S
@@ -227,11 +228,15 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
     from superpadl.runtime import IDLE_AFTER_S
 
     names, clips = zip(*agent.commands)
-    if len(set(clips)) < 2:
-        raise ValueError(f"transitions need two clips to switch between; the policy has {len(set(clips))}")
+    rows = list(range(len(clips)))
+    if len(set(clips)) > 1:  # a get-up is no user's command (`SimLoop` gives it after a fall)
+        lying = lying_clips(library)
+        rows = [r for r in rows if not lying[library.index(clips[r])]]
+    if len({clips[r] for r in rows}) < 2:
+        raise ValueError(f"transitions need two clips to switch between; the policy has {len({clips[r] for r in rows})}")
     first, second = [], []
     while len(first) < pairs:
-        a, b = rng.integers(len(names), size=2)
+        a, b = (rows[i] for i in rng.integers(len(rows), size=2))
         if clips[a] != clips[b]:
             first.append(int(a)), second.append(int(b))
     directions, gestures = checks if checks is not None else command_checks(library)

@@ -35,6 +35,7 @@ from padl.discriminator import ReplayBuffer
 from padl.config import from_dict, replace, to_dict
 from padl.env import ActionConfig, EnvConfig, EpisodeConfig, ImitationEnv, StartConfig, weighted_choice
 from padl.evaluate import evaluate_policy
+from padl.falls import lying_clips
 from padl.normalizer import update as update_normalizer
 from padl.policy import mean_action
 from padl.run import Run, Stage
@@ -141,6 +142,9 @@ class Commands(NamedTuple):
     ends: jax.Array  # (C,) a non-looping clip's duration, inf for a looping one (`student.clip_ends`)
     idle: int = -1  # the idle clip (`student.idle_clip`); -1: none
     moves: jax.Array | None = None  # (C,) bool: locomotion clips (`endurance.locomotion_directions`); None: none
+    # (C,) bool: get-up clips (`padl.falls.lying_clips`), begun only where an episode starts lying (a fall) and not
+    # switched away from until over, as `SimLoop` holds a get-up until the character stands; None: none
+    lying: jax.Array | None = None
 
 
 def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, steps: int, key, commands: Commands,
@@ -189,7 +193,8 @@ def dagger_rollout(env, carry: Carry, student, teacher, by_teacher, emb, hcfg, s
         cmd, counts = dagger_commands(S.view(new), cmd, counts, keys, commands.clips, commands.starts, commands.ends,
                                       commands.moves,
                                       env=env, hcfg=hcfg, draw_caption=commands.draw_caption, idle=commands.idle,
-                                      schedule=schedule, stop_teacher=stop_teacher is not None)
+                                      schedule=schedule, stop_teacher=stop_teacher is not None,
+                                      lying=commands.lying)
         env_state = new
     falls, switches = map(float, counts)
     return Carry(env_state, *cmd), tuple(map(jnp.stack, (xs, ys, executed))), (falls, switches)
@@ -215,7 +220,7 @@ def dagger_inputs(state, cmd, emb, key, hcfg):
 
 @functools.partial(jax.jit, static_argnames=("env", "hcfg", "draw_caption", "idle", "schedule", "stop_teacher"))
 def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, moves, env, hcfg, draw_caption, idle: int,
-                    schedule: CommandSchedule, stop_teacher: bool = False):
+                    schedule: CommandSchedule, stop_teacher: bool = False, lying=None):
     """A `dagger_rollout` step's commands after the env stepped to `new`, as one jitted call (no host sync): switches,
     handovers, idle holds and restarts, the history pushed in; `counts` (falls, user switches) accumulated."""
     hist, command, caption, clock, start, pending, shown_start = cmd
@@ -238,9 +243,13 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, moves
         ends_now = over
     else:
         ends_now = S.ending(clock, clip_end[command], dt) & (jax.random.uniform(k_end, (n,)) < end_switch)
-    user = ~restart & ~handover & ((jax.random.uniform(k_sw, (n,)) < p_switch) | (ends_now & (pending < 0)))
+    lying = jnp.zeros(clip_end.shape, bool) if lying is None else lying
+    getting_up = lying[command] & ~over  # no command cuts a get-up short
+    user = ~restart & ~handover & ~getting_up & ((jax.random.uniform(k_sw, (n,)) < p_switch)
+                                                 | (ends_now & (pending < 0)))
     to_idle = (idle >= 0) & ~restart & ~handover & ~user & over & (command != idle)
-    other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), new.clip_weights)]
+    weights = jnp.where(lying[train_clips], 0.0, new.clip_weights)  # nothing switches to a get-up
+    other = train_clips[weighted_choice(jax.random.uniform(k_clip, (n,)), weights)]
     # a command that switches at its clip's end switches to standing, shown to the student as the runtime shows it
     other = jnp.where((idle >= 0) & ends_now & ~restart & (command != idle), idle, other)
     # locomotion given while braking for a gesture takes over at once: nothing waits for the stop any more
@@ -249,7 +258,7 @@ def dagger_commands(new, cmd, counts, keys, train_clips, starts, clip_end, moves
     switch = user & ~finishing  # the teacher switches now
     # standing given while moving brakes too where another teacher labels the braking than the standing one
     brake = switch & moving & ~moves[other] & ((other != idle) | stop_teacher) if brakes else jnp.zeros((n,), bool)
-    rest = restart & (new.clip_time <= 1e-6) & (jax.random.uniform(k_rest, (n,)) < rest_switch)
+    rest = restart & (new.clip_time <= 1e-6) & ~lying[new.clip] & (jax.random.uniform(k_rest, (n,)) < rest_switch)
     first = jnp.where(rest, other, new.clip)  # the command an episode begins with
     caption = jnp.where(restart | user, draw_caption(k_cap, jnp.where(restart, first, other)), caption)
     new_root = S.root_frame(new.qpos)
@@ -304,7 +313,7 @@ class _Stage(Stage):
         moving = E.locomotion_directions(library.path)  # the clips real use judges as locomotion
         self.commands = Commands(jnp.asarray([library.index(c) for c in clips]), draw_caption,
                                  S.clip_starts(library), ends, idle,
-                                 jnp.asarray([c in moving for c in library.clip_ids]))
+                                 jnp.asarray([c in moving for c in library.clip_ids]), jnp.asarray(lying_clips(library)))
         self.in_size = S.input_size(hcfg, EMBED_DIM)
         # the runtime's start pose: the standing skill's first frame, which it idles in before any command
         self.start_qpos = E.start_pose(library, clips).astype(np.float32)

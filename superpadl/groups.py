@@ -43,6 +43,7 @@ from padl.config import from_dict, replace, to_dict
 from padl.env import ActionConfig, EnvConfig, ImitationEnv, StartConfig
 from padl.expert import disc_phase
 from padl.evaluate import evaluate_policy
+from padl.falls import lying_clips
 from padl.normalizer import update as update_normalizer
 from padl.run import Run, Stage
 from superpadl import endurance as E
@@ -103,9 +104,16 @@ class GroupConfig:
     seed: int = 0
 
 
-def make_groups(clips: list[str], cfg: GroupConfig, embeddings: np.ndarray | None = None) -> list[list[str]]:
+def make_groups(clips: list[str], cfg: GroupConfig, embeddings: np.ndarray | None = None,
+                apart: tuple[str, ...] = ()) -> list[list[str]]:
     """Clips split into ceil(C / group_size) groups: a seeded random split, or k-means on (C, D) per-clip caption
-    embeddings (`grouping="cluster"`); empty clusters are dropped."""
+    embeddings (`grouping="cluster"`); empty clusters are dropped. The clips in `apart` (get-ups, which begin lying
+    where the others begin standing) make groups of their own, split so, after the others'."""
+    if own := [c for c in clips if c in apart]:
+        rest = [i for i, c in enumerate(clips) if c not in apart]
+        split = lambda names, rows: make_groups(names, cfg, None if embeddings is None else np.asarray(embeddings)[rows])
+        return (split([clips[i] for i in rest], rest) if rest else []) + split(
+            own, [i for i, c in enumerate(clips) if c in apart])
     k = max(1, math.ceil(len(clips) / cfg.group_size))
     rng = np.random.default_rng(cfg.seed)
     if cfg.grouping == "random":
@@ -363,8 +371,9 @@ def distill_groups(library: MotionLibrary, expert_paths, out: str | Path, cfg: G
             from superpadl.text import clip_caption_embeddings
 
             emb = np.stack([e.mean(0) for e in clip_caption_embeddings(library, clips, encoder)])
+        get_ups = tuple(np.asarray(library.clip_ids)[lying_clips(library)])
         spec = {"format": FORMAT, "groups": [{"name": f"group_{g:03d}", "clips": members}
-                                             for g, members in enumerate(make_groups(clips, cfg, emb))]}
+                                             for g, members in enumerate(make_groups(clips, cfg, emb, get_ups))]}
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.write_json_atomic(spec_file, spec)
     if force:  # no group run of the earlier split is resumed later as one of this run

@@ -34,7 +34,7 @@ from motions.library import MotionLibrary, sample_reference
 from padl import observations as O
 from padl import checkpoint
 from padl.env import anchor_between, pd_targets
-from padl.falls import LYING_HEIGHT, facing_z
+from padl.falls import facing_z, lying_clips
 from padl.policy import ExpertPolicy
 from superpadl import policies
 from superpadl.endurance import first_frame
@@ -126,9 +126,9 @@ class ExpertController:
         captions, emb, idx = caption_embeddings(library_dir or library.path, self.encoder, include_flagged=True)
         # a get-up clip (its first frame lying) is no user's command: `SimLoop` gives `get_up_command` after a fall,
         # and the clip whose first frame lies on the same side as the character is played
-        first = {c: first_frame(library, c) for c in self.clip_expert}
-        self.get_up_clips = [c for c, q in first.items() if q[2] < LYING_HEIGHT]
-        self._get_up_facing = {c: np.sign(facing_z(first[c])) for c in self.get_up_clips}
+        low = lying_clips(library)
+        self.get_up_clips = [c for c in self.clip_expert if low[library.index(c)]]
+        self._get_up_facing = {c: np.sign(facing_z(first_frame(library, c))) for c in self.get_up_clips}
         self.get_up_command = GET_UP_CAPTIONS[0] if self.get_up_clips else None
         keep = [i for i, c in enumerate(idx) if library.clip_ids[c] in self.clip_expert
                 and library.clip_ids[c] not in self.get_up_clips]
@@ -269,8 +269,16 @@ class PolicyController:
         encoder = encoder or default_encoder()
         policies.check_encoder(self._encoder_record, encoder, self._where, embed=False)
         self._drive(policy.character, policy.env.physics.control_hz, policy.history, policy.act)
-        self.captions, self.caption_clips = policy.captions, policy.caption_clips
-        self.caption_emb, self.start_qpos = policy.caption_emb, policy.start_qpos
+        # a get-up clip (one captioned with GET_UP_CAPTIONS) is no user's command: what `SimLoop` commands after a
+        # fall, when the policy learnt to get up (else it restarts the character); it lasts until the character
+        # stands, not a one-shot clip's length
+        get_up = [i for i, c in enumerate(policy.captions) if c in GET_UP_CAPTIONS]
+        up_clips = {policy.caption_clips[i] for i in get_up}
+        self.get_up_command = policy.captions[get_up[0]] if get_up else None
+        self._get_up = (policy.caption_clips[get_up[0]], policy.caption_emb[get_up[0]]) if get_up else None
+        keep = [i for i, c in enumerate(policy.caption_clips) if c not in up_clips]
+        self.captions, self.caption_clips = [policy.captions[i] for i in keep], [policy.caption_clips[i] for i in keep]
+        self.caption_emb, self.start_qpos = policy.caption_emb[keep], policy.start_qpos
         self.encoder, self.snap = encoder, snap
         # before the first command the character idles: the policy's standing skill if it knows one, else the
         # PD servos hold the character's rest pose (conditioning on some caption would play that skill, unasked;
@@ -278,9 +286,7 @@ class PolicyController:
         from motions.captions import STANDING_CAPTIONS
 
         self._stand_by(next((i for i, c in enumerate(self.captions) if c in STANDING_CAPTIONS), None),
-                       policy.one_shot_s)
-        # what `SimLoop` commands after a fall, when the policy learnt to get up (else it restarts the character)
-        self.get_up_command = next((c for c in self.captions if c in GET_UP_CAPTIONS), None)
+                       {c: s for c, s in policy.one_shot_s.items() if c not in up_clips})
         self.command_text, self.matched_caption, self.similarity = None, None, None
 
     def _stand_by(self, idle: int | None, one_shot_s: dict[str, float]) -> None:
@@ -324,6 +330,9 @@ class PolicyController:
         return i, float(sim[i]), e
 
     def set_command(self, text: str) -> None:
+        if self._get_up is not None and text == self.get_up_command:
+            self.similarity, self.matched_caption, self.command_text = 1.0, text, text
+            return self._begin(*self._get_up)
         i, self.similarity, e = self._nearest(text)
         self.matched_caption, self.command_text = self.captions[i], text
         self._begin(self.caption_clips[i], self.caption_emb[i] if self.snap else e)
@@ -382,12 +391,14 @@ class GroupController(PolicyController):
         policy = path if isinstance(path, policies.GroupPolicy) else policies.GroupPolicy.load(path)
         self._drive(policy.meta.get("character", "humanoid"), policy.env.physics.control_hz, policy.history,
                     policy.act)
-        self.captions = self.caption_clips = policy.clips
-        self.caption_emb, self.start_qpos = np.eye(len(policy.clips), dtype=np.float32), np.asarray(start_qpos)
-        self.get_up_command = None
+        lying = set() if library is None else {c for c, low in zip(library.clip_ids, lying_clips(library)) if low}
+        self.captions = self.caption_clips = [c for c in policy.clips if c not in lying]  # commands: no get-ups
+        self.caption_emb = np.eye(len(policy.clips), dtype=np.float32)[[policy.clips.index(c) for c in self.captions]]
+        self.start_qpos = np.asarray(start_qpos)
+        self.get_up_command, self._get_up = None, None
         idle = idle_clip(library, policy.clips) if library is not None else -1
-        self._stand_by(policy.clips.index(library.clip_ids[idle]) if idle >= 0 else None,
-                       one_shot_durations(library, policy.clips) if idle >= 0 else {})
+        self._stand_by(self.captions.index(library.clip_ids[idle]) if idle >= 0 else None,
+                       one_shot_durations(library, self.captions) if idle >= 0 else {})
 
     def set_command(self, text: str) -> None:
         self._begin(text, self.caption_emb[self.captions.index(text)])

@@ -290,6 +290,25 @@ def test_a_command_switching_at_its_clips_end_switches_to_the_idle_clip_shown_as
     np.testing.assert_array_equal(np.asarray(carry.command), b)
 
 
+def test_a_get_up_is_neither_cut_short_nor_switched_to(lib, small_env):
+    """A get-up clip (`Commands.lying`) keeps its command until its clip is over however often a switch is drawn, as
+    `SimLoop` holds a get-up until the character stands, and no switch goes to it: clip a is the get-up here, over at
+    0.2 s (the 6th step), and a switch is drawn at every step among both clips."""
+    starts, ends = S.clip_starts(lib), jnp.full((len(lib.clip_ids),), 0.2)
+    a, b = lib.index(CLIPS[0]), lib.index(CLIPS[1])
+    for lying, want in ((a, np.where(np.arange(9) >= 6, b, a)), (None, None)):
+        flags = None if lying is None else jnp.zeros(len(lib.clip_ids), bool).at[lying].set(True)
+        _, _, labels, falls, switches = _labelled(
+            lib, small_env, small_env.reset(jax.random.key(0)), a, 9,
+            Commands(jnp.asarray([a, b]), lambda k, c: c, starts, ends, lying=flags), _schedule(1.0))
+        assert falls == 0
+        if want is not None:
+            np.testing.assert_array_equal(labels, np.broadcast_to(want[:, None], (9, 4)))
+            assert switches == 4 * 4  # at the clip's end, then every step (to b again)
+        else:  # without it the first step switches already, to a as well as to b
+            assert switches == 4 * 9 and (labels[1:6] == b).any() and (labels[1:] == a).any()
+
+
 def test_rest_switch_commands_another_clip_from_a_first_frame_start(lib):
     """`rest_switch` 1: every episode begun at a clip's first frame (0.1 s episodes, all begun there) is commanded
     a clip of `train_clips` at once (here clip b only), as a user's first command from the viewer's rest pose; with
@@ -562,6 +581,10 @@ def test_group_split_random_and_cluster():
     emb = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1], [0.05, 1]], float)
     clustered = make_groups(clips, dataclasses.replace(cfg, grouping="cluster", group_size=3), emb)
     assert sorted(map(sorted, clustered)) == [["c0", "c1"], ["c2", "c3", "c4"]]
+    # get-ups (here c1 and c3) make groups of their own, whatever their captions are near
+    apart = make_groups(clips, dataclasses.replace(cfg, grouping="cluster", group_size=3), emb, apart=("c1", "c3"))
+    assert apart == [["c0", "c2", "c4"], ["c1", "c3"]]
+    assert make_groups(clips, cfg, apart=("c1", "c3"))[-1] == ["c1", "c3"]
 
 
 def _tiny_global_config(**kw) -> GlobalConfig:

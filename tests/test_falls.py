@@ -30,23 +30,44 @@ def test_falls_end_lying_on_either_side_at_rest(falls):
     assert (side < 0).sum() >= 0.15 * len(q) and (side > 0).sum() >= 0.15 * len(q)  # face down and face up
 
 
-def test_get_up_starts_where_a_fall_left_the_character(tmp_path, falls):
-    """A clip that starts on the floor (a get-up) starts from fallen states of its own side, its reference
-    re-anchored at the character, and being low in it is no fall."""
+def _with_get_up(path, falls, standing: bool = False) -> MotionLibrary:
+    """A library of a crude get-up (from a face-down fall to the rest pose in 1 s), with a standing clip or not."""
     character = Character()
+    if standing:
+        write_synthetic_library(path, kinds=("stand",))
     q, _ = falls
     down = q[np.argmin(facing_z(q))].astype(np.float64)
     frames = 30
     w = np.linspace(0.0, 1.0, frames)[:, None]
-    qpos = (1 - w) * down + w * character.rest_qpos()  # a crude get-up: from the fallen pose to standing
+    qpos = (1 - w) * down + w * character.rest_qpos()
     qpos[:, 3:7] /= np.linalg.norm(qpos[:, 3:7], axis=1, keepdims=True)
-    writer = LibraryWriter(tmp_path / "lib", character, {})
+    writer = LibraryWriter(path, character, {})
     writer.add({"id": "getup", "captions": ["get up"], "source_file": "synthetic", "source_format": "synthetic",
                 "licence": "CC0", "labels": {}, "loop": False, "num_frames": frames, "duration_s": (frames - 1) / 30,
                 "joint_map": {}, "scale": 1.0, "qa": {}, "flagged": False, "flag_reasons": []},
                qpos, 30.0, velocities(character, qpos, 30.0))
     writer.commit()
-    env = ImitationEnv(MotionLibrary(tmp_path / "lib"), EnvConfig(num_envs=16,
+    return MotionLibrary(path)
+
+
+def test_a_get_up_is_no_foreign_start_nor_begun_from_one(tmp_path, falls):
+    """Foreign starts (`StartConfig.foreign_share`) neither put a standing clip in a get-up's lying states nor begin a
+    get-up standing: every episode starts upright on the standing clip and lying on the get-up."""
+    lib = _with_get_up(tmp_path / "lib", falls, standing=True)
+    env = ImitationEnv(lib, EnvConfig(num_envs=32, physics=PhysicsConfig(backend="mujoco", num_threads=1),
+                                      starts=StartConfig(foreign_share=1.0)))
+    s = env.reset(0)
+    qpos, clip = np.asarray(s.qpos), np.asarray(s.clip)
+    up = clip == lib.index("getup")
+    assert 0 < up.sum() < 32 and (qpos[~up, 2] > 0.7).all()
+    own = np.asarray(lib.sample(clip[up], np.asarray(s.clip_time)[up]).qpos)  # the get-up's own reference state
+    np.testing.assert_allclose(qpos[up, :3], own[:, :3], atol=1e-4)
+
+
+def test_get_up_starts_where_a_fall_left_the_character(tmp_path, falls):
+    """A clip that starts on the floor (a get-up) starts from fallen states of its own side, its reference
+    re-anchored at the character, and being low in it is no fall."""
+    env = ImitationEnv(_with_get_up(tmp_path / "lib", falls), EnvConfig(num_envs=16,
                                                                   physics=PhysicsConfig(backend="mujoco", num_threads=1),
                                                                   starts=StartConfig(fall_starts=1.0)))
     s = env.reset(0)

@@ -123,3 +123,26 @@ def test_the_expert_runtime_gets_up_by_the_get_up_clip_of_the_side_it_lies_on(tm
         c.set_command(c.get_up_command)
         assert c.clip == f"getup_{side}"
         np.testing.assert_allclose(c.anchor.points(c._ref([0.0])[0][0, :3])[:2], qpos[:2], atol=1e-4)
+
+
+def test_the_global_policy_runtime_keeps_its_get_up_from_user_commands_and_gives_it_after_a_fall():
+    """`PolicyController` of a policy with a get-up clip (one captioned "get up from the ground"): it takes no user's
+    command (a nearest-caption match never lands there), it is no one-shot clip turning into standing after its
+    length, and `SimLoop` gives it after a fall. The shipped policy, its punch relabelled as the get-up."""
+    from superpadl.policies import GlobalPolicy
+    from superpadl.runtime import DEFAULT_MODEL, PolicyController
+
+    shipped = GlobalPolicy.load(DEFAULT_MODEL)
+    punch = next(c for c in shipped.caption_clips if "punch" in c)
+    meta = dict(shipped.meta, captions=["get up from the ground" if c == punch else t
+                                        for t, c in zip(shipped.captions, shipped.caption_clips)])
+    c = PolicyController(GlobalPolicy(shipped.tree, meta))
+    assert c.get_up_command == "get up from the ground" and punch not in c.caption_clips
+    assert punch not in c.one_shot_s and len(c.captions) == len(c.caption_emb) < len(shipped.captions)
+    c.set_command("throw a punch")
+    assert c.clip != punch
+    loop = SimLoop(c.model, c)
+    loop.command("stand still")
+    knock_down(loop)
+    loop.advance(0.2)
+    assert (loop.falls, loop.restarts) == (1, 0) and c.clip == punch and c.matched_caption == c.get_up_command
