@@ -162,6 +162,8 @@ class _Stage(Stage):
         self.env = env = ImitationEnv(library, env_cfg)
         self.desc, self.label = f"group {name}", f"{name}: "
         self.G = G = len(clips)
+        low = lying_clips(library)
+        self.commands = sum(not low[library.index(c)] for c in clips)  # clips a user commands (no get-ups)
         slot_of = np.zeros(len(library.clip_ids), np.int32)
         slot_of[[library.index(c) for c in clips]] = np.arange(G)
         self.slot_of = jnp.asarray(slot_of)
@@ -281,13 +283,13 @@ class _Stage(Stage):
                                    noise=cfg.eval_noise, env_config=replace(cfg.env, physics=dict(backend="mujoco")))
         ev, success = per_clip["mean"], [per_clip[c]["success"] for c in clips]
         ev["worst_clip_success"] = min(success)
-        if cfg.eval_transitions and self.G > 1:
+        if cfg.eval_transitions and self.commands > 1:
             agent = GroupAgent(GroupTeachers(self.library, [GroupPolicy(ts, self.meta)]), self.library)
             ev["transition_success"] = transition_success(
                 agent, self.library, cfg.eval_transitions, 2.0, 3.0, np.random.default_rng(cfg.seed),
                 (self.directions, self.gestures))["success"]
         practised = success
-        if cfg.eval_real_use_minutes:
+        if cfg.eval_real_use_minutes and self.commands:
             use = E.training_eval(GroupController(GroupPolicy(ts, self.meta), self.start_qpos, self.library),
                                   self.directions, cfg.eval_real_use_minutes, cfg.seed, self.gestures)
             practised = practised_success(success, clips, use.pop("clip_served"))

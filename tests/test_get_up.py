@@ -2,9 +2,14 @@
 queue; without one, or when the get-up times out, it restarts the character."""
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import mujoco
 import numpy as np
+import pytest
 
+from padl.env import PhysicsConfig
 from superpadl import host
 from superpadl.host import HoldController, SimLoop
 
@@ -80,20 +85,19 @@ def test_shoves_fell_a_character_without_a_get_up_and_it_never_gets_up():
     assert summary["fell"] == 3 and summary["got_up_in_time"] == 0 and summary["got_up_share"] == 0.0
 
 
-def test_the_expert_runtime_gets_up_by_the_get_up_clip_of_the_side_it_lies_on(tmp_path):
-    """`ExpertController` with get-up clips (first frame lying): they are no user's command, `get_up_command` plays
-    the one whose first frame lies on the character's side (face down or up), re-anchored where it lies."""
-    import json
-
+@pytest.fixture(scope="module")
+def get_up_expert(tmp_path_factory):
+    """(folder, the lying poses): a library of two standing clips and two crude get-ups (face down and up), and an
+    untrained expert of all four in `expert`."""
     from characters.character import Character
     from motions.clip import LibraryWriter, velocities
     from motions.library import MotionLibrary
     from padl.env import EnvConfig, PhysicsConfig
     from padl.expert import ExpertConfig, train
     from padl.falls import facing_z, fallen_states
-    from superpadl.runtime import load_controller
     from synthetic import write_synthetic_library
 
+    tmp_path = tmp_path_factory.mktemp("get_up")
     character = Character()
     q, _ = fallen_states(MotionLibrary(write_synthetic_library(tmp_path / "standing")), 48, seed=0)
     lying = {"down": q[np.argmin(facing_z(q))], "up": q[np.argmax(facing_z(q))]}
@@ -111,6 +115,15 @@ def test_the_expert_runtime_gets_up_by_the_get_up_clip_of_the_side_it_lies_on(tm
     clips = ("synthetic_sway", "synthetic_stand", "getup_down", "getup_up")
     train(MotionLibrary(tmp_path / "lib"), tmp_path / "expert", ExpertConfig(env=EnvConfig(
         num_envs=2, clips=clips, physics=PhysicsConfig(backend="mujoco", num_threads=1))), iterations=0, progress=False)
+    return tmp_path, lying
+
+
+def test_the_expert_runtime_gets_up_by_the_get_up_clip_of_the_side_it_lies_on(get_up_expert):
+    """`ExpertController` with get-up clips (first frame lying): they are no user's command, `get_up_command` plays
+    the one whose first frame lies on the character's side (face down or up), re-anchored where it lies."""
+    from superpadl.runtime import load_controller
+
+    tmp_path, lying = get_up_expert
     (tmp_path / "controller.json").write_text(json.dumps(
         {"format": "padl-expert-controller", "library": "lib", "experts": ["expert"]}))
     c = load_controller(tmp_path)
@@ -146,3 +159,20 @@ def test_the_global_policy_runtime_keeps_its_get_up_from_user_commands_and_gives
     knock_down(loop)
     loop.advance(0.2)
     assert (loop.falls, loop.restarts) == (1, 0) and c.clip == punch and c.matched_caption == c.get_up_command
+
+
+def test_get_ups_are_distilled_in_a_group_of_their_own_scored_without_transitions(get_up_expert, tmp_path):
+    """The groups stage puts the get-up clips in a group of their own (they begin lying where the others stand), and
+    that group's evaluations score no transitions (no user switches to or from a get-up) instead of failing."""
+    from motions.library import MotionLibrary
+    from superpadl.groups import GroupConfig, distill_groups
+
+    folder, _ = get_up_expert
+    lib = MotionLibrary(folder / "lib")
+    cfg = GroupConfig(env=dataclasses.replace(GroupConfig().env, num_envs=4, physics=PhysicsConfig(
+        backend="mujoco", num_threads=1)), rollout_steps=4, iterations=1, bc_warmup_iterations=1, eval_every=1,
+        eval_episodes=1, eval_transitions=2)
+    results = distill_groups(lib, [folder / "expert"], tmp_path / "groups", cfg, progress=False, log=lambda m: None)
+    spec = json.loads((tmp_path / "groups" / "groups.json").read_text())
+    assert [g["clips"] for g in spec["groups"]] == [["synthetic_stand", "synthetic_sway"], ["getup_down", "getup_up"]]
+    assert "transition_success" in results["group_000"] and "transition_success" not in results["group_001"]
