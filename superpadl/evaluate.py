@@ -232,8 +232,8 @@ def transition_success(agent: Agent, library: MotionLibrary, pairs: int, switch_
     if len(set(clips)) > 1:  # a get-up is no user's command (`SimLoop` gives it after a fall)
         lying = lying_clips(library)
         rows = [r for r in rows if not lying[library.index(clips[r])]]
-    if len({clips[r] for r in rows}) < 2:
-        raise ValueError(f"transitions need two clips to switch between; the policy has {len({clips[r] for r in rows})}")
+    if (count := len({clips[r] for r in rows})) < 2:
+        raise ValueError(f"transitions need two clips to switch between; the policy has {count}")
     first, second = [], []
     while len(first) < pairs:
         a, b = (rows[i] for i in rng.integers(len(rows), size=2))

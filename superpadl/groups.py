@@ -109,11 +109,10 @@ def make_groups(clips: list[str], cfg: GroupConfig, embeddings: np.ndarray | Non
     """Clips split into ceil(C / group_size) groups: a seeded random split, or k-means on (C, D) per-clip caption
     embeddings (`grouping="cluster"`); empty clusters are dropped. The clips in `apart` (get-ups, which begin lying
     where the others begin standing) make groups of their own, split so, after the others'."""
-    if own := [c for c in clips if c in apart]:
-        rest = [i for i, c in enumerate(clips) if c not in apart]
-        split = lambda names, rows: make_groups(names, cfg, None if embeddings is None else np.asarray(embeddings)[rows])
-        return (split([clips[i] for i in rest], rest) if rest else []) + split(
-            own, [i for i, c in enumerate(clips) if c in apart])
+    if any(c in apart for c in clips):
+        parts = [[i for i, c in enumerate(clips) if (c in apart) == side] for side in (False, True)]
+        return [g for rows in parts if rows for g in make_groups(
+            [clips[i] for i in rows], cfg, None if embeddings is None else np.asarray(embeddings)[rows])]
     k = max(1, math.ceil(len(clips) / cfg.group_size))
     rng = np.random.default_rng(cfg.seed)
     if cfg.grouping == "random":
